@@ -1,0 +1,1 @@
+"""One module per `python -m core` subcommand (see core/__main__.py)."""

@@ -1,0 +1,54 @@
+"""`python -m core prepare`: decode a dataset once and cache its log-mels (full band and low-pass)."""
+
+import argparse
+from pathlib import Path
+
+NAME = "prepare"
+HELP = "decode every clip of a dataset and cache its log-mel features (parallel, resumable)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path,
+                        help="dataset folder: Common Voice (<locale>/clips + validated.tsv) or <lang>/*.wav")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="cache folder (default: data/cache/<dataset name>-<hash>)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    add_feature_arguments(parser)
+
+
+def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    """The feature parameters, shared by every command that computes features."""
+    from core.features import HOP_MS, N_MELS, WIN_MS
+    from core.audio import LOWPASS_HZ
+
+    group = parser.add_argument_group("features")
+    group.add_argument("--n-mels", type=int, default=N_MELS, help="mel bands (default %(default)s)")
+    group.add_argument("--win-ms", type=float, default=WIN_MS, help="window, ms (default %(default)s)")
+    group.add_argument("--hop-ms", type=float, default=HOP_MS, help="hop, ms (default %(default)s)")
+    group.add_argument("--lowpass-hz", type=float, default=LOWPASS_HZ,
+                       help="cutoff of the low-pass variant, Hz (default %(default)s)")
+
+
+def feature_config(args: argparse.Namespace):
+    from core.features import FeatureConfig
+
+    return FeatureConfig(n_mels=args.n_mels, win_ms=args.win_ms, hop_ms=args.hop_ms, lowpass_hz=args.lowpass_hz)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.cache import prepared_dataset
+    from core.progress import tqdm_progress
+
+    with tqdm_progress("prepare", unit="clip") as on_progress:
+        index = prepared_dataset(args.data, args.cache, feature_config(args), workers=args.workers,
+                                 on_progress=on_progress)
+    seconds = index.attrs["seconds"]
+    audio_s = index["duration"].sum()
+    print(f"prepared {len(index)} clips of {index['language'].nunique()} languages "
+          f"({index.attrs['new']} new, {len(index) - index.attrs['new'] + index.attrs['failed']} cached, "
+          f"{index.attrs['failed']} failed), {audio_s / 60:.1f} min of audio in {seconds:.1f} s "
+          f"-> {index.attrs['cache_dir']}")
+    if index.attrs["failed"]:
+        print(f"{index.attrs['failed']} clip(s) could not be decoded; their reasons are in "
+              f"{index.attrs['cache_dir']}/index.jsonl")
+    return 0

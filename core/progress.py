@@ -1,0 +1,24 @@
+"""Progress for the CLI: core reports through ``on_progress(done, total, **metrics)`` callbacks,
+and this turns one into a tqdm bar. The UI turns the same callback into ``st.progress``."""
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+
+@contextmanager
+def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., None]]:
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit=unit, dynamic_ncols=True)
+
+    def on_progress(done: int, total: int, **metrics) -> None:
+        bar.total = total
+        if metrics:
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()},
+                            refresh=False)
+        bar.update(done - bar.n)  # tqdm redraws at most every mininterval
+
+    try:
+        yield on_progress
+    finally:
+        bar.close()
