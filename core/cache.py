@@ -103,7 +103,8 @@ def prepare(
     if todo:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         jobs = [(key, path, str(cache.clip_path(key)), config, max_seconds) for key, path in todo]
-        with open(cache.root / INDEX_NAME, "a") as index, _pool(workers) as pool:
+        with open(cache.root / INDEX_NAME, "a+") as index, _pool(workers) as pool:
+            _end_partial_line(index)
             results = pool.imap_unordered(_featurize, jobs, chunksize=4) if pool else map(_featurize, jobs)
             for n_new, row in enumerate(results, 1):
                 index.write(json.dumps(row) + "\n")
@@ -140,6 +141,14 @@ class _pool:
         if self.pool:
             self.pool.terminate() if exc[0] else self.pool.close()
             self.pool.join()
+
+
+def _end_partial_line(handle) -> None:
+    """After a kill mid-line, start on a fresh line so the next entry isn't glued to the torn one."""
+    if handle.tell() > 0:
+        handle.seek(handle.tell() - 1)
+        if handle.read(1) != "\n":
+            handle.write("\n")
 
 
 def _quiet_worker() -> None:

@@ -1,0 +1,34 @@
+# deepLanguage: `make run` opens the dashboard, `make test` runs every test. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: setup demo-corpus run test bench clean
+
+setup: $(STAMP)
+
+# Reinstall only when requirements.txt changes.
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+demo-corpus: setup
+	$(PY) -m core demo-corpus
+
+run: demo-corpus
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
+		--browser.gatherUsageStats false
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf data/cache .pytest_cache

@@ -1,0 +1,51 @@
+"""Checkpoints: one dict per run, written atomically, loaded with ``weights_only=True``.
+
+A checkpoint holds plain data only (tensors, numbers, strings, lists, dicts): the model's
+kind and config, its ``state_dict``, the optimizer's, the epoch, the best metric, the label
+list, the feature parameters and the normalisation. Loading never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from core.errors import DeepLanguageError
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
+    """Write ``checkpoint`` to ``path`` through a temporary file, so a crash never leaves half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(checkpoint, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())  # the rename must not land before the bytes do
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint safely: a missing, truncated, corrupt or code-carrying file is a clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise DeepLanguageError(f"checkpoint {path} does not exist. Check the path, or train a model first.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise DeepLanguageError(
+            f"checkpoint {path} was refused: it holds objects other than plain data ({str(error).splitlines()[0]}). "
+            f"Only load checkpoints you trust, re-saved with weights only."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise DeepLanguageError(
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}). Delete it, or resume from "
+            f"an earlier one."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise DeepLanguageError(f"checkpoint {path} is not a deepLanguage checkpoint (expected a dict).")
+    return checkpoint

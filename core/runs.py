@@ -1,0 +1,152 @@
+"""Runs on disk: one directory per training run under ``checkpoints/runs/``.
+
+A run directory holds::
+
+    config.json     what was asked: kind, model, training and feature configs, dataset
+    metrics.jsonl   one JSON line per epoch, appended as each ends
+    progress.json   the latest step: done, total, live metrics (rewritten, throttled)
+    status.json     state (running, finished, failed, stopped), pid, times, error
+    last.pt         checkpoint after every epoch; best.pt on each improvement
+    lock            held (flock) by the process training it, for as long as it lives
+
+The lock is what makes a run's state known without guessing: the kernel drops it when the
+process dies, even by kill -9, so "running" with a free lock means the run died.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from core.errors import DeepLanguageError
+from core.paths import CHECKPOINTS_DIR
+
+RUNS_DIR = CHECKPOINTS_DIR / "runs"
+STATES = ("running", "finished", "failed", "stopped")
+
+
+def write_json(path: Path, value) -> None:
+    """Atomic JSON write: a temporary file renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def create_run(kind: str, config: dict, runs_dir: str | Path = RUNS_DIR, name: str | None = None) -> Path:
+    """Make a new, never shared run directory ``<kind>-<time>-<random>`` and store its config."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stem = name or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    run_dir = runs_dir / stem
+    try:
+        run_dir.mkdir()  # atomic: two launches at once can never both get it
+    except FileExistsError:
+        raise DeepLanguageError(f"run {run_dir} already exists; choose another name or resume it.") from None
+    write_json(run_dir / "config.json", {"kind": kind, **config})
+    write_json(run_dir / "status.json", {"state": "created", "created": time.time()})
+    return run_dir
+
+
+class RunLock:
+    """Exclusive ownership of a run by one live process (``with RunLock(run_dir): train...``)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.handle = open(self.run_dir / "lock", "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise DeepLanguageError(
+                f"run {self.run_dir.name} is already being trained by another process; stop it first."
+            ) from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()  # closing releases the lock
+
+
+def is_locked(run_dir: str | Path) -> bool:
+    """True while some live process holds the run's lock."""
+    lock = Path(run_dir) / "lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def set_status(run_dir: str | Path, state: str, **extra) -> None:
+    run_dir = Path(run_dir)
+    status = read_json(run_dir / "status.json", {})
+    status.update(extra, state=state, updated=time.time())
+    if state == "running":
+        status.update(pid=os.getpid(), host=socket.gethostname(), error="")
+    write_json(run_dir / "status.json", status)
+
+
+def run_status(run_dir: str | Path) -> dict:
+    """The run's status, corrected by its lock: a 'running' run nobody holds has died."""
+    run_dir = Path(run_dir)
+    status = read_json(run_dir / "status.json", {"state": "created"})
+    if status.get("state") == "running" and not is_locked(run_dir):
+        status = {**status, "state": "failed",
+                  "error": status.get("error") or "the training process died (killed or crashed); resume it"}
+    return status
+
+
+def append_metrics(run_dir: str | Path, row: dict) -> None:
+    with open(Path(run_dir) / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(row, default=float) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Every complete metrics line; a line cut short by a crash is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def truncate_metrics(run_dir: str | Path, n_epochs: int) -> None:
+    """Keep only the first ``n_epochs`` lines: on resume, epochs after the checkpoint are redone."""
+    rows = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= n_epochs]
+    path = Path(run_dir) / "metrics.jsonl"
+    tmp = path.with_name(".metrics.jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[Path]:
+    """Every run directory, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.exists():
+        return []
+    runs = [p for p in runs_dir.iterdir() if (p / "config.json").exists()]
+    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,0 +1,93 @@
+"""What several pages share: the dataset picker, cached loaders and the clip viewer.
+
+All of the app's caching lives here: arrays and tables under ``st.cache_data``, models
+under ``st.cache_resource``. Pages call these, and these call ``core``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import DeepLanguageError, audio, datasets, features, plots
+from core.paths import DEMO_CORPUS_DIR, cv_sample_dir
+
+DEMO, CV_SAMPLE, CUSTOM = "Demo corpus (synthetic, built here)", "Common Voice sample (shared)", "A folder on this machine"
+
+
+def dataset_picker(key: str = "dataset") -> Path | None:
+    """Sidebar choice of a dataset; returns its folder, or None after telling the user what's missing."""
+    choices = [DEMO] + ([CV_SAMPLE] if cv_sample_dir().exists() else []) + [CUSTOM]
+    choice = st.sidebar.selectbox("Dataset", choices, key=f"{key}_choice")
+    if choice == DEMO:
+        if not (DEMO_CORPUS_DIR / ".complete").exists():
+            st.info("The demo corpus has not been built yet (about 30 s).")
+            if st.button("Build the demo corpus", key=f"{key}_build"):
+                build_demo_corpus()
+            return None
+        return DEMO_CORPUS_DIR
+    if choice == CV_SAMPLE:
+        return cv_sample_dir()
+    typed = st.sidebar.text_input("Dataset folder", key=f"{key}_path",
+                                  placeholder="/data/cv-corpus/es or /data/my-clips")
+    if not typed:
+        st.info("Type the path of a Common Voice download (<locale>/clips + validated.tsv) "
+                "or of a folder holding one sub-folder of clips per language.")
+        return None
+    path = Path(typed).expanduser()
+    if not path.is_dir():
+        st.error(f"{path} is not a folder on this machine. Check the path.")
+        return None
+    return path
+
+
+def build_demo_corpus() -> None:
+    from core.demo_corpus import build_demo_corpus as build
+
+    bar = st.progress(0.0, text="Synthesizing the demo corpus...")
+    build(on_progress=lambda done, total, **_: bar.progress(done / max(total, 1),
+                                                              text=f"Synthesizing: {done}/{total}"))
+    bar.empty()
+    st.rerun()
+
+
+@st.cache_data(show_spinner="Reading the dataset...")
+def load_manifest(folder: str) -> pd.DataFrame:
+    return datasets.read_dataset(folder)
+
+
+def manifest_or_stop(folder: Path) -> pd.DataFrame:
+    """The dataset's manifest, or a clear message and a stopped page."""
+    try:
+        return load_manifest(str(folder))
+    except DeepLanguageError as error:
+        st.error(str(error))
+        st.stop()
+
+
+@st.cache_data(max_entries=64)
+def load_clip(source: str | bytes, name: str | None = None) -> np.ndarray:
+    return audio.load_audio(source, name=name)
+
+
+@st.cache_data(max_entries=64)
+def mel_pair(clip: np.ndarray, config: features.FeatureConfig = features.FeatureConfig()):
+    return features.log_mel_pair(clip, config)
+
+
+def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = features.FeatureConfig()) -> None:
+    """Player, waveform, and the full-band and low-pass log-mels side by side."""
+    full, low = mel_pair(clip, config)
+    play_full, play_low = st.columns(2)
+    play_full.audio(audio.to_wav_bytes(clip), format="audio/wav")
+    play_full.caption("Full band")
+    play_low.audio(audio.to_wav_bytes(audio.lowpass(clip, config.lowpass_hz)), format="audio/wav")
+    play_low.caption(f"Low-pass below {config.lowpass_hz:.0f} Hz: what low-pass pretraining hears")
+    st.plotly_chart(plots.waveform_figure(clip), key=f"{key}_wave")
+    left, right = st.columns(2)
+    left.plotly_chart(plots.mel_figure(full, config.frames_per_second, "Log-mel, full band"), key=f"{key}_full")
+    right.plotly_chart(plots.mel_figure(low, config.frames_per_second,
+                                        f"Log-mel, low-pass < {config.lowpass_hz:.0f} Hz"), key=f"{key}_low")

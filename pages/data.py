@@ -1,0 +1,41 @@
+"""Data: choose a dataset, see who speaks how much, and look at and listen to its clips."""
+
+import streamlit as st
+
+from core import DeepLanguageError, datasets, plots
+from pages.common import dataset_picker, load_clip, manifest_or_stop, show_clip
+
+folder = dataset_picker("data")
+st.title("Data")
+if folder is None:
+    st.stop()
+
+manifest = manifest_or_stop(folder)
+missing = manifest.attrs.get("missing", 0)
+st.caption(f"{folder} · {len(manifest)} clips · {manifest['language'].nunique()} languages · "
+           f"{manifest['speaker'].nunique()} speakers · {manifest['duration'].sum() / 60:.1f} min"
+           + (f" · {missing} clips listed but missing on disk" if missing else ""))
+if manifest.attrs.get("speakers_known") is False:
+    st.warning("This folder has no speaker sub-folders, so each clip counts as its own speaker and "
+               "splits can't be guaranteed speaker-disjoint. Use <lang>/<speaker>/*.wav to fix that.")
+
+st.dataframe(datasets.summarize(manifest), hide_index=True, key="data_summary")
+figures = plots.language_stats_figures(manifest)
+left, right = st.columns(2)
+left.plotly_chart(figures["languages"], key="data_languages")
+right.plotly_chart(figures["speakers"], key="data_speakers")
+st.plotly_chart(figures["durations"], key="data_durations")
+
+st.subheader("Clips")
+language = st.selectbox("Language", sorted(manifest["language"].unique()), key="data_language")
+clips = manifest[manifest["language"] == language].reset_index(drop=True)
+row = st.selectbox("Clip", clips.index, key="data_clip",
+                   format_func=lambda i: f"{clips.at[i, 'speaker'][:10]} · {clips.at[i, 'duration']:.1f} s · "
+                                         f"{clips.at[i, 'sentence'][:60]}")
+try:
+    clip = load_clip(clips.at[row, "path"])
+except DeepLanguageError as error:
+    st.error(str(error))
+    st.stop()
+st.markdown(f"**{clips.at[row, 'sentence']}**")
+show_clip(clip, key="data_clip_view")

@@ -1,0 +1,63 @@
+"""Shared fixtures: synthetic clips in every format, and the shared Common Voice sample."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.paths import cv_sample_dir  # noqa: E402
+
+SR = 16000
+
+
+def speechlike(seconds: float = 2.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """A voiced, syllable-rate modulated harmonic signal with pauses: passes as speech for the VAD."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 120 + 20 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 2  # 4 syllables a second, silent gaps
+    return (0.3 * voiced * envelope + 1e-4 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def cv_sample() -> Path:
+    path = cv_sample_dir()
+    if not path.exists():
+        pytest.skip(f"the shared Common Voice sample is absent ({path}); set DEEPLANGUAGE_CV_SAMPLE to it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_files(tmp_path_factory) -> dict[str, Path]:
+    """The same 2 s clip written in every format the project reads."""
+    folder = tmp_path_factory.mktemp("formats")
+    audio = speechlike()
+    files = {}
+    for suffix, kwargs in {
+        "wav": {"format": "WAV", "subtype": "PCM_16"},
+        "flac": {"format": "FLAC"},
+        "mp3": {"format": "MP3"},
+        "ogg": {"format": "OGG", "subtype": "VORBIS"},
+        "opus": {"format": "OGG", "subtype": "OPUS"},
+    }.items():
+        path = folder / f"clip.{suffix}"
+        rate = 48000 if suffix == "opus" else SR  # opus only runs at 48 kHz
+        data = audio if rate == SR else np.interp(np.arange(len(audio) * 3) / 3, np.arange(len(audio)), audio)
+        sf.write(path, data.astype(np.float32), rate, **kwargs)
+        files[suffix] = path
+    if shutil.which("ffmpeg"):
+        for suffix, codec in {"m4a": "aac", "webm": "libopus"}.items():
+            path = folder / f"clip.{suffix}"
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(files["wav"]), "-c:a", codec, str(path)],
+                           check=True)
+            files[suffix] = path
+    return files

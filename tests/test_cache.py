@@ -1,0 +1,83 @@
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from core import cache, datasets
+from core.features import FeatureConfig, log_mel_pair
+from core.audio import load_audio
+from core.errors import DeepLanguageError
+
+
+@pytest.fixture()
+def small_dataset(cv_sample, tmp_path):
+    """Two locales, 8 clips each, and the path of one clip to break."""
+    for lang in ("ja", "es"):
+        (tmp_path / "data" / lang / "clips").mkdir(parents=True)
+        lines = (cv_sample / lang / "validated.tsv").read_text().splitlines()
+        keep = [lines[0]] + lines[1:9]
+        for line in keep[1:]:
+            name = line.split("\t")[1]
+            shutil.copy(cv_sample / lang / "clips" / name, tmp_path / "data" / lang / "clips" / name)
+        (tmp_path / "data" / lang / "validated.tsv").write_text("\n".join(keep) + "\n")
+    broken = tmp_path / "data" / "es" / "clips" / keep[1].split("\t")[1]
+    return tmp_path / "data", broken
+
+
+def test_prepare_caches_both_variants_and_resumes(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    calls = []
+    index = cache.prepare(manifest, tmp_path / "cache", workers=2, on_progress=lambda d, t, **m: calls.append(d))
+    assert index.attrs["new"] == 16 and not index["error"].astype(bool).any()
+    assert calls[-1] == 16
+    store = cache.FeatureCache(tmp_path / "cache")
+    row = index.iloc[0]
+    full, low = log_mel_pair(load_audio(row["path"]))
+    np.testing.assert_allclose(store.load(row["key"], normalize=False), full, atol=0.01)  # float16 on disk
+    np.testing.assert_allclose(store.load(row["key"], lowpass=True, normalize=False), low, atol=0.01)
+    assert store.load(row["key"]).shape == (64, row["n_frames"])
+    # Second run: nothing to do.
+    again = cache.prepare(manifest, tmp_path / "cache", workers=2)
+    assert again.attrs["new"] == 0
+    assert list(again["key"]) == list(index["key"])
+
+
+def test_a_killed_run_keeps_what_it_finished(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    cache.prepare(manifest, tmp_path / "cache", workers=1)
+    store = cache.FeatureCache(tmp_path / "cache")
+    index_file = store.root / cache.INDEX_NAME
+    lines = index_file.read_text().splitlines()
+    # Simulate a kill after 5 clips, mid-way through writing the 6th line.
+    index_file.write_text("\n".join(lines[:5]) + "\n" + lines[5][:17])
+    for stray in lines[5:]:
+        store.clip_path(json.loads(stray)["key"]).unlink()
+    resumed = cache.prepare(manifest, tmp_path / "cache", workers=1)
+    assert resumed.attrs["new"] == 11
+    assert (resumed["n_frames"] > 0).all()
+
+
+def test_changed_parameters_or_files_invalidate(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    cache.prepare(manifest, tmp_path / "cache", workers=1)
+    other = cache.prepare(manifest, tmp_path / "cache", FeatureConfig(n_mels=40), workers=1)
+    assert other.attrs["new"] == 16
+    assert cache.FeatureCache(tmp_path / "cache", FeatureConfig(n_mels=40)).load(other["key"][0]).shape[0] == 40
+    # Touching one file changes its key: only it is redone.
+    path = manifest["path"][3]
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["new"] == 1
+
+
+def test_broken_clips_are_reported_not_fatal(small_dataset, tmp_path):
+    data, broken = small_dataset
+    broken.write_bytes(b"garbage" * 50)
+    index = cache.prepared_dataset(data, tmp_path / "cache", workers=2)
+    assert index.attrs["failed"] == 1 and len(index) == 15
+    with pytest.raises(DeepLanguageError, match="empty"):
+        cache.prepare(datasets.read_dataset(data).iloc[:0], tmp_path / "cache")

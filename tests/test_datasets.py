@@ -1,0 +1,96 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from core import datasets
+from core.errors import DeepLanguageError
+from tests.conftest import SR, speechlike
+
+
+def test_common_voice_sample_reads_with_speakers_and_durations(cv_sample):
+    manifest = datasets.read_dataset(cv_sample)
+    assert set(manifest.columns) >= {"path", "language", "speaker", "duration", "sentence"}
+    assert manifest["language"].nunique() == 12
+    assert len(manifest) > 800
+    assert manifest["duration"].between(0.1, 30).all()
+    assert manifest.groupby("language")["speaker"].nunique().min() >= 10
+
+
+def test_one_locale_folder_reads_alone(cv_sample):
+    manifest = datasets.read_dataset(cv_sample / "es")
+    assert set(manifest["language"]) == {"es"}
+
+
+def test_speaker_splits_are_disjoint_and_near_their_fractions(cv_sample):
+    manifest = datasets.assign_splits(datasets.read_dataset(cv_sample), seed=3)
+    speakers = {s: set(manifest.loc[manifest["split"] == s, "speaker"]) for s in datasets.SPLITS}
+    assert not speakers["train"] & speakers["validation"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["validation"] & speakers["test"]
+    share = manifest["split"].value_counts(normalize=True)
+    assert 0.55 < share["train"] < 0.85 and share["test"] > 0.08
+    # Every language is in every split.
+    assert (manifest.groupby("split")["language"].nunique() == 12).all()
+
+
+def test_leakage_check_catches_a_planted_leak(cv_sample):
+    manifest = datasets.assign_splits(datasets.read_dataset(cv_sample), seed=0)
+    datasets.check_leakage(manifest)
+    leaky = manifest.copy()
+    speaker = leaky.loc[leaky["split"] == "train", "speaker"].iloc[0]
+    victim = leaky.index[(leaky["speaker"] == speaker)][0]
+    leaky.loc[victim, "split"] = "test"
+    if (leaky["speaker"] == speaker).sum() == 1:  # a one-clip speaker can't leak: plant a copy instead
+        leaky = pd.concat([leaky, leaky.loc[[victim]].assign(split="train")])
+    with pytest.raises(datasets.SpeakerLeakError, match="more than one split"):
+        datasets.check_leakage(leaky)
+
+
+def test_balance_and_min_duration(cv_sample):
+    manifest = datasets.read_dataset(cv_sample)
+    balanced = datasets.balance(manifest, seed=1)
+    counts = balanced["language"].value_counts()
+    assert counts.nunique() == 1 and counts.iloc[0] == manifest["language"].value_counts().min()
+    assert set(datasets.balance(manifest, 10)["language"].value_counts()) == {10}
+    longer = datasets.filter_min_duration(manifest, 3.0)
+    assert (longer["duration"] >= 3.0).all() and len(longer) < len(manifest)
+
+
+def test_folder_per_language_with_and_without_speakers(tmp_path):
+    for lang in ("xx", "yy"):
+        for speaker in ("ann", "bob"):
+            (tmp_path / "nested" / lang / speaker).mkdir(parents=True)
+            for i in range(2):
+                sf.write(tmp_path / "nested" / lang / speaker / f"{i}.wav", speechlike(0.5), SR)
+        (tmp_path / "flat" / lang).mkdir(parents=True)
+        sf.write(tmp_path / "flat" / lang / "a.flac", speechlike(0.5), SR)
+    (tmp_path / "flat" / "xx" / "notes.txt").write_text("not audio")
+    nested = datasets.read_dataset(tmp_path / "nested")
+    assert len(nested) == 8 and nested["speaker"].nunique() == 4 and nested.attrs["speakers_known"]
+    assert np.allclose(nested["duration"], 0.5)
+    flat = datasets.read_dataset(tmp_path / "flat")
+    assert len(flat) == 2 and not flat.attrs["speakers_known"]
+
+
+def test_common_voice_with_splits_and_missing_clips(cv_sample, tmp_path):
+    locale = tmp_path / "es"
+    shutil.copytree(cv_sample / "es", locale)
+    table = pd.read_csv(locale / "validated.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table.iloc[:10].to_csv(locale / "test.tsv", sep="\t", index=False)
+    (locale / "clips" / table["path"].iloc[-1]).unlink()
+    manifest = datasets.read_dataset(locale)
+    assert manifest.attrs["missing"] == 1 and len(manifest) == len(table) - 1
+    assert (manifest["cv_split"] == "test").sum() == 10
+
+
+def test_bad_dataset_paths_are_clear(tmp_path):
+    with pytest.raises(DeepLanguageError, match="does not exist"):
+        datasets.read_dataset(tmp_path / "nowhere")
+    with pytest.raises(DeepLanguageError, match="no audio clips found"):
+        datasets.read_dataset(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(DeepLanguageError, match="is a file"):
+        datasets.read_dataset(tmp_path / "file.txt")

@@ -1,0 +1,70 @@
+import librosa
+import numpy as np
+import pytest
+
+from core import audio
+from core.features import FeatureConfig, log_mel, log_mel_pair, normalize_utterance
+from tests.conftest import SR, speechlike
+
+
+def _librosa_reference(clip, config):
+    power = librosa.feature.melspectrogram(
+        y=clip, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        win_length=config.win_length, n_mels=config.n_mels, center=True, pad_mode="constant")
+    log = np.log10(np.maximum(power, 1e-10))
+    return np.maximum(log, log.max() - 8)
+
+
+@pytest.mark.parametrize("n_mels", [40, 64, 80])
+def test_log_mel_matches_librosa(n_mels):
+    config = FeatureConfig(n_mels=n_mels)
+    clip = speechlike(1.5)
+    ours = log_mel(clip, config)
+    assert ours.shape == (n_mels, 1 + len(clip) // config.hop_length) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, _librosa_reference(clip, config), atol=1e-4)
+
+
+def test_defaults_are_25ms_10ms_64_mels():
+    config = FeatureConfig()
+    assert (config.win_length, config.hop_length, config.n_fft, config.n_mels) == (400, 160, 512, 64)
+    assert config.frames_per_second == 100
+
+
+def test_path_array_and_tensor_give_identical_features(clip_files):
+    import torch
+
+    from_path = log_mel(clip_files["flac"])
+    clip = audio.load_audio(clip_files["flac"])
+    np.testing.assert_array_equal(from_path, log_mel(clip))
+    np.testing.assert_array_equal(from_path, log_mel(torch.from_numpy(clip)))
+
+
+def test_lowpass_variant_is_the_filtered_clip_and_drops_high_bands():
+    config = FeatureConfig()
+    clip = speechlike(2.0)
+    full, low = log_mel_pair(clip, config)
+    np.testing.assert_array_equal(low, log_mel(clip, config, lowpass=True))
+    bands = librosa.mel_frequencies(config.n_mels + 2, fmax=SR / 2)[1:-1]
+    below, above = bands < 350, bands > 1000
+    # Below the cutoff the spectral low-pass agrees with filtering the waveform (edges aside).
+    filtered = log_mel(audio.lowpass(clip), config)
+    assert np.median(np.abs(low[below] - filtered[below])) < 0.05
+    # Above it: at the floor, 80 dB under the peak, where the full band has energy.
+    assert np.allclose(low[above], low.max() - 8, atol=1e-3)
+    harmonics = (bands > 1000) & (bands < 1400)  # the test signal's top harmonics live here
+    assert full[harmonics].mean() > low[harmonics].mean() + 2
+
+
+def test_config_key_changes_with_any_parameter():
+    keys = {FeatureConfig().key(), FeatureConfig(n_mels=80).key(), FeatureConfig(hop_ms=20).key(),
+            FeatureConfig(lowpass_hz=300).key()}
+    assert len(keys) == 4
+    assert FeatureConfig().key() == FeatureConfig().key()
+
+
+def test_normalisation_is_per_band():
+    features = np.random.default_rng(0).normal(3, 2, size=(64, 200)).astype(np.float32)
+    normed = normalize_utterance(features)
+    np.testing.assert_allclose(normed.mean(axis=1), 0, atol=1e-4)
+    np.testing.assert_allclose(normed.std(axis=1), 1, atol=1e-3)
+    assert np.all(normalize_utterance(np.ones((4, 10), np.float32)) == 0)  # constant bands stay finite
