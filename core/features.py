@@ -101,9 +101,20 @@ def _window(config: FeatureConfig) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _lowpass_weights(config: FeatureConfig) -> np.ndarray:
-    """|H(f)|^2 of the zero-phase low-pass on each STFT bin, ``(n_fft // 2 + 1, 1)``."""
+    """|H(f)|^2 of the zero-phase low-pass on the STFT bins it lets through, ``(n_kept, 1)``.
+
+    Bins attenuated by more than 200 dB are dropped: they can't lift any band above the
+    80 dB floor, and skipping them makes the low-pass mel nearly free.
+    """
     freqs = np.fft.rfftfreq(config.n_fft, 1 / config.sample_rate)
-    return lowpass_gain(freqs, config.lowpass_hz, config.sample_rate)[:, None]
+    gain = lowpass_gain(freqs, config.lowpass_hz, config.sample_rate)
+    return gain[: int(np.flatnonzero(gain > 1e-20).max()) + 1, None]
+
+
+def _lowpass_mel(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    weights = _lowpass_weights(config)
+    n_kept = len(weights)
+    return mel_filters(config)[:, :n_kept] @ (power[:n_kept] * weights)
 
 
 def power_spectrogram(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -124,8 +135,7 @@ def log_mel_pair(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> 
     what filtering the waveform with :func:`core.audio.lowpass` does to it, at no extra STFT.
     """
     power = power_spectrogram(audio, config)
-    filters = mel_filters(config)
-    return _log(filters @ power), _log(filters @ (power * _lowpass_weights(config)))
+    return _log(mel_filters(config) @ power), _log(_lowpass_mel(power, config))
 
 
 def log_mel(
@@ -145,9 +155,7 @@ def log_mel(
         source = source.detach().cpu().numpy()
     audio = load_audio(source, config.sample_rate)
     power = power_spectrogram(audio, config)
-    if lowpass:
-        power = power * _lowpass_weights(config)
-    features = _log(mel_filters(config) @ power)
+    features = _log(_lowpass_mel(power, config) if lowpass else mel_filters(config) @ power)
     return normalize_utterance(features) if normalize else features
 
 
