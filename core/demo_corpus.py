@@ -57,6 +57,7 @@ _ESPEAK_CHARS_UTF8 = 1
 _ESPEAK_RATE, _ESPEAK_VOLUME, _ESPEAK_PITCH, _ESPEAK_WORDGAP = 1, 2, 3, 7
 # Below espeak's default of 100 so that loud variants (m7 peaks at 99.6 % there) never clip.
 _ESPEAK_VOLUME_LEVEL = 80
+_ESPEAK_RAND_SEED = 1
 
 # Common Voice locale -> espeak-ng base voices; voice k of a language uses base k % len, so
 # languages with several accents (es/es-419, en-us/en, pt-br/pt) get both.
@@ -73,11 +74,12 @@ ESPEAK_BASES = {
 DEMO_LANGUAGES = tuple(ESPEAK_BASES)
 
 # espeak-ng voice variants (files in espeak-ng-data/voices/!v) and the gender each one sounds.
-# `klatt` keeps the base voice's (male) pitch; the whisper variants are left out: unvoiced.
+# `klatt3` (Klatt synthesis, the base voice's male pitch) rather than `klatt`, whose source came
+# out buzzy and barely voiced; `croak` is creaky on purpose; the whisper variants are unvoiced.
 VOICE_VARIANTS = (
     ("m1", "male"), ("f1", "female"), ("m2", "male"), ("f2", "female"),
     ("m3", "male"), ("f3", "female"), ("m4", "male"), ("f4", "female"),
-    ("m7", "male"), ("f5", "female"), ("klatt", "male"), ("steph", "female"),
+    ("m7", "male"), ("f5", "female"), ("klatt3", "male"), ("steph", "female"),
     ("croak", "male"), ("Annie", "female"),
 )
 N_VOICES = len(VOICE_VARIANTS)  # per language, one speaker each
@@ -606,6 +608,9 @@ class _Espeak:
         self._lib.espeak_SetParameter(_ESPEAK_PITCH, voice.pitch, 0)
         self._lib.espeak_SetParameter(_ESPEAK_WORDGAP, voice.word_gap, 0)
         self._lib.espeak_SetParameter(_ESPEAK_VOLUME, _ESPEAK_VOLUME_LEVEL, 0)
+        # Breathy variants (f2, f3, f5) mix in noise from espeak's own generator, which it seeds
+        # from the clock: a fixed seed per utterance makes them repeatable.
+        self._lib.espeak_ng_SetRandSeed(ctypes.c_long(_ESPEAK_RAND_SEED))
         self._chunks.clear()
         data = text.encode() + b"\0"
         self._lib.espeak_Synth(data, len(data), 0, 0, 0, _ESPEAK_CHARS_UTF8, None, None)
@@ -632,13 +637,15 @@ def _speech(espeak: _Espeak, language: str, text: str, voice: Voice) -> np.ndarr
 
 def _noise(rng: np.random.Generator, n_samples: int) -> np.ndarray:
     """Unit-RMS white or pink (1/f power) noise: room hiss and hum are rarely white."""
-    white = rng.standard_normal(n_samples)
     if rng.random() < 0.5:
-        spectrum = np.fft.rfft(white)
+        noise = rng.standard_normal(n_samples)
+    else:
+        n_fft = 1 << (n_samples - 1).bit_length()  # a power of two: clip lengths can be prime
+        spectrum = np.fft.rfft(rng.standard_normal(n_fft))
         spectrum[1:] /= np.sqrt(np.arange(1, spectrum.size))
         spectrum[0] = 0.0
-        white = np.fft.irfft(spectrum, n=n_samples)
-    return white / (np.sqrt(np.mean(white ** 2)) + 1e-12)
+        noise = np.fft.irfft(spectrum, n=n_fft)[:n_samples]
+    return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
 
 
 def _make_clip(espeak: _Espeak, language: str, voice: Voice,

@@ -30,7 +30,8 @@ def waveform_figure(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, title: st
 def mel_figure(features: np.ndarray, frames_per_second: float = 100.0, title: str = "Log-mel") -> go.Figure:
     """A ``(n_mels, n_frames)`` log-mel as a heatmap: time (s) across, mel band up."""
     time = np.arange(features.shape[1]) / frames_per_second
-    fig = go.Figure(go.Heatmap(z=features, x=time, colorscale="Magma", colorbar={"title": "log10"}))
+    fig = go.Figure(go.Heatmap(z=features, x=time, colorscale="Magma", colorbar={"title": "log10"},
+                               zmin=float(features.min()), zmax=float(features.max())))
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="mel band", height=300,
                       margin={"l": 40, "r": 10, "t": 40, "b": 40})
     return fig

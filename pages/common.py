@@ -15,6 +15,23 @@ import streamlit as st
 from core import DeepLanguageError, audio, datasets, features, plots
 from core.paths import DEMO_CORPUS_DIR, cv_sample_dir
 
+
+def _leave_legacy_navigation() -> None:
+    """Run pages through app.py's st.navigation even when a page's URL is the first ever opened.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until the main
+    script calls ``st.navigation``; a first visit straight to /data would then run the page
+    without app.py (no page config, a navigation listing every file). Rerunning fixes it.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and st.runtime.exists():
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_navigation()
+
 DEMO, CV_SAMPLE, CUSTOM = "Demo corpus (synthetic, built here)", "Common Voice sample (shared)", "A folder on this machine"
 
 
@@ -88,6 +105,8 @@ def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = featu
     play_low.caption(f"Low-pass below {config.lowpass_hz:.0f} Hz: what low-pass pretraining hears")
     st.plotly_chart(plots.waveform_figure(clip), key=f"{key}_wave")
     left, right = st.columns(2)
-    left.plotly_chart(plots.mel_figure(full, config.frames_per_second, "Log-mel, full band"), key=f"{key}_full")
+    left.plotly_chart(plots.mel_figure(full, config.frames_per_second, "Log-mel, full band"), key=f"{key}_full",
+                      theme=None)
     right.plotly_chart(plots.mel_figure(low, config.frames_per_second,
-                                        f"Log-mel, low-pass < {config.lowpass_hz:.0f} Hz"), key=f"{key}_low")
+                                        f"Log-mel, low-pass < {config.lowpass_hz:.0f} Hz"), key=f"{key}_low",
+                       theme=None)

@@ -32,15 +32,21 @@ def run(args: argparse.Namespace) -> int:
 
     languages = ([code.strip() for code in args.languages.split(",") if code.strip()]
                  if args.languages else list(DEMO_LANGUAGES))
-    started = time.perf_counter()
-    with tqdm(total=args.clips * len(languages), unit="clip", desc="demo corpus") as bar:
-        def on_progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars: list[tqdm] = []  # opened on the first report, so a bad option prints no empty bar
 
+    def on_progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="clip", desc="demo corpus"))
+        bars[0].update(done - bars[0].n)
+
+    started = time.perf_counter()
+    try:
         out_dir = build_demo_corpus(args.out, seed=args.seed, n_clips=args.clips,
                                     languages=languages, workers=args.workers,
                                     on_progress=on_progress, force=args.force)
+    finally:
+        for bar in bars:
+            bar.close()
     seconds = time.perf_counter() - started
     summary = summarize_demo_corpus(out_dir)
     print(f"{out_dir}: {summary.n_languages} languages, {summary.n_clips} clips, "
