@@ -16,6 +16,12 @@ from core.errors import DeepLanguageError
 COMMANDS = [
     "demo_corpus",
     "prepare",
+    "train",
+    "evaluate",
+    "identify",
+    "tune",
+    "study",
+    "probe",
 ]
 
 

@@ -16,17 +16,51 @@ import torch
 
 from core.errors import DeepLanguageError
 
+PREVIOUS_SUFFIX = "-prev.pt"  # last.pt's previous version, kept by save_checkpoint(keep_previous=True)
 
-def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write ``checkpoint`` to ``path`` through a temporary file, so a crash never leaves half of one."""
+
+def save_checkpoint(checkpoint: dict, path: str | Path, keep_previous: bool = False) -> Path:
+    """Write ``checkpoint`` to ``path`` through a temporary file, so a crash never leaves half of one.
+
+    ``keep_previous``: the file being replaced stays as ``<stem>-prev.pt``, a fallback should
+    the new one ever be unreadable (see :func:`load_checkpoint_or_previous`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(checkpoint, tmp)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())  # the rename must not land before the bytes do
+    if keep_previous and path.exists():
+        # A hard link renamed into place: at every instant both names hold a complete file.
+        link = path.with_name(f".{path.stem}{PREVIOUS_SUFFIX}.{os.getpid()}.tmp")
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, previous_path(path))
     os.replace(tmp, path)
     return path
+
+
+def previous_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + PREVIOUS_SUFFIX)
+
+
+def load_checkpoint_or_previous(path: str | Path) -> tuple[dict, Path]:
+    """``path``'s checkpoint, or its ``-prev.pt`` copy when ``path`` is truncated or corrupt.
+
+    Returns the checkpoint and the file it came from. When neither loads, raises the error of ``path``.
+    """
+    try:
+        return load_checkpoint(path), Path(path)
+    except DeepLanguageError as error:
+        previous = previous_path(path)
+        if previous.exists():
+            try:
+                return load_checkpoint(previous), previous
+            except DeepLanguageError:
+                pass
+        raise error from None
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -70,7 +70,7 @@ class CNNBaseline(nn.Module):
 class ResNetASPConfig:
     n_mels: int = 64  # input mel bands
     n_classes: int = 6  # languages
-    channels: tuple[int, ...] = (16, 32, 64)  # one residual stage each; stages after the first halve both axes
+    channels: tuple[int, ...] = (16, 32, 64)  # one residual stage each; every stage halves both axes
     blocks_per_stage: int = 1  # residual blocks per stage
     attention_dim: int = 64  # hidden width of the attention that weights frames
     embedding_dim: int = 128  # the pooled embedding, before the classifier
@@ -122,7 +122,7 @@ class ResNetASP(nn.Module):
         layers, c_in, n_freq = [], channels[0], (config.n_mels + 1) // 2
         for i, c_out in enumerate(channels):
             for j in range(config.blocks_per_stage):
-                stride = 2 if i > 0 and j == 0 else 1
+                stride = 2 if j == 0 else 1  # 4x fewer positions than stride 1 in stage 1
                 layers.append(_ResidualBlock(c_in, c_out, stride))
                 n_freq = (n_freq + 1) // 2 if stride == 2 else n_freq
                 c_in = c_out
@@ -140,7 +140,7 @@ class ResNetASP(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, n_mels, n_frames)`` -> ``(batch, embedding_dim)``."""
-        x = self.stages(self.stem(x.unsqueeze(1)))  # (batch, channels, n_freq, n_frames / 4)
+        x = self.stages(self.stem(x.unsqueeze(1)))  # (batch, channels, n_freq, n_frames / 16)
         x = x.flatten(1, 2)  # frequency folded into channels: (batch, channels * n_freq, frames)
         return self.bn(F.relu(self.fc(self.pool(x))))
 
@@ -182,14 +182,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
-    """Start frames of ``window``-frame windows every ``hop`` frames; the last ends at the clip's end.
+    """Start frames of ``window``-frame windows every ``hop`` frames.
 
-    A clip no longer than one window is a single window (the whole clip).
+    A clip no longer than one window is a single window. When the regular windows leave at
+    least half a hop of the clip's end uncovered, one more window ends exactly at the end.
     """
     if n_frames <= window:
         return [0]
     starts = list(range(0, n_frames - window + 1, hop))
-    if starts[-1] + window < n_frames:
+    if n_frames - (starts[-1] + window) >= max(1, hop // 2):
         starts.append(n_frames - window)
     return starts
 
@@ -205,20 +206,29 @@ def normalize_windows(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (x - mean) / std.clamp(min=eps)
 
 
-@torch.no_grad()
-def predict_windows(model: nn.Module, features: torch.Tensor, window: int, hop: int,
-                    batch_size: int = 64) -> tuple[list[int], torch.Tensor]:
-    """Class probabilities of each window of one clip's raw log-mel ``(n_mels, n_frames)``.
+def clip_windows(features: torch.Tensor, window: int, hop: int) -> tuple[list[int], torch.Tensor]:
+    """Cut one clip's raw log-mel ``(n_mels, n_frames)`` into normalised windows ``(n_windows, n_mels, window)``.
 
-    Returns the window start frames and ``(n_windows, n_classes)`` probabilities. The model
-    must be in eval mode.
+    A clip shorter than a window is tiled to fill it, as training crops are.
     """
+    if features.shape[1] < window:
+        features = features.repeat(1, -(-window // features.shape[1]))[:, :window]
     starts = window_starts(features.shape[1], window, hop)
-    length = min(window, features.shape[1])
-    windows = torch.stack([features[:, s: s + length] for s in starts])
-    probs = [torch.softmax(model(normalize_windows(windows[i: i + batch_size])), dim=1)
-             for i in range(0, len(windows), batch_size)]
-    return starts, torch.cat(probs)
+    windows = torch.stack([features[:, s: s + window] for s in starts])
+    return starts, normalize_windows(windows)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, windows: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Class probabilities ``(n_windows, n_classes)`` of normalised windows; the model must be in eval mode."""
+    return torch.cat([torch.softmax(model(windows[i: i + batch_size]), dim=1)
+                      for i in range(0, len(windows), batch_size)])
+
+
+def predict_windows(model: nn.Module, features: torch.Tensor, window: int, hop: int) -> tuple[list[int], torch.Tensor]:
+    """Start frames and class probabilities ``(n_windows, n_classes)`` of one clip's raw log-mel."""
+    starts, windows = clip_windows(features, window, hop)
+    return starts, predict_batches(model, windows)
 
 
 def describe(model: nn.Module, kind: str) -> dict:
@@ -228,4 +238,4 @@ def describe(model: nn.Module, kind: str) -> dict:
 
 __all__ = ["CNNBaselineConfig", "CNNBaseline", "ResNetASPConfig", "ResNetASP", "MODELS", "DEFAULT_MODEL",
            "build_model", "model_config", "count_parameters", "window_starts", "normalize_windows",
-           "predict_windows", "describe"]
+           "clip_windows", "predict_batches", "predict_windows", "describe"]

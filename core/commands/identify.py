@@ -1,0 +1,35 @@
+"""`python -m core identify`: which language is spoken in each file."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "identify"
+HELP = "identify the spoken language of audio files (one line, or one JSON object, per file)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, mp3, ogg, opus, m4a, webm)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="model (default: checkpoints/identify-default/best.pt)")
+    parser.add_argument("--languages", default="", help="comma-separated languages to choose among (default: all)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line: path, status, language, probabilities, windows, error")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.errors import DeepLanguageError
+    from core.identify import DEFAULT_CHECKPOINT, format_result, identify_files, load_identifier, parse_languages
+
+    bundle = load_identifier(args.checkpoint or DEFAULT_CHECKPOINT)
+    try:
+        languages = parse_languages(args.languages, bundle.labels)
+    except DeepLanguageError as error:
+        print(f"python -m core identify: error: --languages: {error}", file=sys.stderr)
+        return 2  # a usage error, as argparse reports its own
+    failed = False
+    for result in identify_files(args.files, bundle, languages):
+        failed |= result["status"] == "error"
+        print(json.dumps(result) if args.json else format_result(result), flush=True)
+    return 1 if failed else 0

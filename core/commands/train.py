@@ -1,0 +1,117 @@
+"""`python -m core train`: train a language identifier in a resumable run directory (or cross-validate the recipe)."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "train"
+HELP = "train a language identifier on a dataset's cached log-mels (resumable; --cv K to cross-validate)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults live in core.train.TrainConfig (None here = its default), so --help needs no torch import.
+    parser.add_argument("--data", type=Path, help="dataset folder: Common Voice (<locale>/clips + validated.tsv) "
+                                                  "or <lang>/*.wav (required unless --resume)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="feature cache folder (default: data/cache/<dataset name>-<hash>)")
+    parser.add_argument("--languages", default="", help="comma-separated languages to learn (default: all)")
+    parser.add_argument("--model", help="model kind: cnn-baseline or resnet-asp (default resnet-asp)")
+    parser.add_argument("--model-config", default="{}", metavar="JSON",
+                        help='overrides of the model config, e.g. \'{"channels": [16, 32, 64]}\'')
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
+    parser.add_argument("--batch-size", type=int, help="default 32")
+    parser.add_argument("--optimizer", choices=["adamw", "sgd"], help="default adamw")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
+    parser.add_argument("--weight-decay", type=float, help="default 0.05")
+    parser.add_argument("--crop-seconds", type=float, help="random training crop, s (default 3)")
+    parser.add_argument("--patience", type=int, help="epochs without improvement before stopping; 0 = never (default 10)")
+    parser.add_argument("--min-seconds", type=float, help="drop clips shorter than this, s (default 1.5)")
+    parser.add_argument("--seed", type=int, help="training seed (default 0)")
+    parser.add_argument("--split-seed", type=int, help="seed of the speaker-disjoint split (default 0)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run", metavar="NAME", help="name of the new run under checkpoints/runs/")
+    where.add_argument("--out", type=Path, metavar="DIR", help="new run directory at this path instead")
+    where.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run (its config wins)")
+    parser.add_argument("--cv", type=int, default=0, metavar="K",
+                        help="instead of one model, run speaker-grouped K-fold cross-validation of this recipe")
+    parser.add_argument("--cv-out", type=Path, metavar="FILE", help="write the cross-validation report here (JSON)")
+    from core.commands.prepare import add_feature_arguments
+
+    add_feature_arguments(parser)
+
+
+def train_config(args: argparse.Namespace):
+    from dataclasses import asdict
+
+    from core.commands.prepare import feature_config
+    from core.errors import DeepLanguageError
+    from core.train import TrainConfig
+
+    try:
+        model_config = json.loads(args.model_config)
+    except json.JSONDecodeError as error:
+        raise DeepLanguageError(f"--model-config is not valid JSON ({error}).") from None
+    values = {"data_dir": str(args.data.resolve()), "cache_dir": str(args.cache.resolve()) if args.cache else "",
+              "model_config": model_config, "threads": args.threads,
+              "languages": tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+              "features": asdict(feature_config(args))}
+    for name in ("model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "crop_seconds", "patience",
+                 "min_seconds", "seed", "split_seed"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    return TrainConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import torch
+
+    from core.errors import DeepLanguageError
+    from core.progress import tqdm_progress
+    from core.runs import write_json
+
+    torch.set_num_threads(args.threads)
+    if args.resume is None and args.data is None:
+        raise DeepLanguageError("give --data DIR to train, or --resume RUN_DIR to continue a run.")
+    if args.cv:
+        from core.evaluate import cross_validate, format_report
+
+        config = train_config(args)
+        with tqdm_progress(f"{args.cv}-fold CV", unit="step") as on_progress:
+            report = cross_validate(config, args.cv, on_progress)
+        report["train_config"] = asdict(config)
+        print(format_report(report))
+        if args.cv_out:
+            args.cv_out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(args.cv_out, report)
+            print(f"report -> {args.cv_out}")
+        return 0
+
+    from core import runs
+    from core.train import describe_run, train
+
+    if args.resume is not None:
+        run_dir = args.resume
+        if not (run_dir / "config.json").exists():
+            raise DeepLanguageError(f"{run_dir} is not a run directory (no config.json); give a folder "
+                                    f"under checkpoints/runs/.")
+    else:
+        config = train_config(args)
+        from core.models import model_config
+
+        model_config(config.model, config.model_config)  # a bad --model fails before a run is made
+        runs_dir, name = (args.out.resolve().parent, args.out.name) if args.out else (runs.RUNS_DIR, args.run)
+        run_dir = runs.create_run("identify", {"train": asdict(config)}, runs_dir, name=name)
+    try:
+        with tqdm_progress("train", unit="step") as on_progress:
+            train(None, run_dir, on_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: the last finished epoch is kept; resume with: python -m core train --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    print(f"{run_dir}: {describe_run(run_dir)}")
+    print(f"model: {run_dir / 'best.pt'}  (try: python -m core identify CLIP.wav --checkpoint {run_dir / 'best.pt'})")
+    return 0

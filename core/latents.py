@@ -1,0 +1,144 @@
+"""Latents: what a frozen model's state holds about the language of clips it never trained on.
+
+For each run of a study, every clip of the study's latent sample (a balanced sample of the
+test-split speakers of each language: never the speakers any run trained or stopped on) goes
+through the frozen model, and the results are stored beside the run::
+
+    latents.npz   one (n_clips, dim) float32 array per kind: h, c, h_mean (LSTM) or ae (autoencoder)
+    latents.tsv   one row per clip, in the same order: key, path, language, speaker
+
+The language identifier's embedding is added as kind ``identify`` when that model and a
+checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DeepLanguageError
+
+LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
+AE_KINDS = ("ae",)
+MANIFEST_COLUMNS = ["key", "path", "language", "speaker"]
+
+
+def encode_lstm(model, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each clip ``(n_frames, n_mels)`` -> ``h, c, h_mean``, each ``(n_clips, hidden_size)``."""
+    import torch
+
+    rows = {kind: [] for kind in LSTM_KINDS}
+    model.eval()
+    for clip in clips:  # one at a time: padding would change the final state
+        h, c, h_mean = model.encode(torch.from_numpy(np.ascontiguousarray(clip))[None])
+        for kind, value in zip(LSTM_KINDS, (h, c, h_mean)):
+            rows[kind].append(value[0].numpy())
+    return {kind: np.stack(values).astype(np.float32) for kind, values in rows.items()}
+
+
+def encode_autoencoder(model, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each clip ``(n_frames, n_mels)`` -> its mean bottleneck, ``(n_clips, bottleneck)``."""
+    from core.autoencoder import encode_clip
+
+    model.eval()
+    return {"ae": np.stack([encode_clip(model, clip.T) for clip in clips]).astype(np.float32)}
+
+
+def latent_clips(study_dir: str | Path) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The study's latent sample and its full-band, normalised features ``(n_frames, n_mels)``."""
+    from core.cache import FeatureCache
+    from core.study import load_study, resolve
+
+    study = load_study(study_dir)
+    manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
+    cache = FeatureCache(resolve(study["cache_dir"]), study["features"])
+    return manifest, [cache.load(key).T.copy() for key in manifest["key"]]
+
+
+def extract_run_latents(run_dir: str | Path, clips: tuple[pd.DataFrame, list[np.ndarray]] | None = None) -> Path:
+    """Freeze the run's model (``last.pt``), encode the study's latent sample, write the npz and tsv."""
+    from core import autoencoder, nextframe
+    from core.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    checkpoint = load_checkpoint(run_dir / "last.pt")
+    manifest, features = clips or latent_clips(run_dir.parent.parent)
+    if checkpoint["model_kind"] == "autoencoder":
+        arrays = encode_autoencoder(autoencoder.from_checkpoint(checkpoint), features)
+    else:
+        arrays = encode_lstm(nextframe.from_checkpoint(checkpoint), features)
+    save_latents(run_dir, arrays, manifest)
+    return run_dir / "latents.npz"
+
+
+def save_latents(folder: str | Path, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
+                 stem: str = "latents") -> None:
+    """Write ``<stem>.npz`` and ``<stem>.tsv`` atomically; every array has one row per manifest row."""
+    folder = Path(folder)
+    for kind, array in arrays.items():
+        if len(array) != len(manifest):
+            raise ValueError(f"latent {kind} has {len(array)} rows for {len(manifest)} clips")
+    tmp = folder / f".{stem}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, folder / f"{stem}.npz")
+    tmp = folder / f".{stem}.{os.getpid()}.tmp.tsv"
+    manifest[MANIFEST_COLUMNS].to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, folder / f"{stem}.tsv")
+
+
+def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """A run's latents: ``{kind: (n_clips, dim)}`` and the clips' manifest, in the same order."""
+    folder = Path(folder)
+    if not (folder / f"{stem}.npz").exists():
+        raise DeepLanguageError(f"{folder.name} has no latents yet: its run has not finished. "
+                                f"Run the study command again to finish it.")
+    with np.load(folder / f"{stem}.npz") as stored:
+        arrays = {kind: stored[kind] for kind in stored.files}
+    return arrays, pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
+
+
+def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None) -> Path | None:
+    """The language identifier's embedding of the study's latent sample, as ``<study>/identify/latents.*``.
+
+    An optional hook: returns None when ``core.identify`` has no ``embed`` or no checkpoint exists.
+    """
+    try:
+        from core import identify
+    except ImportError:
+        return None
+    embed = getattr(identify, "embed", None)
+    default = getattr(identify, "DEFAULT_CHECKPOINT", None)
+    checkpoint_path = checkpoint_path or default
+    if embed is None or checkpoint_path is None or not Path(checkpoint_path).exists():
+        return None
+    manifest, _ = latent_clips(study_dir)
+    from core.study import resolve
+
+    data_dir = resolve(_study_data_dir(study_dir))
+    vectors = np.stack([np.asarray(embed(_clip_path(data_dir, p), checkpoint_path), dtype=np.float32)
+                        for p in manifest["path"]])
+    folder = Path(study_dir) / "identify"
+    folder.mkdir(exist_ok=True)
+    save_latents(folder, {"identify": vectors}, manifest)
+    return folder / "latents.npz"
+
+
+def _study_data_dir(study_dir: str | Path) -> str:
+    from core.study import load_study
+
+    return load_study(study_dir)["data_dir"]
+
+
+def _clip_path(data_dir: Path, path: str) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else data_dir / path
+
+
+def clip_path(study_dir: str | Path, path: str) -> Path:
+    """Where a clip of a study's manifest lies now (manifests store paths relative to the dataset)."""
+    from core.study import resolve
+
+    return _clip_path(resolve(_study_data_dir(study_dir)), path)

@@ -1,0 +1,87 @@
+"""2-D projections of latents (PCA, t-SNE, UMAP) through one cached function.
+
+``project(X, method, seed)`` is keyed by a hash of the array's bytes and the parameters, and
+the result is kept as ``.npy`` under ``data/cache/projections``: a page view, a rerun or a
+second process never recomputes a projection it has made before.
+
+UMAP's numba code is compiled the first time it runs in a process (about 10 s). numba keeps
+the compiled code on disk when ``NUMBA_CACHE_DIR`` names a writable folder, so this module
+points it at ``data/cache/numba`` (unless already set) before umap is imported, lazily, the
+first time UMAP is asked for: the compile is then paid once per machine, not per page view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DeepLanguageError
+from core.paths import CACHE_DIR
+
+PROJECTIONS_DIR = CACHE_DIR / "projections"
+NUMBA_CACHE_DIR = CACHE_DIR / "numba"
+METHODS = ("pca", "tsne", "umap")
+PERPLEXITY = 30.0  # t-SNE's neighbourhood size; lowered for small samples
+N_NEIGHBORS = 15  # UMAP's
+
+
+def _reducer(method: str, n: int, seed: int):
+    """A fresh estimator per method: the loop-over-a-dict of scikit-learn's examples, by name."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, perplexity=min(PERPLEXITY, max(2.0, (n - 1) / 3)), init="pca",
+                    random_state=seed, n_jobs=1)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DIR))
+    Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+    import umap  # lazily: importing it costs seconds, and it compiles with numba
+
+    return umap.UMAP(n_components=2, n_neighbors=min(N_NEIGHBORS, n - 1), random_state=seed, n_jobs=1)
+
+
+def projection_key(X: np.ndarray, method: str, seed: int) -> str:
+    """Hash of the array (bytes, shape, dtype) and every parameter that changes the result."""
+    X = np.ascontiguousarray(X)
+    digest = hashlib.sha1(X.tobytes())
+    digest.update(json.dumps({"shape": X.shape, "dtype": str(X.dtype), "method": method, "seed": seed,
+                              "perplexity": PERPLEXITY, "n_neighbors": N_NEIGHBORS}).encode())
+    return digest.hexdigest()[:20]
+
+
+def project(X: np.ndarray, method: str = "pca", seed: int = 0, cache_dir: str | Path | None = PROJECTIONS_DIR
+            ) -> np.ndarray:
+    """``(n, dim)`` -> ``(n, 2)`` float32 by ``method`` (pca, tsne or umap), cached on disk by its inputs.
+
+    Features are standardised first, as the probes see them. ``cache_dir=None`` computes without caching.
+    """
+    method = method.lower()
+    if method not in METHODS:
+        raise DeepLanguageError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}.")
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) < 3:
+        raise DeepLanguageError(f"a projection needs at least 3 points of 2-D data; got shape {X.shape}.")
+    path = Path(cache_dir) / f"{method}-{projection_key(X, method, seed)}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass  # a damaged file is recomputed and replaced
+    scaled = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-6)
+    result = _reducer(method, len(X), seed).fit_transform(scaled).astype(np.float32)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, result)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # read-only: still correct, just not cached
+    return result

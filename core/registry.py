@@ -1,0 +1,175 @@
+"""The run registry: what every run under ``checkpoints/runs/`` is doing, read from disk without guessing.
+
+A run's state comes from three facts on disk (see :mod:`core.runs`):
+
+* ``status.json``, written by the trainer (running, finished, failed, stopped);
+* the run's ``lock``, held by the live trainer: the kernel drops it when the process dies,
+  even by ``kill -9``, so "running" with a free lock means the trainer died;
+* ``job.json`` and ``stop-requested``, written by :mod:`core.jobs` when it launches or stops
+  a run: a launched process that has not taken the lock yet is "starting", and a run that
+  died after a stop was asked for is "stopped", not "failed".
+
+States: created, starting, running, finished, failed, stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from core import runs
+
+JOB_FILE = "job.json"  # the launched process: pid, command, time (core.jobs)
+STOP_FILE = "stop-requested"  # exists once a stop was asked for; removed on resume
+RECORD_COLUMNS = ["run", "kind", "model", "state", "created", "epochs_done", "epochs", "best_epoch", "best_metric",
+                  "best_value", "final_val_accuracy", "final_val_loss", "final_train_loss", "config", "error", "path"]
+
+
+def process_alive(pid: int | None, started: float | None = None) -> bool:
+    """True while process ``pid`` lives (a zombie counts as dead).
+
+    ``started``: the process's start time as :func:`process_start_time` gave it, so that a
+    recycled pid is not mistaken for the launched process.
+    """
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)  # no /proc (not Linux): existence is all we can tell
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return started is None or float(fields[19]) == started
+
+
+def process_start_time(pid: int) -> float | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None where /proc is missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return float(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def run_state(run_dir: str | Path) -> dict:
+    """``status.json`` corrected by the lock, the launched job and a requested stop.
+
+    Returns the status dict with ``state`` one of created, starting, running, finished, failed,
+    stopped, and ``error`` explaining a failure.
+    """
+    run_dir = Path(run_dir)
+    status = runs.run_status(run_dir)  # running + free lock -> failed
+    job = runs.read_json(run_dir / JOB_FILE, {})
+    stop_asked = (run_dir / STOP_FILE).exists()
+    state = status.get("state", "created")
+    died = state == "failed" and runs.read_json(run_dir / "status.json", {}).get("state") == "running"
+    launched_after = job.get("started", 0) >= status.get("updated", status.get("created", 0))
+    if state != "running" and job and launched_after and not runs.is_locked(run_dir):
+        # A job launched after the last status change: still starting up, or gone before training.
+        if process_alive(job.get("pid"), job.get("proc_start")):
+            return {**status, "state": "starting", "error": ""}
+        if state in ("created", "stopped", "failed") and not stop_asked:
+            return {**status, "state": "failed",
+                    "error": f"the training process exited before it started training; see {run_dir / 'log.txt'}"}
+    if (died or state == "created" and job) and stop_asked:
+        return {**status, "state": "stopped", "error": "stopped on request"}
+    return status
+
+
+def run_record(run_dir: str | Path) -> dict:
+    """One row of the registry: identity, state, progress, best and final metrics, config summary."""
+    run_dir = Path(run_dir)
+    config = runs.read_json(run_dir / "config.json", {})
+    status = run_state(run_dir)
+    metrics = runs.read_metrics(run_dir)
+    train = config.get("train") or {}
+    kind = config.get("kind", "")
+    best_metric = "val_balanced_accuracy" if any("val_balanced_accuracy" in r for r in metrics) else "val_loss"
+    best = None
+    if metrics:
+        if best_metric == "val_loss":
+            best = min(metrics, key=lambda r: r.get("val_loss", float("inf")))
+        else:
+            best = max(metrics, key=lambda r: (r.get(best_metric, -1.0), -r.get("val_loss", 0.0)))
+    last = metrics[-1] if metrics else {}
+    return {
+        "run": run_dir.name, "kind": kind,
+        "model": train.get("model") or config.get("model") or (kind if "study" in config else ""),
+        "state": status.get("state", "created"),
+        "created": pd.Timestamp(status["created"], unit="s") if status.get("created") else pd.NaT,
+        "epochs_done": len(metrics),
+        "epochs": train.get("epochs") or config.get("epochs") or (config.get("study") or {}).get("max_epochs"),
+        "best_epoch": best.get("epoch") if best else None, "best_metric": best_metric if best else "",
+        "best_value": best.get(best_metric) if best else None,
+        "final_val_accuracy": last.get("val_accuracy"), "final_val_loss": last.get("val_loss"),
+        "final_train_loss": last.get("train_loss", last.get("loss")),
+        "config": config_summary(config), "error": status.get("error", ""), "path": str(run_dir),
+    }
+
+
+def config_summary(config: dict) -> str:
+    """A short readable line of the settings that tell runs apart."""
+    train = config.get("train") or {}
+    if train:
+        data = Path(train.get("data_dir", "")).name
+        parts = [f"data={data}", f"lr={train.get('lr')}", f"batch={train.get('batch_size')}",
+                 f"wd={train.get('weight_decay')}", f"crop={train.get('crop_seconds')}s", f"seed={train.get('seed')}"]
+        if train.get("languages"):
+            parts.insert(1, "langs=" + ",".join(train["languages"]))
+        if train.get("model_config"):
+            parts.append(f"model_config={train['model_config']}")
+        return " ".join(parts)
+    skip = {"kind", "study", "features"}
+    flat = {**{k: v for k, v in config.items() if k not in skip}, **(config.get("study") or {})}
+    return " ".join(f"{k}={Path(v).name if k == 'data_dir' else v}" for k, v in flat.items()
+                    if not isinstance(v, dict))
+
+
+def list_run_records(runs_dir: str | Path = runs.RUNS_DIR) -> pd.DataFrame:
+    """Every run under ``runs_dir``, newest first, one row each (columns: :data:`RECORD_COLUMNS`)."""
+    rows = [run_record(run_dir) for run_dir in runs.list_runs(runs_dir)]
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def run_progress(run_dir: str | Path) -> dict:
+    """Live progress of a run: ``done``, ``total`` (steps), ``fraction``, ``epoch``, ``epochs``,
+    ``loss`` and ``eta_seconds`` (None until it can be estimated)."""
+    run_dir = Path(run_dir)
+    progress = runs.read_json(run_dir / "progress.json", {})
+    done, total = int(progress.get("done", 0)), int(progress.get("total", 0))
+    status = runs.read_json(run_dir / "status.json", {})
+    metrics = runs.read_metrics(run_dir)
+    eta = None
+    if total and done < total:
+        # Seconds per step from finished epochs; before the first one, from the time since start.
+        timed = [r for r in metrics if r.get("seconds") and r.get("step")]
+        if timed:
+            steps = timed[-1]["step"] - (timed[-2]["step"] if len(timed) > 1 else 0)
+            per_step = timed[-1]["seconds"] / max(1, steps)
+        elif status.get("state") == "running" and done:
+            per_step = (time.time() - status.get("updated", time.time())) / done
+        else:
+            per_step = None
+        eta = None if per_step is None else per_step * (total - done)
+    return {**progress, "done": done, "total": total, "fraction": done / total if total else 0.0,
+            "eta_seconds": eta}
+
+
+def run_curves(run_dirs: list[str | Path]) -> pd.DataFrame:
+    """Per-epoch metrics of several runs in long form: run, epoch, metric, value (for comparison charts)."""
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        for row in runs.read_metrics(run_dir):
+            for metric, value in row.items():
+                if metric not in ("epoch", "step", "seconds", "time", "lr") and isinstance(value, (int, float)):
+                    rows.append({"run": run_dir.name, "epoch": row.get("epoch"), "metric": metric,
+                                 "value": float(value)})
+    return pd.DataFrame(rows, columns=["run", "epoch", "metric", "value"])

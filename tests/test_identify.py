@@ -1,0 +1,152 @@
+"""core.identify and `python -m core identify`: the JSON contract, restrictions, silence, broken files."""
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.audio import SAMPLE_RATE, write_wav
+from core.checkpoint import save_checkpoint
+from core.errors import DeepLanguageError
+from core.features import FeatureConfig
+from core.identify import DEFAULT_CHECKPOINT, identify, identify_files, load_identifier, parse_languages
+from core.models import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = ["de", "en", "es", "fr"]
+STATUSES = {"ok", "no_speech", "uncertain", "error"}
+
+
+def _speechy(seconds: float, seed: int = 0) -> np.ndarray:
+    """A harmonic tone switched on and off like syllables: has_speech says yes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    tone = sum(np.sin(2 * np.pi * k * 140 * t) / k for k in range(1, 8))
+    gate = (np.sin(2 * np.pi * 3 * t) > 0).astype(float)
+    return (0.2 * tone * gate + 0.001 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    """A small untrained checkpoint (the contract does not need a good model) and test clips."""
+    root = tmp_path_factory.mktemp("identify")
+    torch.manual_seed(0)
+    model = build_model("cnn-baseline", {"n_classes": len(LABELS), "channels": (4, 8), "hidden": 16})
+    checkpoint = {"format": 1, "model": {"kind": "cnn-baseline", "config": asdict(model.config)},
+                  "state_dict": model.state_dict(), "labels": LABELS, "features": asdict(FeatureConfig()),
+                  "window_seconds": 3.0, "hop_seconds": 1.0}
+    paths = {"checkpoint": save_checkpoint(checkpoint, root / "tiny.pt")}
+    for name, audio in {"speech": _speechy(2.0), "long": _speechy(10.0, 1),
+                        "silence": np.zeros(2 * SAMPLE_RATE, np.float32)}.items():
+        paths[name] = root / f"{name}.wav"
+        write_wav(paths[name], audio)
+    paths["broken"] = root / "broken.wav"
+    paths["broken"].write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio at all")
+    paths["missing"] = root / "missing.wav"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bundle(files):
+    return load_identifier(files["checkpoint"])
+
+
+def test_speech_gets_a_distribution_over_all_languages(files, bundle):
+    result = identify(files["speech"], bundle)
+    assert result["status"] in {"ok", "uncertain"}
+    assert set(result["probabilities"]) == set(LABELS)
+    assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert (result["language"] is None) == (result["status"] != "ok")
+    assert result["best_guess"] in LABELS
+
+
+def test_restriction_renormalises_and_excludes_the_rest(files, bundle):
+    full = identify(files["speech"], bundle)["probabilities"]
+    only = identify(files["speech"], bundle, ["es", "fr"])["probabilities"]
+    assert set(only) == {"es", "fr"}
+    assert sum(only.values()) == pytest.approx(1, abs=1e-3)
+    assert only["es"] / only["fr"] == pytest.approx(full["es"] / full["fr"], rel=1e-2)
+
+
+def test_silence_is_no_speech_not_a_guess(files, bundle):
+    result = identify(files["silence"], bundle)
+    assert result["status"] == "no_speech" and result["language"] is None and result["probabilities"] == {}
+
+
+def test_long_clip_has_a_window_timeline(files, bundle):
+    result = identify(files["long"], bundle)
+    windows = result["windows"]
+    assert len(windows) == 8  # 3 s windows every 1 s over 10 s
+    assert windows[0]["start"] == 0 and windows[-1]["end"] == pytest.approx(10.0, abs=0.02)
+    assert all(w["language"] in LABELS and set(w["probabilities"]) == set(LABELS) for w in windows)
+
+
+def test_the_filename_is_not_a_feature(files, bundle, tmp_path):
+    renamed = tmp_path / "es_spanish_clip.wav"
+    renamed.write_bytes(files["speech"].read_bytes())
+    assert identify(renamed, bundle)["probabilities"] == identify(files["speech"], bundle)["probabilities"]
+    assert identify(files["speech"].read_bytes(), bundle, name="x.wav")["probabilities"] == \
+        identify(files["speech"], bundle)["probabilities"]
+
+
+def test_bad_files_are_answered_with_errors(files, bundle):
+    results = list(identify_files([str(files["broken"]), str(files["missing"]), str(files["speech"])], bundle))
+    assert [r["status"] for r in results[:2]] == ["error", "error"]
+    assert "could not be decoded" in results[0]["error"] and "no such file" in results[1]["error"]
+    assert results[2]["status"] in {"ok", "uncertain"} and results[2]["error"] is None
+
+
+def test_unknown_languages_are_refused(bundle):
+    assert parse_languages("es, fr", LABELS) == ["es", "fr"]
+    assert parse_languages("", LABELS) is None
+    with pytest.raises(DeepLanguageError, match="klingon"):
+        parse_languages("es,klingon", LABELS)
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", "identify", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_json_contract_with_broken_and_missing_files(files):
+    done = _cli(files["speech"], files["broken"], files["missing"], files["silence"], files["long"],
+                "--checkpoint", files["checkpoint"], "--json")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in lines] == ["speech.wav", "broken.wav", "missing.wav", "silence.wav",
+                                                     "long.wav"]
+    for result in lines:
+        assert {"path", "status", "language", "probabilities", "error", "windows"} <= set(result)
+        assert result["status"] in STATUSES
+        assert (result["error"] is not None) == (result["status"] == "error")
+        assert result["language"] is None or result["status"] == "ok"
+    assert [r["status"] for r in lines[1:4]] == ["error", "error", "no_speech"]
+
+
+def test_cli_restriction_exit_codes_and_text_output(files):
+    done = _cli(files["speech"], "--checkpoint", files["checkpoint"], "--json", "--languages", "en,de")
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)["probabilities"]) == {"en", "de"}
+    bad = _cli(files["speech"], "--checkpoint", files["checkpoint"], "--languages", "en,xx")
+    assert bad.returncode == 2 and "xx" in bad.stderr and "Traceback" not in bad.stderr
+    text = _cli(files["speech"], files["silence"], "--checkpoint", files["checkpoint"])
+    assert text.returncode == 0 and "speech.wav:" in text.stdout and "no speech" in text.stdout
+    assert _cli("--checkpoint", files["checkpoint"]).returncode == 2  # no files: argparse's usage error
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="the shipped model checkpoints/identify-default is absent")
+def test_shipped_model_answers_real_speech():
+    from core.paths import cv_sample_dir
+
+    clips = sorted((cv_sample_dir() / "es" / "clips").glob("*.mp3"))[:1]
+    if not clips:
+        pytest.skip(f"cv-sample not found at {cv_sample_dir()}")
+    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    result = identify(clips[0], bundle)
+    assert result["status"] in {"ok", "uncertain"} and set(result["probabilities"]) == set(bundle.labels)

@@ -1,0 +1,165 @@
+"""core.jobs: launch, stop, kill -9 and resume real training processes; corrupt checkpoints fall back."""
+
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import jobs, registry, runs
+from core.audio import SAMPLE_RATE, write_wav
+from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
+from core.errors import DeepLanguageError
+
+TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
+
+
+def make_tiny_dataset(root: Path, n_speakers: int = 6, n_clips: int = 3) -> Path:
+    """<lang>/<speaker>/*.wav: a low hum and a high whistle, easy to tell apart; 1.6 s clips."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.6 * SAMPLE_RATE)) / SAMPLE_RATE
+    for language, scale in (("low", 1), ("high", 8)):
+        for speaker in range(n_speakers):
+            folder = root / language / f"s{speaker}"
+            folder.mkdir(parents=True)
+            for i in range(n_clips):
+                f0 = rng.uniform(120, 250) * scale
+                tone = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 4))
+                tone *= 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
+                write_wav(folder / f"{i}.wav", (0.3 * tone / np.abs(tone).max()
+                                                + 0.003 * rng.standard_normal(len(t))).astype(np.float32))
+    return root
+
+
+def tiny_config(data_dir: Path, cache_dir: Path, **overrides):
+    from core.train import TrainConfig
+
+    values = dict(data_dir=str(data_dir), cache_dir=str(cache_dir), model="cnn-baseline", model_config=TINY_MODEL,
+                  epochs=3, batch_size=4, lr=3e-3, crop_seconds=1.0, time_mask_frames=10, window_seconds=1.0,
+                  hop_seconds=0.5, patience=0, threads=1)
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("jobs")
+    return make_tiny_dataset(root / "data", n_speakers=6, n_clips=6), root / "cache"
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def _wait_for_epochs(run_dir: Path, n_epochs: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(runs.read_metrics(run_dir)) < n_epochs:
+        assert registry.run_state(run_dir)["state"] in ("starting", "running"), jobs.read_log(run_dir)
+        assert time.monotonic() < deadline, "the run did not reach its epoch in time"
+        time.sleep(0.02)
+
+
+def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
+    run_dir = jobs.launch("cnn-baseline", tiny_config(*tiny, epochs=2), runs_dir=tmp_path)
+    assert registry.run_state(run_dir)["state"] in ("starting", "running")
+    job = runs.read_json(run_dir / registry.JOB_FILE)
+    assert os.getpgid(job["pid"]) == job["pid"]  # its own session: a page reload or server restart can't take it
+    assert jobs.wait(run_dir, timeout=90) == "finished", jobs.read_log(run_dir)
+    record = registry.run_record(run_dir)
+    assert record["epochs_done"] == 2 and record["model"] == "cnn-baseline" and (run_dir / "best.pt").exists()
+    assert "python" in jobs.read_log(run_dir)
+    with pytest.raises(DeepLanguageError, match="has finished"):
+        jobs.resume(run_dir)
+    with pytest.raises(DeepLanguageError, match="unknown model kind"):
+        jobs.launch("gpt", tiny_config(*tiny), runs_dir=tmp_path)
+
+
+def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
+    run_dir = jobs.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
+    _wait_for_epochs(run_dir, 1)
+    assert jobs.stop(run_dir, timeout=20) == "stopped"
+    done = len(runs.read_metrics(run_dir))
+    assert 1 <= done < 400 and load_checkpoint(run_dir / "last.pt")["epoch"] == done
+    assert registry.run_record(run_dir)["state"] == "stopped"
+    jobs.resume(run_dir)
+    assert not (run_dir / registry.STOP_FILE).exists()
+    _wait_for_epochs(run_dir, done + 1)
+    assert jobs.stop(run_dir, timeout=20) == "stopped"
+    assert len(runs.read_metrics(run_dir)) > done
+
+
+def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path):
+    from core.train import train
+
+    config = tiny_config(*tiny, epochs=12)
+    crashed = jobs.launch("cnn-baseline", config, runs_dir=tmp_path / "crashed")
+    _wait_for_epochs(crashed, 2)
+    os.killpg(runs.read_json(crashed / registry.JOB_FILE)["pgid"], signal.SIGKILL)
+    time.sleep(0.2)
+    status = registry.run_state(crashed)
+    assert status["state"] == "failed" and "died" in status["error"]
+    kept = load_checkpoint(crashed / "last.pt")["epoch"]
+    assert 2 <= kept < 12 and len(runs.read_metrics(crashed)) - kept <= 1  # at most one epoch lost
+
+    reference = runs.create_run("identify", {"train": runs.read_json(crashed / "config.json")["train"]},
+                                tmp_path / "reference")
+    jobs.resume(crashed)
+    train(None, reference)  # meanwhile, the same run without a crash, in this process
+    assert jobs.wait(crashed, timeout=90) == "finished", jobs.read_log(crashed)
+    assert _comparable(runs.read_metrics(crashed)) == _comparable(runs.read_metrics(reference))
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error_and_resume_falls_back(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path, keep_previous=True)
+    save_checkpoint({"epoch": 2, "w": torch.ones(3)}, path, keep_previous=True)
+    assert load_checkpoint(tmp_path / "last-prev.pt")["epoch"] == 1
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(DeepLanguageError, match="truncated or corrupt"):
+        load_checkpoint(path)
+    checkpoint, used = load_checkpoint_or_previous(path)
+    assert checkpoint["epoch"] == 1 and used.name == "last-prev.pt"
+    assert jobs.recover_checkpoint(tmp_path) == "last-prev.pt"
+    assert load_checkpoint(path)["epoch"] == 1 and (tmp_path / "last.pt.corrupt").exists()
+    path.write_bytes(b"garbage")
+    assert jobs.recover_checkpoint(tmp_path) is None and not path.exists()  # nothing good: start over
+
+
+@pytest.mark.skipif("keep_previous" not in (Path(__file__).parent.parent / "core/train.py").read_text(),
+                    reason="core.train does not keep last-prev.pt yet")
+def test_a_corrupt_last_checkpoint_in_a_real_run_resumes_from_the_previous(tiny, tmp_path):
+    from core.train import train
+
+    config = tiny_config(*tiny, epochs=3)
+    reference = train(replace(config), runs_dir=tmp_path / "reference")
+    run_dir = runs.create_run("identify", {"train": runs.read_json(reference / "config.json")["train"]},
+                              tmp_path / "runs")
+    with pytest.raises(KeyboardInterrupt):
+        train(None, run_dir, on_progress=_interrupt_in_epoch(3))
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
+    (run_dir / "last.pt").write_bytes(b"not a checkpoint")
+    train(None, run_dir)  # the trainer itself falls back to last-prev.pt (epoch 1) and redoes 2 and 3
+    assert _comparable(runs.read_metrics(run_dir)) == _comparable(runs.read_metrics(reference))
+
+
+def _interrupt_in_epoch(epoch: int):
+    def on_progress(done, total, **live):
+        if live.get("epoch") == epoch:
+            raise KeyboardInterrupt
+
+    return on_progress
+
+
+@pytest.mark.skipif("train_study_run" not in (Path(__file__).parent.parent / "core/commands/train.py").read_text(),
+                    reason="`python -m core train --resume` does not dispatch study runs yet")
+def test_a_study_run_launches_like_any_other(tiny, tmp_path):
+    config = jobs.study_run_config(tiny[0], "high", 0, target="low", hidden_size=8, max_epochs=2, crops_per_clip=1,
+                                   pretrain_epochs=1)
+    run_dir = jobs.launch("nextframe", config, runs_dir=tmp_path)
+    assert jobs.wait(run_dir, timeout=120) == "finished", jobs.read_log(run_dir)
+    record = registry.run_record(run_dir)
+    assert record["model"] == "nextframe" and record["epochs_done"] >= 2 and record["best_metric"] == "val_loss"
+    assert runs.read_json(run_dir / "result.json")["condition"] == "high"

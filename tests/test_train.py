@@ -1,0 +1,184 @@
+"""core.train and core.evaluate on a tiny synthetic two-language dataset: learning, exact resume, safe checkpoints."""
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import runs
+from core.audio import SAMPLE_RATE, write_wav
+from core.checkpoint import load_checkpoint
+from core.errors import DeepLanguageError
+from core.train import TrainConfig, learning_rate, load_clips, train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
+
+
+def _clip(language: str, rng: np.random.Generator, seconds: float = 1.6) -> np.ndarray:
+    """'low' speakers hum a 120-250 Hz harmonic tone, 'high' ones hiss in a 2-4 kHz band: easy to tell apart."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
+    if language == "low":
+        f0 = rng.uniform(120, 250)
+        signal = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
+    else:
+        spectrum = np.fft.rfft(rng.standard_normal(len(t)))
+        freqs = np.fft.rfftfreq(len(t), 1 / SAMPLE_RATE)
+        spectrum[(freqs < 2000) | (freqs > 4000)] = 0
+        signal = np.fft.irfft(spectrum, len(t))
+    signal = signal * envelope
+    return (0.3 * signal / np.abs(signal).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """<lang>/<speaker>/*.wav: 2 languages x 6 speakers x 3 clips."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for language in ("low", "high"):
+        for speaker in range(6):
+            folder = root / language / f"s{speaker}"
+            folder.mkdir(parents=True)
+            for i in range(3):
+                write_wav(folder / f"{i}.wav", _clip(language, rng))
+    return root
+
+
+@pytest.fixture
+def config(tiny_dataset, tmp_path) -> TrainConfig:
+    return TrainConfig(data_dir=str(tiny_dataset), cache_dir=str(tmp_path / "cache"), model="cnn-baseline",
+                       model_config=TINY_MODEL, epochs=3, batch_size=4, lr=3e-3, crop_seconds=1.0,
+                       time_mask_frames=10, window_seconds=1.0, hop_seconds=0.5, patience=0, threads=1)
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_learning_rate_is_a_pure_function_of_the_step():
+    config = TrainConfig(lr=0.01, warmup_epochs=1, min_lr_ratio=0.1)
+    lrs = [learning_rate(step, 100, 10, config) for step in range(100)]
+    assert lrs[9] == pytest.approx(0.01) and lrs[0] == pytest.approx(0.001)
+    assert lrs[-1] == pytest.approx(0.001, rel=0.05) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs == [learning_rate(step, 100, 10, config) for step in range(100)]
+
+
+def test_splits_are_speaker_disjoint(config):
+    clips = load_clips(config)
+    by_split = clips.manifest.groupby("split")["speaker"].apply(set)
+    assert set(by_split.index) == {"train", "validation", "test"}
+    assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["validation"])
+
+
+def test_loss_falls_and_run_directory_is_complete(config, tmp_path):
+    run_dir = train(replace(config, epochs=6), runs_dir=tmp_path / "runs", name="learn")
+    metrics = runs.read_metrics(run_dir)
+    assert len(metrics) == 6
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+    assert max(m["val_accuracy"] for m in metrics) >= 0.75
+    assert runs.run_status(run_dir)["state"] == "finished"
+    for name in ("last.pt", "best.pt", "progress.json", "config.json"):
+        assert (run_dir / name).exists(), name
+    best = load_checkpoint(run_dir / "best.pt")
+    assert best["labels"] == ["high", "low"] and best["model"]["kind"] == "cnn-baseline"
+    assert "optimizer" not in best  # best.pt is what gets shipped: weights and metadata only
+    assert set(best["data"]["test_speakers"]).isdisjoint(best["data"]["train_speakers"])
+    # Plain data only: both files load with weights_only=True.
+    for name in ("last.pt", "best.pt"):
+        torch.load(run_dir / name, weights_only=True)
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_path):
+    clips = load_clips(config)
+    whole = train(config, runs_dir=tmp_path, name="whole", clips=clips)
+
+    def stop_in_epoch_2(done, total, epoch, **_):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, runs_dir=tmp_path, name="interrupted", on_progress=stop_in_epoch_2, clips=clips)
+    assert runs.run_status(interrupted)["state"] == "stopped"
+    assert "--resume" in runs.run_status(interrupted)["error"]
+    assert len(runs.read_metrics(interrupted)) == 1
+    train(None, interrupted)  # its stored config wins; data is loaded again from the cache
+    assert _comparable(runs.read_metrics(interrupted)) == _comparable(runs.read_metrics(whole))
+    a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_second_trainer_on_the_same_run_is_refused(config, tmp_path):
+    run_dir = runs.create_run("identify", {"train": asdict(config)}, tmp_path, name="busy")
+    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already being trained"):
+        train(None, run_dir)
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    from core.identify import load_identifier
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"kind": "cnn-baseline", "config": {}}, "state_dict": {}, "payload": Evil()}, path)
+    with pytest.raises(DeepLanguageError, match="refused"):
+        load_identifier(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    from core.identify import load_identifier
+
+    path = tmp_path / "cut.pt"
+    torch.save({"x": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DeepLanguageError, match="truncated or corrupt"):
+        load_identifier(path)
+
+
+def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
+    from core.evaluate import evaluate_checkpoint
+
+    run_dir = train(replace(config, epochs=4), runs_dir=tmp_path / "runs", name="scored")
+    report = evaluate_checkpoint(run_dir / "best.pt", config.data_dir, "test")
+    best = load_checkpoint(run_dir / "best.pt")
+    assert report["n_speakers"] == len(best["data"]["test_speakers"])
+    assert report["dropped_seen_speaker_clips"] == 0
+    assert 0 <= report["accuracy"] <= 1 and np.array(report["confusion"]).sum() == report["n_clips"]
+    everything = evaluate_checkpoint(run_dir / "best.pt", config.data_dir, "all")
+    assert everything["n_clips"] == report["n_clips"]  # all = every clip of speakers it never heard
+    assert everything["dropped_seen_speaker_clips"] > 0
+
+
+def test_cross_validation_reports_folds_and_interval(config):
+    from core.evaluate import cross_validate
+
+    report = cross_validate(replace(config, epochs=2), n_folds=2)
+    assert len(report["fold_accuracies"]) == 2 and report["n_clips"] == 36
+    low, high = report["accuracy_ci95"]
+    assert 0 <= low <= report["accuracy"] <= high <= 1
+
+
+def test_cli_trains_and_resume_of_a_non_run_is_an_error(tiny_dataset, tmp_path):
+    out = tmp_path / "cli-run"
+    command = [sys.executable, "-m", "core", "train", "--data", str(tiny_dataset), "--model", "cnn-baseline",
+               "--model-config", json.dumps(TINY_MODEL), "--epochs", "2", "--batch-size", "4",
+               "--crop-seconds", "1", "--threads", "1", "--out", str(out),
+               "--cache", str(tmp_path / "cache")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (out / "best.pt").exists() and "best epoch" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "core", "train", "--resume", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "not a run directory" in bad.stderr and "Traceback" not in bad.stderr
