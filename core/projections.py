@@ -26,10 +26,12 @@ PROJECTIONS_DIR = CACHE_DIR / "projections"
 NUMBA_CACHE_DIR = CACHE_DIR / "numba"
 METHODS = ("pca", "tsne", "umap")
 PERPLEXITY = 30.0  # t-SNE's neighbourhood size; lowered for small samples
+TSNE_ITERATIONS = 500  # 250 exaggerated + 250 free: the layout has settled; 1000 would double the time
+TSNE_PCA_DIMS = 50  # t-SNE runs on the first 50 principal components (the usual trick): 8x faster on 2000 x 128
 N_NEIGHBORS = 15  # UMAP's
 
 
-def _reducer(method: str, n: int, seed: int):
+def _reducer(method: str, n: int, dim: int, seed: int):
     """A fresh estimator per method: the loop-over-a-dict of scikit-learn's examples, by name."""
     if method == "pca":
         from sklearn.decomposition import PCA
@@ -38,8 +40,12 @@ def _reducer(method: str, n: int, seed: int):
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, perplexity=min(PERPLEXITY, max(2.0, (n - 1) / 3)), init="pca",
-                    random_state=seed, n_jobs=1)
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+
+        tsne = TSNE(n_components=2, perplexity=min(PERPLEXITY, max(2.0, (n - 1) / 3)), init="pca",
+                    max_iter=TSNE_ITERATIONS, random_state=seed)
+        return make_pipeline(PCA(n_components=min(TSNE_PCA_DIMS, n, dim), random_state=seed), tsne)
     os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DIR))
     Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
     import umap  # lazily: importing it costs seconds, and it compiles with numba
@@ -52,7 +58,8 @@ def projection_key(X: np.ndarray, method: str, seed: int) -> str:
     X = np.ascontiguousarray(X)
     digest = hashlib.sha1(X.tobytes())
     digest.update(json.dumps({"shape": X.shape, "dtype": str(X.dtype), "method": method, "seed": seed,
-                              "perplexity": PERPLEXITY, "n_neighbors": N_NEIGHBORS}).encode())
+                              "perplexity": PERPLEXITY, "n_neighbors": N_NEIGHBORS,
+                              "tsne": [TSNE_ITERATIONS, TSNE_PCA_DIMS]}).encode())
     return digest.hexdigest()[:20]
 
 
@@ -75,7 +82,7 @@ def project(X: np.ndarray, method: str = "pca", seed: int = 0, cache_dir: str | 
         except (OSError, ValueError):
             pass  # a damaged file is recomputed and replaced
     scaled = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-6)
-    result = _reducer(method, len(X), seed).fit_transform(scaled).astype(np.float32)
+    result = _reducer(method, len(X), X.shape[1], seed).fit_transform(scaled).astype(np.float32)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

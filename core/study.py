@@ -584,22 +584,37 @@ RESULT_COLUMNS = ["condition", "seed", "converged", "epochs_to_threshold", "step
                   "seconds_to_threshold", "pretrain_seconds", "start_val_loss", "final_val_loss", "epochs"]
 
 
-def study_curves(study_dir: str | Path) -> pd.DataFrame:
-    """Every epoch of every run in long form: run, condition, seed, phase, epoch, loss, val_loss.
+def study_curves(study_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The learning curves of every LSTM run, in long form, against target-phase steps.
 
-    ``epoch`` counts target-language epochs (0 = after pretraining, before any target step), so
-    curves of different conditions line up; pretraining epochs have negative numbers.
+    Returns ``(validation, training)``: validation has run, condition, seed, step, val_loss (step 0
+    is the start of the target phase, after any pretraining; then every ``eval_every`` steps and at
+    each epoch's end); training has run, condition, seed, phase, step, loss per optimisation step
+    (pretraining steps are numbered below zero, so every condition's target phase starts at 1).
     """
-    rows = []
+    validation, training = [], []
     for run_dir in study_runs(study_dir):
-        config = runs.read_json(run_dir / "config.json", {})
-        for row in runs.read_metrics(run_dir):
-            rows.append({"run": run_dir.name, "condition": config.get("condition"), "seed": config.get("seed"),
-                         "kind": config.get("kind"), **{k: row.get(k) for k in
-                                                        ("phase", "epoch", "target_epoch", "loss", "val_loss",
-                                                         "steps", "seconds")}})
-    return pd.DataFrame(rows, columns=["run", "condition", "seed", "kind", "phase", "epoch", "target_epoch",
-                                       "loss", "val_loss", "steps", "seconds"])
+        spec = runs.read_json(run_dir / "config.json", {})
+        if spec.get("kind") != "study-lstm":
+            continue
+        head = {"run": run_dir.name, "condition": spec["condition"], "seed": spec["seed"]}
+        rows = runs.read_metrics(run_dir)
+        n_pretrain = sum(len(r.get("step_losses", [])) for r in rows if r["phase"] == "pretrain")
+        step = -n_pretrain
+        for row in rows:
+            for loss in row.get("step_losses", []):
+                step += 1
+                training.append({**head, "phase": row["phase"], "step": step if step > 0 else step - 1,
+                                 "loss": loss})
+            if row["phase"] != "target":
+                continue
+            if row["target_epoch"] == 1 and row.get("start_val_loss") is not None:
+                validation.append({**head, "step": 0, "val_loss": row["start_val_loss"]})
+            validation += [{**head, "step": s, "val_loss": v} for s, v in row.get("val_steps", [])]
+            validation.append({**head, "step": row["steps"] - n_pretrain, "val_loss": row["val_loss"]})
+    validation = pd.DataFrame(validation, columns=["run", "condition", "seed", "step", "val_loss"])
+    return (validation.drop_duplicates(["run", "step"]).sort_values(["run", "step"]).reset_index(drop=True),
+            pd.DataFrame(training, columns=["run", "condition", "seed", "phase", "step", "loss"]))
 
 
 def run_progress(study_dir: str | Path) -> pd.DataFrame:
