@@ -92,3 +92,40 @@ def test_every_page_loads_without_an_exception(server, page):
         wait_idle(page)
         assert_no_exception(page)
         assert heading.lower() in page.locator("h1").first.inner_text().lower()
+
+
+def open_page(page, server, title: str) -> None:
+    """Go home, then follow the sidebar navigation link, as a person would."""
+    page.goto(server)
+    page.wait_for_selector("h1", timeout=60000)
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.wait_for_timeout(300)
+    wait_idle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    page.get_by_label(label).first.click()
+    page.get_by_role("option", name=option).first.click()
+    wait_idle(page)
+
+
+def test_data_page_shows_a_clip_in_full_band_and_low_pass(server, page, cv_sample):
+    open_page(page, server, "Data")
+    choose(page, "Dataset", "Common Voice sample (shared)")
+    page.get_by_text("Log-mel, low-pass < 500 Hz").first.wait_for(timeout=60000)
+    assert page.get_by_text("Log-mel, full band").count() >= 1
+    assert page.locator("audio").count() >= 2
+    assert_no_exception(page)
+
+
+def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
+    if not (ROOT / "checkpoints" / "identify-default" / "best.pt").exists():
+        pytest.skip("no shipped identify model in checkpoints/identify-default")
+    open_page(page, server, "Identify")
+    clip = sorted((cv_sample / "es" / "clips").glob("*.mp3"))[0]
+    page.set_input_files('[data-testid="stFileUploader"] input', str(clip))
+    page.get_by_text("Probability of each language").first.wait_for(timeout=60000)
+    verdict = page.locator('[data-testid="stAlert"]').first.inner_text()
+    assert verdict.startswith(("Language:", "Uncertain:", "No speech:")), verdict
+    assert_no_exception(page)
