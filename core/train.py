@@ -17,8 +17,10 @@ can slot in later.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +31,8 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from core import runs
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core import distributed, runs
+from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig
 from core.models import DEFAULT_MODEL, build_model, clip_windows, count_parameters, model_config, predict_batches
@@ -38,6 +40,7 @@ from core.models import DEFAULT_MODEL, build_model, clip_windows, count_paramete
 CHECKPOINT_FORMAT = 1
 NORMALIZATION = {"kind": "per-window", "eps": 1e-5}  # what the model expects of its input
 PROGRESS_EVERY_S = 1.0  # progress.json is rewritten at most this often
+DISTRIBUTED = True  # fit() runs under torchrun: DDP over core.distributed.current(), rank 0 writes
 
 
 @dataclass
@@ -214,7 +217,7 @@ def evaluate_clips(model: torch.nn.Module, clips: ClipSet, rows: torch.Tensor, c
     owner = torch.cat([torch.full((len(w),), k) for k, w in enumerate(cut)])
     was_training = model.training
     model.eval()
-    window_probs = predict_batches(model, torch.cat(cut))
+    window_probs = predict_batches(model, torch.cat(cut).to(next(model.parameters()).device)).cpu()
     model.train(was_training)
     # A clip's answer is the mean of its windows' probabilities, as identify combines them.
     probs = torch.zeros(len(rows), window_probs.shape[1]).index_add_(0, owner, window_probs)
@@ -274,12 +277,14 @@ def fit(
     model_values = {**asdict(model_config(config.model, config.model_config)),
                     "n_mels": features.n_mels, "n_classes": n_classes}
     torch.manual_seed(config.seed)
-    model = build_model(config.model, model_values)
+    ddp = distributed.current()  # one process unless started by torchrun (see core.distributed)
+    net = distributed.wrap(build_model(config.model, model_values), ddp)  # what trains: DDP when distributed
+    model = distributed.unwrap(net)  # what is saved and evaluated
     optimizer = make_optimizer(model, config)
     per_epoch = max(1, len(train_rows) // config.batch_size)
     total_steps = per_epoch * config.epochs
     counts = torch.bincount(clips.targets[train_rows], minlength=n_classes).float()
-    weights = (counts.sum() / (n_classes * counts.clamp(min=1))) if config.class_weights else None
+    weights = (counts.sum() / (n_classes * counts.clamp(min=1))).to(ddp.device) if config.class_weights else None
 
     base = {
         "format": CHECKPOINT_FORMAT, "model": {"kind": config.model, "config": model_values},
@@ -297,7 +302,10 @@ def fit(
     best_state = None
     last_path = run_dir / "last.pt" if run_dir else None
     if last_path and last_path.exists():
-        checkpoint = load_checkpoint(last_path)
+        checkpoint, used = load_checkpoint_or_previous(last_path)  # a corrupt last.pt: the one before
+        if used != last_path:
+            print(f"warning: {last_path} is unreadable; resuming from {used.name} (epoch {checkpoint['epoch']})",
+                  file=sys.stderr)
         if checkpoint["labels"] != clips.labels:
             raise DeepLanguageError(f"{last_path} was trained on {checkpoint['labels']}, but the data now has "
                                     f"{clips.labels}; resume with the same dataset and --languages.")
@@ -309,7 +317,7 @@ def fit(
         if (run_dir / "best.pt").exists():
             best_state = load_checkpoint(run_dir / "best.pt")
 
-    model.train()
+    net.train()
     last_report = 0.0
     while epoch < config.epochs and not (config.patience and epoch - best["epoch"] >= config.patience):
         started = time.perf_counter()
@@ -323,28 +331,30 @@ def fit(
             lr = learning_rate(step, total_steps, per_epoch, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = make_batch(clips, rows, crop, config, generator)
-            logits = model(x)
-            y = clips.targets[rows]
+            x = make_batch(clips, rows, crop, config, generator)  # the global batch: same RNG use on every rank
+            mine = distributed.shard(torch.arange(len(rows)), ddp)
+            x, y = x[mine].to(ddp.device), clips.targets[rows][mine].to(ddp.device)
+            logits = net(x)
             loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            loss_sum += float(loss.detach()) * len(rows)
+            loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
-            seen += len(rows)
+            seen += len(y)
             now = time.perf_counter()
             if now - last_report >= PROGRESS_EVERY_S or i == len(batches) - 1:
                 last_report = now
                 live = {"epoch": epoch + 1, "epochs": config.epochs, "loss": loss_sum / seen}
-                if on_progress:
+                if on_progress and ddp.is_main:
                     on_progress(epoch * per_epoch + i + 1, total_steps, **live)
-                if run_dir:
+                if run_dir and ddp.is_main:
                     runs.write_json(run_dir / "progress.json",
                                     {"done": epoch * per_epoch + i + 1, "total": total_steps, **live})
         epoch += 1
-        val = evaluate_clips(model, clips, val_rows, config)
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], ddp)  # the global batch's
+        val = evaluate_clips(model, clips, val_rows, config)  # every rank: the same weights, the same decision
         row = {"epoch": epoch, "step": step, "lr": lr, "train_loss": loss_sum / seen,
                "train_accuracy": correct / seen, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                "val_balanced_accuracy": val["balanced_accuracy"], "seconds": time.perf_counter() - started}
@@ -356,11 +366,11 @@ def fit(
         checkpoint = {**base, "state_dict": state, "epoch": epoch, "step": step, "best": best, "metrics": row}
         if improved:
             best_state = checkpoint
-        if run_dir:
+        if run_dir and ddp.is_main:
             if improved:
                 save_checkpoint(checkpoint, run_dir / "best.pt")  # no optimizer: what identify ships
             save_checkpoint({**checkpoint, "optimizer": optimizer.state_dict(), "rng": _rng_states(),
-                             "total_steps": total_steps}, run_dir / "last.pt")
+                             "total_steps": total_steps}, run_dir / "last.pt", keep_previous=True)
             runs.append_metrics(run_dir, row)
     return best_state if best_state is not None else {**base, "state_dict": model.state_dict(), "epoch": epoch,
                                                      "step": step, "best": best}
@@ -391,20 +401,23 @@ def train(
         if stored is None:
             raise DeepLanguageError(f"{run_dir} is not a training run (no config.json). Check the path.")
         config = TrainConfig.from_dict(stored["train"])
-    with runs.RunLock(run_dir):
-        runs.set_status(run_dir, "running")
+    main = distributed.current().is_main  # under torchrun only rank 0 owns the run directory
+    set_status = runs.set_status if main else (lambda *args, **kwargs: None)
+    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
+        set_status(run_dir, "running")
         try:
             clips = clips or load_clips(config)
-            runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
-                                                    "splits": clips.manifest["split"].value_counts().to_dict()})
+            if main:
+                runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
+                                                        "splits": clips.manifest["split"].value_counts().to_dict()})
             best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
         except KeyboardInterrupt:
-            runs.set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
+            set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
             raise
         except BaseException as error:
-            runs.set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
+            set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
             raise
-        runs.set_status(run_dir, "finished", best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
+        set_status(run_dir, "finished", best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
     return run_dir
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 NAME = "train"
+STUDY_KINDS = ("nextframe", "autoencoder")  # runs made by core.jobs.launch for the pretraining study
 HELP = "train a language identifier on a dataset's cached log-mels (resumable; --cv K to cross-validate)"
 
 
@@ -65,15 +66,20 @@ def train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
     from dataclasses import asdict
 
     import torch
 
+    from core import distributed
     from core.errors import DeepLanguageError
     from core.progress import tqdm_progress
     from core.runs import write_json
 
     torch.set_num_threads(args.threads)
+    # SIGTERM (a job's stop, torchrun, a scheduler) ends a run as Ctrl-C does: last epoch kept, state stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    ddp = distributed.init_from_env()  # torchrun's environment: join its processes (else one process)
     if args.resume is None and args.data is None:
         raise DeepLanguageError("give --data DIR to train, or --resume RUN_DIR to continue a run.")
     if args.cv:
@@ -93,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
     from core import runs
     from core.train import describe_run, train
 
+    if args.resume is not None and (runs.read_json(args.resume / "config.json") or {}).get("kind") in STUDY_KINDS:
+        from core.jobs import train_study_run  # a one-run job of the pretraining study (core.jobs.launch)
+
+        with tqdm_progress("train", unit="step") as on_progress:
+            train_study_run(args.resume, on_progress)
+        return 0
     if args.resume is not None:
         run_dir = args.resume
         if not (run_dir / "config.json").exists():
@@ -104,14 +116,24 @@ def run(args: argparse.Namespace) -> int:
 
         model_config(config.model, config.model_config)  # a bad --model fails before a run is made
         runs_dir, name = (args.out.resolve().parent, args.out.name) if args.out else (runs.RUNS_DIR, args.run)
-        run_dir = runs.create_run("identify", {"train": asdict(config)}, runs_dir, name=name)
+        run_dir = runs.create_run("identify", {"train": asdict(config)}, runs_dir, name=name) if ddp.is_main else None
+        run_dir = distributed.broadcast_object(run_dir, ddp)  # rank 0 made it; the others train in it too
     try:
+        if not ddp.is_main:
+            train(None, run_dir)
+            return 0
         with tqdm_progress("train", unit="step") as on_progress:
             train(None, run_dir, on_progress)
     except KeyboardInterrupt:
         print(f"interrupted: the last finished epoch is kept; resume with: python -m core train --resume {run_dir}",
               file=sys.stderr)
         return 130
+    finally:
+        distributed.cleanup()
     print(f"{run_dir}: {describe_run(run_dir)}")
     print(f"model: {run_dir / 'best.pt'}  (try: python -m core identify CLIP.wav --checkpoint {run_dir / 'best.pt'})")
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
