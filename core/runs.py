@@ -26,7 +26,8 @@ from pathlib import Path
 from core.errors import DeepLanguageError
 from core.paths import CHECKPOINTS_DIR
 
-RUNS_DIR = CHECKPOINTS_DIR / "runs"
+# $DEEPLANGUAGE_RUNS_DIR moves them, e.g. to keep a test server's runs out of the checkout.
+RUNS_DIR = Path(os.environ.get("DEEPLANGUAGE_RUNS_DIR", CHECKPOINTS_DIR / "runs"))
 STATES = ("running", "finished", "failed", "stopped")
 
 

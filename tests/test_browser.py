@@ -32,12 +32,27 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def tiny_dataset(cv_sample, tmp_path_factory):
+    """Three languages, eight clips each, in Common Voice layout: trains in seconds."""
+    root = tmp_path_factory.mktemp("tiny")
+    for lang in ("es", "fr", "ja"):
+        (root / lang / "clips").mkdir(parents=True)
+        lines = (cv_sample / lang / "validated.tsv").read_text().splitlines()[:9]
+        for line in lines[1:]:
+            name = line.split("\t")[1]
+            shutil.copy(cv_sample / lang / "clips" / name, root / lang / "clips" / name)
+        (root / lang / "validated.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
     port = _free_port()
+    env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -128,4 +143,25 @@ def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
     page.get_by_text("Probability of each language").first.wait_for(timeout=60000)
     verdict = page.locator('[data-testid="stAlert"]').first.inner_text()
     assert verdict.startswith(("Language:", "Uncertain:", "No speech:")), verdict
+    assert_no_exception(page)
+
+
+def test_train_page_launches_a_short_run_and_watches_it_finish(server, page, tiny_dataset):
+    open_page(page, server, "Train")
+    choose(page, "Dataset", "A folder on this machine")
+    page.get_by_label("Dataset folder").fill(str(tiny_dataset))
+    page.get_by_label("Dataset folder").press("Enter")
+    wait_idle(page)
+    for label, value in {"Epochs": "2", "Batch size": "4"}.items():
+        page.get_by_label(label, exact=True).fill(value)
+        page.get_by_label(label, exact=True).press("Enter")
+        wait_idle(page)
+    page.get_by_role("button", name="Launch training").click()
+    page.get_by_text("Launched identify-").first.wait_for(timeout=30000)
+    progress = page.get_by_test_id("stProgress").first
+    deadline = time.time() + 240
+    while not progress.inner_text().startswith("finished") and time.time() < deadline:
+        page.wait_for_timeout(1000)
+    assert progress.inner_text().startswith("finished"), progress.inner_text()
+    page.get_by_text("Curves appear").wait_for(state="detached", timeout=10000)
     assert_no_exception(page)
