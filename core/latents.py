@@ -82,7 +82,8 @@ def save_latents(folder: str | Path, arrays: dict[str, np.ndarray], manifest: pd
         if len(array) != len(manifest):
             raise ValueError(f"latent {kind} has {len(array)} rows for {len(manifest)} clips")
     tmp = folder / f".{stem}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, **arrays)
+    # float16 halves the files (a shipped study must stay small); probes and plots don't notice.
+    np.savez(tmp, **{kind: array.astype(np.float16) for kind, array in arrays.items()})
     os.replace(tmp, folder / f"{stem}.npz")
     tmp = folder / f".{stem}.{os.getpid()}.tmp.tsv"
     manifest[MANIFEST_COLUMNS].to_csv(tmp, sep="\t", index=False)
@@ -96,29 +97,27 @@ def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, n
         raise DeepLanguageError(f"{folder.name} has no latents yet: its run has not finished. "
                                 f"Run the study command again to finish it.")
     with np.load(folder / f"{stem}.npz") as stored:
-        arrays = {kind: stored[kind] for kind in stored.files}
+        arrays = {kind: stored[kind].astype(np.float32) for kind in stored.files}
     return arrays, pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
 
 
 def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None) -> Path | None:
     """The language identifier's embedding of the study's latent sample, as ``<study>/identify/latents.*``.
 
-    An optional hook: returns None when ``core.identify`` has no ``embed`` or no checkpoint exists.
+    An optional hook: used when ``core.identify`` offers ``embed(audio_or_path, identifier) -> (dim,)``
+    and a checkpoint exists (``checkpoint_path``, else its ``DEFAULT_CHECKPOINT``); returns None otherwise.
     """
     try:
         from core import identify
     except ImportError:
         return None
     embed = getattr(identify, "embed", None)
-    default = getattr(identify, "DEFAULT_CHECKPOINT", None)
-    checkpoint_path = checkpoint_path or default
+    checkpoint_path = checkpoint_path or getattr(identify, "DEFAULT_CHECKPOINT", None)
     if embed is None or checkpoint_path is None or not Path(checkpoint_path).exists():
         return None
-    manifest, _ = latent_clips(study_dir)
-    from core.study import resolve
-
-    data_dir = resolve(_study_data_dir(study_dir))
-    vectors = np.stack([np.asarray(embed(_clip_path(data_dir, p), checkpoint_path), dtype=np.float32)
+    bundle = identify.load_identifier(checkpoint_path)
+    manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
+    vectors = np.stack([np.asarray(embed(str(clip_path(study_dir, p)), bundle), dtype=np.float32).ravel()
                         for p in manifest["path"]])
     folder = Path(study_dir) / "identify"
     folder.mkdir(exist_ok=True)
@@ -132,13 +131,9 @@ def _study_data_dir(study_dir: str | Path) -> str:
     return load_study(study_dir)["data_dir"]
 
 
-def _clip_path(data_dir: Path, path: str) -> Path:
-    path = Path(path)
-    return path if path.is_absolute() else data_dir / path
-
-
 def clip_path(study_dir: str | Path, path: str) -> Path:
     """Where a clip of a study's manifest lies now (manifests store paths relative to the dataset)."""
     from core.study import resolve
 
-    return _clip_path(resolve(_study_data_dir(study_dir)), path)
+    path = Path(path)
+    return path if path.is_absolute() else resolve(_study_data_dir(study_dir)) / path

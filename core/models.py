@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from core import classic  # fitted in closed form, not by epochs: core.train.fit hands it over
 from core.errors import DeepLanguageError
 
 
@@ -152,6 +153,7 @@ MODELS = {
     "cnn-baseline": (CNNBaselineConfig, CNNBaseline),
     "resnet-asp": (ResNetASPConfig, ResNetASP),
 }
+MODELS.update({kind: (classic.GMMSupervectorConfig, classic.GMMSupervector) for kind in classic.KINDS})
 DEFAULT_MODEL = "resnet-asp"
 
 

@@ -4,7 +4,9 @@ A probe is ``make_pipeline(StandardScaler(), LinearSVC(class_weight="balanced"))
 balanced accuracy under speaker-grouped, stratified cross-validation (``StratifiedGroupKFold``):
 no speaker is ever in both the fitted and the scored folds. Beside its accuracy stand
 
-* ``chance``: the balanced accuracy of always answering one class, ``1 / n_classes``;
+* ``chance``: the balanced accuracy of always answering one class, ``1 / n_classes``, and
+  ``null_mean``, what the same CV scores with languages shuffled between speakers (the empirical
+  chance: below ``1 / n_classes`` when there are few speakers);
 * ``majority``: the plain accuracy of always answering the largest class (the original study's
   67 % baseline was this), for comparison with plain accuracies;
 * a 95 % CI, by bootstrap over speakers (clips of a speaker are not independent);
@@ -47,8 +49,8 @@ def make_probe(seed: int = 0):
                                                      random_state=seed))
 
 
-def _n_splits(y: np.ndarray, groups: np.ndarray) -> int:
-    speakers_per_class = pd.Series(groups).groupby(y).nunique()
+def _n_splits(y: np.ndarray, groups: np.ndarray, classes: np.ndarray) -> int:
+    speakers_per_class = pd.Series(groups).groupby(classes[y]).nunique()
     n = int(min(N_SPLITS, speakers_per_class.min()))
     if n < 2:
         raise DeepLanguageError(
@@ -96,7 +98,7 @@ def probe(X: np.ndarray, y, groups, *, n_permutations: int = N_PERMUTATIONS, n_b
     k = len(classes)
     if k < 2:
         raise DeepLanguageError("a probe needs at least two classes.")
-    n_splits = _n_splits(y, groups)
+    n_splits = _n_splits(y, groups, classes)
     folds = _folds(y, groups, n_splits, seed)
     predicted = _predict(X, y, folds, seed)
     accuracy = balanced_accuracy(y, predicted, k)
@@ -121,21 +123,33 @@ def probe(X: np.ndarray, y, groups, *, n_permutations: int = N_PERMUTATIONS, n_b
         except ValueError:  # a shuffle that leaves a training fold with one class
             continue
     p_value = (1 + sum(score >= accuracy for score in null)) / (1 + len(null))
+    # What shuffled languages score under the same folds: the empirical chance level. With few
+    # speakers it sits below 1 / classes (holding a speaker out shifts the training mean away from it).
+    null_mean = float(np.mean(null)) if null else np.nan
     counts = np.bincount(y, minlength=k)
     return {"accuracy": accuracy, "ci_low": float(ci_low), "ci_high": float(ci_high),
-            "chance": 1.0 / k, "majority": float(counts.max() / len(y)), "p_value": float(p_value),
+            "chance": 1.0 / k, "null_mean": null_mean, "majority": float(counts.max() / len(y)), "p_value": float(p_value),
             "n": int(len(y)), "n_classes": int(k), "n_speakers": int(len(speakers)),
             "n_splits": n_splits, "n_permutations": len(null)}
 
 
 def probe_latents(arrays: dict[str, np.ndarray], manifest: pd.DataFrame, target: str, **options) -> list[dict]:
-    """Both tasks (target vs rest, all languages) for every latent kind of one run."""
-    rows = []
-    languages = manifest["language"].to_numpy().astype(str)
+    """Both tasks (target vs rest, all languages) for every latent kind of one run.
+
+    Languages with clips from fewer than two speakers can't be scored speaker-disjointly: they
+    are left out (named in ``dropped``) rather than scored on a speaker the probe trained on.
+    """
+    speakers = manifest.groupby("language")["speaker"].nunique()
+    dropped = sorted(speakers.index[speakers < 2])
+    keep = ~manifest["language"].isin(dropped).to_numpy()
+    languages = manifest["language"].to_numpy().astype(str)[keep]
+    groups = manifest["speaker"].to_numpy()[keep]
     tasks = {TASK_TARGET: np.where(languages == target, target, "other"), TASK_ALL: languages}
+    rows = []
     for kind, X in arrays.items():
         for task, y in tasks.items():
-            rows.append({"kind": kind, "task": task, **probe(X, y, manifest["speaker"], **options)})
+            rows.append({"kind": kind, "task": task, **probe(X[keep], y, groups, **options),
+                         "dropped": ",".join(dropped)})
     return rows
 
 
@@ -212,6 +226,7 @@ def summarize_probes(table: pd.DataFrame) -> pd.DataFrame:
              else group["p_value"].iloc[0])
         rows.append({"task": task, "kind": kind, "condition": condition, "n_seeds": len(group),
                      "accuracy": mean, "ci_low": low, "ci_high": high, "chance": group["chance"].iloc[0],
+                     "null_mean": float(group["null_mean"].mean()) if "null_mean" in group else np.nan,
                      "majority": group["majority"].iloc[0], "p_value": float(p), "n_clips": int(group["n"].iloc[0])})
     return pd.DataFrame(rows)
 
@@ -232,14 +247,17 @@ def compare_conditions(table: pd.DataFrame, value: str, baseline: str = "none",
                 continue
             values = other[value].to_numpy(dtype=float)
             finite = values[np.isfinite(values)]
-            # Exact, by enumerating every relabelling: right with ties and the few seeds a study has.
-            result = stats.mannwhitneyu(values, base, alternative="two-sided", method=stats.PermutationMethod())
+            if len(values) < 2 or len(base) < 2:  # one seed a side: nothing to test
+                u, p = np.nan, np.nan
+            else:
+                # Exact, by enumerating every relabelling: right with ties and the few seeds a study has.
+                result = stats.mannwhitneyu(values, base, alternative="two-sided", method=stats.PermutationMethod())
+                u, p = float(result.statistic), float(result.pvalue)
             rows.append({**dict(zip(by or [], key)), "condition": condition, "baseline": baseline,
                          "n": len(values), "n_baseline": len(base),
                          "median": float(np.median(values)), "median_baseline": float(np.median(base)),
                          "mean": float(finite.mean()) if len(finite) else np.nan,
-                         "u": float(result.statistic), "p_value": float(result.pvalue),
-                         "rank_biserial": float(2 * result.statistic / (len(values) * len(base)) - 1),
+                         "u": u, "p_value": p, "rank_biserial": 2 * u / (len(values) * len(base)) - 1,
                          "min_p": float(min_attainable_p(len(values), len(base)))})
     return pd.DataFrame(rows)
 
@@ -262,7 +280,7 @@ def time_to_threshold(results: pd.DataFrame, value: str = "seconds_to_threshold"
     return pd.DataFrame(rows)
 
 
-def study_report(study_dir: str | Path) -> dict:
+def study_report(study_dir: str | Path, write: bool = True) -> dict:
     """Every figure of a study, from what is on disk (no training, no probing): time and steps to
     threshold per condition with tests against "none", and the probe summary with tests.
 
@@ -308,8 +326,10 @@ def study_report(study_dir: str | Path) -> dict:
                      "chance; Fisher-combined permutation p):")
         for row in report["probes"]:
             lines.append(f"  {row['task']:<15} {row['kind']:<8} {row['condition']:<8} {row['accuracy']:.3f} "
-                         f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  chance {row['chance']:.3f}  "
+                         f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  chance {row['chance']:.3f} "
+                         f"(shuffled {row['null_mean']:.3f})  "
                          f"majority {row['majority']:.3f}  p={row['p_value']:.3g}  seeds {row['n_seeds']}")
     report["text"] = "\n".join(lines)
-    write_json(Path(study_dir) / "summary.json", {k: v for k, v in report.items() if k != "text"})
+    if write:
+        write_json(Path(study_dir) / "summary.json", {k: v for k, v in report.items() if k != "text"})
     return report

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
@@ -132,6 +132,7 @@ def plan_study(
     data_dir: str | Path,
     study_dir: str | Path | None = None,
     *,
+    cache_dir: str | Path | None = None,
     workers: int | None = None,
     on_progress: Callable[..., None] | None = None,
 ) -> Path:
@@ -155,7 +156,7 @@ def plan_study(
                 f"give a new --out folder, or repeat the original settings to resume it.")
         config = replace(config, pretrain=tuple(dict.fromkeys(old.pretrain + config.pretrain)),
                          seeds=max(old.seeds, config.seeds))
-    cache_dir = default_cache_dir(data_dir)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(data_dir)
     manifest = prepared_dataset(data_dir, cache_dir, features, workers=workers, on_progress=on_progress)
     languages = set(manifest["language"])
     for language in [config.target, *config.pretrain, *config.latent_languages]:
@@ -235,23 +236,31 @@ def run_study(
     data_dir: str | Path,
     study_dir: str | Path | None = None,
     *,
+    cache_dir: str | Path | None = None,
     workers: int | None = None,
     probe: bool = True,
+    n_permutations: int | None = None,
     on_progress: Callable[..., None] | None = None,
 ) -> Path:
-    """Plan, then train every unfinished run in parallel (one core each), then probe; resumable.
+    """Plan, train every unfinished run in parallel (one core each), then probe; resumable.
+
+    The study's status turns "finished" only once its probes are written.
 
     ``on_progress(done, total, finished=, failed=)`` counts optimisation steps over all runs.
     """
-    study_dir = plan_study(config, data_dir, study_dir, workers=workers)
+    study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
     with runs.RunLock(study_dir):
         runs.set_status(study_dir, "running")
         try:
             _train_all(study_dir, workers, on_progress)
-            if probe:
-                from core.probes import probe_study
+            from core.latents import extract_identify_latents
 
-                probe_study(study_dir)
+            extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+            if probe:
+                from core.probes import N_PERMUTATIONS, probe_study, study_report
+
+                probe_study(study_dir, n_permutations or N_PERMUTATIONS)
+                study_report(study_dir)  # summary.json
         except BaseException as error:
             state = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
             runs.set_status(study_dir, state, error=str(error))
@@ -272,8 +281,9 @@ def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., 
     total_runs = len(study_runs(study_dir))
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     failures: list[str] = []
-    # Long runs first, so no core idles at the end waiting on one straggler.
-    todo.sort(key=lambda p: (p.name.startswith(AE), p.name.startswith(NONE)))
+    # Seed by seed, conditions interleaved, so every condition meets the same machine load (wall
+    # times are compared across conditions); the short autoencoder runs fill in at the end.
+    todo.sort(key=lambda p: (p.name.startswith(AE), int(p.name.rsplit("-s", 1)[1]), p.name))
 
     def report() -> None:
         progress = [runs.read_json(p / "progress.json", {}) for p in study_runs(study_dir)]
@@ -400,10 +410,11 @@ def _train(run_dir: Path, on_progress: Callable[..., None] | None) -> dict:
     if (run_dir / "last.pt").exists():
         checkpoint = load_checkpoint(run_dir / "last.pt")
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        rng.bit_generator.state = json.loads(checkpoint["numpy_rng"])
-        torch.set_rng_state(checkpoint["torch_rng"])
         state = json.loads(checkpoint["state"])
+        if "optimizer" in checkpoint:  # absent once training has ended: the loop below then does nothing
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            rng.bit_generator.state = json.loads(checkpoint["numpy_rng"])
+            torch.set_rng_state(checkpoint["torch_rng"])
     runs.truncate_metrics(run_dir, state["epoch"])
     val = torch.from_numpy(_fixed_crops(data.validation, length))
     steps_per_epoch = {p: -(-len(data.clips(p)) * config.crops_per_clip // config.batch_size)
@@ -467,6 +478,10 @@ def _train(run_dir: Path, on_progress: Callable[..., None] | None) -> dict:
                          "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                          "state": json.dumps(state), "condition": condition, "seed": seed,
                          "features": asdict(study["features"])}, run_dir / "last.pt")
+    # Finished: the optimizer and RNG states are only for resuming; dropping them makes the frozen
+    # model a third of the size (the shipped demo study must stay small).
+    save_checkpoint({**_save_dict(model, is_ae), "state": json.dumps(state), "condition": condition, "seed": seed,
+                     "features": asdict(study["features"])}, run_dir / "last.pt")
     runs.write_json(run_dir / "progress.json", {"done": total, "total": total, "phase": "done",
                                                 "val_loss": state["val_loss"]})
     crossed = state["crossed"] or {}

@@ -269,6 +269,10 @@ def fit(
     resumes from its last.pt if one exists. Returns the final checkpoint dict of the best
     epoch (model state included), whether or not a run_dir was given.
     """
+    from core import classic
+
+    if config.model in classic.KINDS:  # fitted in closed form (GMM + regression), not by epochs
+        return classic.fit(config, clips, train_rows, val_rows, run_dir, on_progress)
     if config.threads:
         torch.set_num_threads(config.threads)
     features = FeatureConfig.from_dict(config.features)

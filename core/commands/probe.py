@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 NAME = "probe"
-HELP = "probe a study's latents (speaker-grouped CV, chance, 95% CI, permutation p) and compare its conditions"
+HELP = "probe a study's latents (speaker-grouped CV, chance level, confidence intervals, permutation p) and compare its conditions"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.errors import DeepLanguageError
     from core.progress import tqdm_progress
+    from core.probes import study_report
     from core.study import plan_study, run_study
 
     config = study_config(args)
@@ -61,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
         raise DeepLanguageError("a study needs at least one seed and one pretraining condition.")
     study_dir = plan_study(config, args.data, args.out, workers=args.workers)
     with tqdm_progress("study", unit="step") as on_progress:
-        run_study(config, args.data, study_dir, workers=args.workers, probe=False, on_progress=on_progress)
-    from core.commands.probe import probe_and_report
-
-    report = probe_and_report(study_dir, args.permutations)
-    print(json.dumps(report, indent=2, default=float) if args.json else report["text"])
+        run_study(config, args.data, study_dir, workers=args.workers, n_permutations=args.permutations,
+                  on_progress=on_progress)
+    print("probes written (rerun them alone with `python -m core probe --study DIR`)")
+    report = study_report(study_dir)
+    print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
+          if args.json else report["text"])
     print(f"study folder: {study_dir}")
     return 0

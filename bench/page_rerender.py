@@ -1,0 +1,42 @@
+"""Page rerender: a second run of the Convergence and Latent space pages (everything cached) vs the first.
+
+Run: .venv/bin/python bench/page_rerender.py [STUDY_DIR]   (default: the shipped demo study)
+Target: a cached rerender <= 0.3 s. Ratios are second run / first run, measured here.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import core.study  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+TARGET_S = 0.3
+
+
+def main() -> None:
+    study = Path(sys.argv[1]) if len(sys.argv) > 1 else core.study.DEMO_STUDY_DIR
+    core.study.STUDIES_DIR = study.parent  # list only this study's siblings
+    core.study.DEMO_STUDY_DIR = study
+    for page in ("convergence", "latent_space"):
+        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=120)
+        started = time.perf_counter()
+        at.run()
+        first = time.perf_counter() - started
+        if at.exception:
+            raise SystemExit(f"{page} failed: {at.exception}")
+        seconds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            at.run()
+            seconds.append(time.perf_counter() - started)
+        second = sorted(seconds)[len(seconds) // 2]
+        print(f"{page:<13} first {first:6.2f} s   cached rerender (median of 5) {second:6.3f} s = "
+              f"{second / first:.3f}x the first, {second / TARGET_S:.2f}x the 0.3 s target")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+from core.autoencoder import (AutoencoderConfig, ConvAutoencoder, encode_clip, from_checkpoint, patches,
+                              save_dict)
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.errors import DeepLanguageError
+
+SMALL = AutoencoderConfig(n_mels=32, patch_frames=32, channels=4, bottleneck=8)
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: threads only add overhead, and other jobs share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def test_round_trip_gives_back_the_input_shape():
+    model = ConvAutoencoder(AutoencoderConfig())
+    x = torch.randn(3, 1, 64, 64)
+    assert model.encode(x).shape == (3, 64)
+    assert model(x).shape == x.shape
+
+
+def test_one_batch_overfits():
+    torch.manual_seed(0)
+    model = ConvAutoencoder(SMALL)
+    grid = torch.linspace(0, 3.14, 32)
+    x = torch.stack([torch.outer(torch.sin(k * grid), torch.cos(k * grid)) for k in (1, 2, 3, 4)])[:, None]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.loss(x).item()
+    for _ in range(80):
+        loss = model.loss(x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_patches_cut_and_pad_a_clip():
+    features = np.random.default_rng(0).normal(size=(32, 100)).astype(np.float32)
+    cut = patches(features, 32)
+    assert cut.shape == (3, 1, 32, 32)
+    assert np.array_equal(cut[1, 0], features[:, 32:64])
+    assert patches(features[:, :10], 32).shape == (1, 1, 32, 32)  # short clip: padded to one patch
+    assert encode_clip(ConvAutoencoder(SMALL), features).shape == (8,)
+
+
+def test_checkpoint_round_trip_and_bad_sizes(tmp_path):
+    model = ConvAutoencoder(SMALL).eval()
+    save_checkpoint(save_dict(model), tmp_path / "ae.pt")
+    loaded = from_checkpoint(load_checkpoint(tmp_path / "ae.pt"))
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    with pytest.raises(DeepLanguageError, match="divisible by 16"):
+        ConvAutoencoder(AutoencoderConfig(n_mels=40))

@@ -1,0 +1,33 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import DeepLanguageError
+from core.latents import LSTM_KINDS, clip_path, load_latents, save_latents
+from core.study import study_runs
+from tests.test_study import one_thread, tiny_study  # noqa: F401  (shared fixtures)
+
+
+def test_every_run_has_one_latent_row_per_held_out_clip(tiny_study):
+    study, corpus, _ = tiny_study
+    latent = pd.read_csv(study / "latent_manifest.tsv", sep="\t")
+    for run_dir in study_runs(study):
+        arrays, manifest = load_latents(run_dir)
+        assert list(manifest["path"]) == list(latent["path"])
+        expected = ("ae",) if run_dir.name.startswith("ae") else LSTM_KINDS
+        assert tuple(arrays) == expected
+        for array in arrays.values():
+            assert array.shape[0] == len(manifest) and array.dtype == np.float32 and np.isfinite(array).all()
+        assert arrays.get("h", arrays.get("ae")).shape[1] == (16 if "h" in arrays else 64)
+    assert clip_path(study, latent["path"][0]).exists()
+
+
+def test_missing_latents_and_mismatched_rows_are_refused(tmp_path):
+    with pytest.raises(DeepLanguageError, match="no latents yet"):
+        load_latents(tmp_path)
+    manifest = pd.DataFrame({"key": ["a"], "path": ["x.wav"], "language": ["es"], "speaker": ["s"]})
+    with pytest.raises(ValueError):
+        save_latents(tmp_path, {"h": np.zeros((2, 3))}, manifest)
+    save_latents(tmp_path, {"h": np.ones((1, 3))}, manifest)
+    arrays, loaded = load_latents(tmp_path)
+    assert arrays["h"].shape == (1, 3) and loaded["language"][0] == "es"

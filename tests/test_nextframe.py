@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.errors import DeepLanguageError
+from core.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: threads only add overhead, and other jobs share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def smooth_sequences(n: int = 8, n_frames: int = 60, n_mels: int = 16, seed: int = 0) -> torch.Tensor:
+    """Slowly drifting sinusoids per band: the next frame is predictable from the past."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_frames)[None, :, None]
+    freq = rng.uniform(0.05, 0.2, size=(n, 1, n_mels))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, n_mels))
+    return torch.from_numpy(np.sin(freq * t + phase).astype(np.float32))
+
+
+def test_the_next_frame_loss_falls():
+    torch.manual_seed(0)
+    model = NextFrameLSTM(NextFrameConfig(n_mels=16, hidden_size=32))
+    x = smooth_sequences()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.loss(x).item()
+    for _ in range(40):
+        loss = model.loss(x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_prediction_at_t_depends_only_on_frames_up_to_t():
+    model = NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=16)).eval()
+    x = smooth_sequences(2, 30, 8)
+    changed = x.clone()
+    changed[:, 20:] += 5.0  # the future changes; predictions before it must not
+    with torch.no_grad():
+        assert torch.allclose(model(x)[:, :20], model(changed)[:, :20])
+        assert not torch.allclose(model(x)[:, 20:], model(changed)[:, 20:])
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_encode_gives_last_states_and_the_mean(n_layers):
+    model = NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=12, n_layers=n_layers))
+    h, c, h_mean = model.encode(smooth_sequences(3, 25, 8))
+    assert h.shape == c.shape == h_mean.shape == (3, 12)
+    assert not torch.allclose(h, c)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    model = NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=12)).eval()
+    save_checkpoint(save_dict(model), tmp_path / "m.pt")
+    loaded = from_checkpoint(load_checkpoint(tmp_path / "m.pt"))
+    x = smooth_sequences(2, 20, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.config == model.config
+
+
+def test_a_wrong_checkpoint_and_a_one_frame_clip_are_clear_errors():
+    with pytest.raises(DeepLanguageError, match="not a next-frame LSTM"):
+        from_checkpoint({"model_kind": "autoencoder"})
+    with pytest.raises(DeepLanguageError, match="at least two frames"):
+        NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=4)).loss(torch.zeros(1, 1, 8))

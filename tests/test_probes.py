@@ -1,0 +1,74 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import DeepLanguageError
+from core.probes import (balanced_accuracy, compare_conditions, mean_ci, min_attainable_p, probe, probe_latents,
+                         summarize_probes, _folds)
+
+
+def speakers_data(separable: bool, n_speakers: int = 16, per_speaker: int = 6, dim: int = 20, seed: int = 0):
+    """Two classes, 8 speakers each; each speaker has its own offset. Separable: class shifts 3 dims."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_speakers) % 2, per_speaker).astype(str)
+    groups = np.repeat([f"s{i}" for i in range(n_speakers)], per_speaker)
+    X = rng.normal(size=(len(y), dim)) + np.repeat(rng.normal(scale=0.5, size=(n_speakers, dim)), per_speaker, 0)
+    if separable:
+        X[:, :3] += np.where(y == "1", 2.0, -2.0)[:, None]
+    return X, y, groups
+
+
+def test_planted_signal_is_found_and_noise_is_not():
+    found = probe(*speakers_data(True), n_permutations=19, n_bootstrap=200)
+    noise = probe(*speakers_data(False), n_permutations=19, n_bootstrap=200)
+    assert found["accuracy"] > 0.9 and found["p_value"] <= 0.05
+    assert found["ci_low"] <= found["accuracy"] <= found["ci_high"]
+    assert abs(noise["accuracy"] - noise["chance"]) < 0.25 and noise["p_value"] > 0.1
+    assert found["chance"] == 0.5 and found["majority"] == 0.5 and found["n_speakers"] == 16
+
+
+def test_folds_never_put_a_speaker_on_both_sides():
+    X, y, groups = speakers_data(True)
+    codes = np.unique(y, return_inverse=True)[1]
+    for train, test in _folds(codes, groups, 4, seed=0):
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_too_few_speakers_is_a_clear_error_and_such_languages_are_dropped():
+    X, y, groups = speakers_data(True, n_speakers=2)
+    with pytest.raises(DeepLanguageError, match="two speakers per class"):
+        probe(X, y, groups, n_permutations=2)
+    X, y, groups = speakers_data(True)
+    manifest = pd.DataFrame({"language": np.where(y == "1", "es", "it"), "speaker": groups})
+    manifest.loc[:5, "language"] = "pt"  # one speaker only
+    rows = probe_latents({"h": X}, manifest, "es", n_permutations=3, n_bootstrap=50)
+    assert {r["task"] for r in rows} == {"target-vs-rest", "all-languages"}
+    assert all(r["dropped"] == "pt" for r in rows)
+
+
+def test_balanced_accuracy_matches_sklearn():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    assert balanced_accuracy(y, p, 4) == pytest.approx(balanced_accuracy_score(y, p))
+
+
+def test_conditions_are_compared_with_an_exact_test_and_an_effect_size():
+    table = pd.DataFrame({"condition": ["none"] * 5 + ["it"] * 5,
+                          "steps": [100, 110, 105, 120, 115, 60, 70, 65, 80, np.inf]})
+    row = compare_conditions(table, "steps").iloc[0]
+    assert row["condition"] == "it" and row["rank_biserial"] == pytest.approx(-0.6)
+    assert min_attainable_p(3, 3) == pytest.approx(0.1)
+    faster = compare_conditions(table.replace(np.inf, 50), "steps").iloc[0]
+    assert faster["rank_biserial"] == -1 and faster["p_value"] == pytest.approx(min_attainable_p(5, 5))
+
+
+def test_summaries_give_a_t_interval_over_seeds_and_combine_p_values():
+    mean, low, high = mean_ci([0.6, 0.7, 0.8])
+    assert mean == pytest.approx(0.7) and low < 0.6 and high > 0.8
+    table = pd.DataFrame({"task": "t", "kind": "h", "condition": "none", "accuracy": [0.6, 0.7, 0.8],
+                          "ci_low": 0, "ci_high": 1, "chance": 0.5, "null_mean": 0.45, "majority": 0.5,
+                          "p_value": [0.04, 0.03, 0.05], "n": 100})
+    row = summarize_probes(table).iloc[0]
+    assert row["n_seeds"] == 3 and row["p_value"] < 0.03 and row["ci_low"] == pytest.approx(low)

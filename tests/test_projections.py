@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+import core.projections
+from core.errors import DeepLanguageError
+from core.projections import project, projection_key
+
+
+@pytest.fixture()
+def points():
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.normal(0, 1, (40, 16)), rng.normal(4, 1, (40, 16))]).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_projections_are_n_by_2_and_keep_clusters_apart(points, method, tmp_path):
+    result = project(points, method, seed=0, cache_dir=tmp_path)
+    assert result.shape == (80, 2) and result.dtype == np.float32
+    a, b = result[:40].mean(0), result[40:].mean(0)
+    assert np.linalg.norm(a - b) > result[:40].std(0).mean()
+
+
+def test_a_second_call_is_read_from_disk(points, tmp_path, monkeypatch):
+    first = project(points, "pca", 0, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("pca-*.npy"))) == 1
+
+    def refuse(*args):
+        raise AssertionError("recomputed a cached projection")
+
+    monkeypatch.setattr(core.projections, "_reducer", refuse)
+    assert np.array_equal(project(points, "pca", 0, cache_dir=tmp_path), first)
+    assert projection_key(points, "pca", 0) != projection_key(points, "pca", 1)
+    assert projection_key(points, "pca", 0) != projection_key(points + 1e-3, "pca", 0)
+
+
+def test_bad_requests_are_clear_errors(points):
+    with pytest.raises(DeepLanguageError, match="unknown projection"):
+        project(points, "mds")
+    with pytest.raises(DeepLanguageError, match="at least 3 points"):
+        project(points[:2], "pca")
