@@ -4,8 +4,8 @@ With a few minutes of speech per language, a network trained from scratch learns
 (see checkpoints/identify-default/README.md); the classical recipe of the NIST LRE era does
 better with the same data:
 
-1. frames: MFCCs (the DCT of the per-window normalised log-mel, mean- and variance-normalised
-   over time) and shifted-delta cepstra (SDC 7-1-3-7), on the loudest frames only (speech);
+1. frames: MFCCs (the DCT of the log-mel, mean- and variance-normalised over time within
+   each window) and shifted-delta cepstra (SDC 7-1-3-7), on the loudest frames only (speech);
 2. a universal background model (UBM): a diagonal Gaussian mixture fitted to frames of every
    training language (plus ``background_languages``, whose speech helps even though they are
    never answered);
@@ -15,7 +15,7 @@ better with the same data:
 
 sklearn fits the UBM and the regression (:func:`fit`); the fitted numbers become buffers and
 weights of :class:`GMMSupervector`, an ``nn.Module`` like every model in :mod:`core.models`:
-``(batch, n_mels, n_frames)`` normalised windows in, ``(batch, n_classes)`` logits out, so a
+``(batch, n_mels, n_frames)`` per-band mean-normalised windows in, ``(batch, n_classes)`` logits out, so a
 checkpoint holds plain tensors (``weights_only=True``) and identify, evaluate and the
 cross-validation use it unchanged. Background languages are trained as extra classes and then
 dropped: softmax over the kept rows equals the full softmax renormalised over them.
@@ -69,6 +69,8 @@ class GMMSupervector(nn.Module):
     runs and trains by gradient; :func:`fit` puts the fitted UBM and regression in.
     """
 
+    input_normalization = "per-window-mean"  # variance-normalising each band first would distort the cepstra
+
     def __init__(self, config: GMMSupervectorConfig):
         super().__init__()
         self.config = config
@@ -98,7 +100,8 @@ class GMMSupervector(nn.Module):
         sdc = [padded[:, :, i * p + 2 * d: i * p + 2 * d + n_frames] - padded[:, :, i * p: i * p + n_frames]
                for i in range(k)]
         features = torch.cat([c, *sdc], dim=1).transpose(1, 2)
-        # Inputs are normalised per band, so absolute level is gone; the band mean still ranks frames by loudness.
+        # Inputs are mean-normalised per band, so absolute level is gone; the mean over bands still ranks frames
+        # by loudness within the window.
         loudness = x.mean(1)
         threshold = torch.quantile(loudness, 1 - self.config.speech_fraction, dim=1, keepdim=True)
         return features, loudness >= threshold
@@ -129,7 +132,7 @@ def _clip_input(clip: torch.Tensor) -> torch.Tensor:
     """A whole clip's raw log-mel ``(n_mels, n_frames)`` as one normalised window ``(1, n_mels, n_frames)``."""
     from core.models import normalize_windows
 
-    return normalize_windows(clip[None])
+    return normalize_windows(clip[None], kind=GMMSupervector.input_normalization)
 
 
 def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir: Path | None = None,
@@ -200,7 +203,8 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
         rows, labels = [], []
         with torch.no_grad():
             for clip, target in zip(raw, targets):
-                x = clip_windows(clip, window, hop)[1] if cfg.fit_on == "windows" else _clip_input(clip)
+                x = clip_windows(clip, window, hop, model.input_normalization)[1] if cfg.fit_on == "windows" \
+                    else _clip_input(clip)
                 rows.append(model.supervectors(x).double().numpy())
                 labels.extend([int(target)] * len(x))
                 step()
@@ -236,7 +240,7 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     best = {"metric": "val_balanced_accuracy", "value": val["balanced_accuracy"], "loss": val["loss"], "epoch": 1}
     checkpoint = {
         "format": CHECKPOINT_FORMAT, "model": {"kind": config.model, "config": asdict(cfg)},
-        "labels": clips.labels, "features": asdict(features), "normalization": dict(NORMALIZATION),
+        "labels": clips.labels, "features": asdict(features), "normalization": {**NORMALIZATION, "kind": model.input_normalization},
         "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds, "train_config": asdict(config),
         "data": {"dir": str(Path(config.data_dir).resolve()) if config.data_dir else "",
                  "split_seed": config.split_seed, "split_fractions": list(config.split_fractions),

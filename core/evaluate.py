@@ -81,7 +81,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     from core.datasets import assign_splits
     from core.features import FeatureConfig
     from core.identify import load_identifier
-    from core.models import clip_windows, predict_batches
+    from core.models import clip_windows, input_normalization, predict_batches
     from core.paths import default_cache_dir
 
     if split not in ("test", "all"):
@@ -107,7 +107,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     index = {label: i for i, label in enumerate(bundle.labels)}
     predicted = []
     for key in manifest["key"]:
-        _, windows = clip_windows(torch.from_numpy(cache.load(key, normalize=False)), bundle.window, bundle.hop)
+        _, windows = clip_windows(torch.from_numpy(cache.load(key, normalize=False)), bundle.window, bundle.hop,
+                                  input_normalization(bundle.model))
         predicted.append(int(predict_batches(bundle.model, windows).mean(0).argmax()))
     report = classification_report(manifest["language"].map(index).to_numpy(), np.array(predicted),
                                    bundle.labels, manifest["speaker"].to_numpy())

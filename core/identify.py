@@ -24,7 +24,7 @@ from core.audio import VAD_HOP, load_audio, speech_mask, MIN_SPEECH_SECONDS
 from core.checkpoint import load_checkpoint
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig, log_mel
-from core.models import build_model, clip_windows, predict_batches
+from core.models import build_model, clip_windows, input_normalization, predict_batches
 from core.paths import CHECKPOINTS_DIR
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
@@ -111,7 +111,7 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
         return result
 
     features = torch.from_numpy(log_mel(audio, bundle.features))
-    starts, windows = clip_windows(features, bundle.window, bundle.hop)
+    starts, windows = clip_windows(features, bundle.window, bundle.hop, input_normalization(bundle.model))
     probs = predict_batches(bundle.model, windows)[:, allowed]
     probs = probs / probs.sum(1, keepdim=True)
     # Speech per window, from the 10 ms VAD frames (the same hop as the features' by default).

@@ -8,6 +8,9 @@ what a checkpoint stores.
 
 * ``cnn-baseline``: the original project's network, 2 conv + 2 fully connected layers, with
   a stride-2 first conv (6x faster on CPU) and mean pooling over time so any length works.
+* ``gmm-supervector``: not a network but the classical small-data recipe (UBM supervectors of
+  MFCC + SDC frames and a logistic regression, see :mod:`core.classic`), fitted in closed form
+  by ``core.train.fit``; it takes per-window mean-normalised windows (``input_normalization``).
 * ``resnet-asp``: a small ResNet over (frequency, time) whose frequency axis is folded into
   channels, then attentive statistics pooling (weighted mean and standard deviation over
   time), as in ECAPA-TDNN / x-vector systems. Chosen over the baseline by speaker-grouped
@@ -197,27 +200,41 @@ def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def normalize_windows(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-window, per-band mean and variance normalisation of ``(batch, n_mels, n_frames)``.
+NORMALIZATIONS = ("per-window", "per-window-mean")  # what a model expects of its input windows
 
-    The same as :func:`core.features.normalize_utterance`, applied to each window a model sees,
-    in training and at inference alike.
+
+def normalize_windows(x: torch.Tensor, eps: float = 1e-5, kind: str = "per-window") -> torch.Tensor:
+    """Per-window, per-band normalisation of ``(batch, n_mels, n_frames)``: mean and variance ("per-window"),
+    or the mean only ("per-window-mean", which keeps each band's spread: cepstra need it).
+
+    "per-window" is :func:`core.features.normalize_utterance` applied to each window a model
+    sees, in training and at inference alike.
     """
-    mean = x.mean(dim=-1, keepdim=True)
-    std = x.std(dim=-1, keepdim=True, unbiased=False)
-    return (x - mean) / std.clamp(min=eps)
+    if kind not in NORMALIZATIONS:
+        raise DeepLanguageError(f"unknown input normalization {kind!r}; choose one of {', '.join(NORMALIZATIONS)}.")
+    x = x - x.mean(dim=-1, keepdim=True)
+    if kind == "per-window-mean":
+        return x
+    return x / x.std(dim=-1, keepdim=True, unbiased=False).clamp(min=eps)
 
 
-def clip_windows(features: torch.Tensor, window: int, hop: int) -> tuple[list[int], torch.Tensor]:
+def input_normalization(model: nn.Module) -> str:
+    """The normalisation ``model`` expects of its windows: its ``input_normalization``, else "per-window"."""
+    return getattr(model, "input_normalization", "per-window")
+
+
+def clip_windows(features: torch.Tensor, window: int, hop: int,
+                 normalization: str = "per-window") -> tuple[list[int], torch.Tensor]:
     """Cut one clip's raw log-mel ``(n_mels, n_frames)`` into normalised windows ``(n_windows, n_mels, window)``.
 
-    A clip shorter than a window is tiled to fill it, as training crops are.
+    A clip shorter than a window is tiled to fill it, as training crops are. ``normalization``:
+    see :func:`normalize_windows` (pass :func:`input_normalization` of the model that will see them).
     """
     if features.shape[1] < window:
         features = features.repeat(1, -(-window // features.shape[1]))[:, :window]
     starts = window_starts(features.shape[1], window, hop)
     windows = torch.stack([features[:, s: s + window] for s in starts])
-    return starts, normalize_windows(windows)
+    return starts, normalize_windows(windows, kind=normalization)
 
 
 @torch.no_grad()
@@ -229,7 +246,7 @@ def predict_batches(model: nn.Module, windows: torch.Tensor, batch_size: int = 1
 
 def predict_windows(model: nn.Module, features: torch.Tensor, window: int, hop: int) -> tuple[list[int], torch.Tensor]:
     """Start frames and class probabilities ``(n_windows, n_classes)`` of one clip's raw log-mel."""
-    starts, windows = clip_windows(features, window, hop)
+    starts, windows = clip_windows(features, window, hop, input_normalization(model))
     return starts, predict_batches(model, windows)
 
 
@@ -240,4 +257,5 @@ def describe(model: nn.Module, kind: str) -> dict:
 
 __all__ = ["CNNBaselineConfig", "CNNBaseline", "ResNetASPConfig", "ResNetASP", "MODELS", "DEFAULT_MODEL",
            "build_model", "model_config", "count_parameters", "window_starts", "normalize_windows",
+           "NORMALIZATIONS", "input_normalization",
            "clip_windows", "predict_batches", "predict_windows", "describe"]

@@ -399,13 +399,13 @@ def _train(run_dir: Path, on_progress: Callable[..., None] | None) -> dict:
     threshold = study["threshold"]
     condition, seed, is_ae = spec["condition"], int(spec["seed"]), spec["kind"] == "study-ae"
     data = RunData(study, condition)
+    torch.manual_seed(seed)  # before the model is built: its initial weights belong to the seed
     model = _build_model(config, study["features"], is_ae)
     n_pretrain = 0 if is_ae or condition == NONE else config.pretrain_epochs
     n_epochs = n_pretrain + (config.ae_epochs if is_ae else config.max_epochs)
     length = model.config.patch_frames if is_ae else config.crop_frames + 1
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
     state = {"epoch": 0, "steps": 0, "seconds": {}, "crossed": None, "start_val_loss": None, "val_loss": None}
     if (run_dir / "last.pt").exists():
         checkpoint = load_checkpoint(run_dir / "last.pt")

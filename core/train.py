@@ -35,7 +35,8 @@ from core import distributed, runs
 from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig
-from core.models import DEFAULT_MODEL, build_model, clip_windows, count_parameters, model_config, predict_batches
+from core.models import (DEFAULT_MODEL, build_model, clip_windows, count_parameters, input_normalization,
+                         model_config, predict_batches)
 
 CHECKPOINT_FORMAT = 1
 NORMALIZATION = {"kind": "per-window", "eps": 1e-5}  # what the model expects of its input
@@ -213,7 +214,7 @@ def evaluate_clips(model: torch.nn.Module, clips: ClipSet, rows: torch.Tensor, c
         return {"loss": float("nan"), "accuracy": float("nan"), "balanced_accuracy": float("nan")}
     fps = FeatureConfig.from_dict(config.features).frames_per_second
     window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
-    cut = [clip_windows(clips.clip(int(i)), window, hop)[1] for i in rows]
+    cut = [clip_windows(clips.clip(int(i)), window, hop, input_normalization(model))[1] for i in rows]
     owner = torch.cat([torch.full((len(w),), k) for k, w in enumerate(cut)])
     was_training = model.training
     model.eval()

@@ -134,3 +134,17 @@ def test_cross_validation_of_the_classic_recipe(tone_dataset, tmp_path):
                          threads=1)
     report = cross_validate(replace(config), n_folds=2)
     assert len(report["fold_accuracies"]) == 2 and report["accuracy"] >= 0.75
+
+
+def test_classic_windows_keep_each_bands_spread():
+    from core.errors import DeepLanguageError
+    from core.models import input_normalization, normalize_windows
+
+    x = torch.randn(2, 64, 50) * torch.linspace(0.5, 3, 64)[:, None] + 7
+    mean_only = normalize_windows(x, kind="per-window-mean")
+    assert torch.allclose(mean_only.mean(-1), torch.zeros(2, 64), atol=1e-4)
+    assert torch.allclose(mean_only.std(-1), x.std(-1))
+    assert input_normalization(GMMSupervector(GMMSupervectorConfig())) == "per-window-mean"
+    assert input_normalization(build_model("resnet-asp")) == "per-window"
+    with pytest.raises(DeepLanguageError, match="normalization"):
+        normalize_windows(x, kind="global")

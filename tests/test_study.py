@@ -139,6 +139,16 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_study, monkeypatch):
     assert (run_dir / "latents.npz").exists() and runs.run_status(run_dir)["state"] == "finished"
 
 
+def test_a_run_is_reproducible_from_its_seed(tiny_study):
+    study, _, _ = tiny_study
+    run_dir = study / "runs" / "bb-s1"  # trained in a pool worker, perhaps after another run
+    before = [row["step_losses"] for row in runs.read_metrics(run_dir)]
+    for name in ("last.pt", "result.json", "metrics.jsonl", "latents.npz"):
+        (run_dir / name).unlink()
+    train_run(run_dir)  # again, in this process
+    assert [row["step_losses"] for row in runs.read_metrics(run_dir)] == before
+
+
 def test_rerunning_skips_finished_runs_and_other_settings_are_refused(tiny_study):
     study, corpus, cache = tiny_study
     stamps = {p.name: (p / "last.pt").stat().st_mtime_ns for p in study_runs(study) if p.name != "none-s0"}

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature cache folder (default: data/cache/<dataset name>-<hash>)")
     parser.add_argument("--languages", default="", help="comma-separated languages to learn (default: all)")
-    parser.add_argument("--model", help="model kind: cnn-baseline or resnet-asp (default resnet-asp)")
+    parser.add_argument("--model", help="model kind: cnn-baseline, resnet-asp or gmm-supervector (default resnet-asp)")
     parser.add_argument("--model-config", default="{}", metavar="JSON",
                         help='overrides of the model config, e.g. \'{"channels": [16, 32, 64]}\'')
     parser.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
