@@ -61,3 +61,12 @@ def clip_files(tmp_path_factory) -> dict[str, Path]:
                            check=True)
             files[suffix] = path
     return files
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """AppTest runs a page as ``__main__`` and leaves it there; worker processes started with
+    'spawn' would then re-run that page. Put pytest's own ``__main__`` back after every test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main

@@ -165,3 +165,22 @@ def test_train_page_launches_a_short_run_and_watches_it_finish(server, page, tin
     assert progress.inner_text().startswith("finished"), progress.inner_text()
     page.get_by_text("Curves appear").wait_for(state="detached", timeout=10000)
     assert_no_exception(page)
+
+
+def test_convergence_and_latent_space_pages_show_the_shipped_study(server, page):
+    if not (ROOT / "checkpoints" / "demo-study" / "summary.json").exists():
+        pytest.skip("no shipped demo study in checkpoints/demo-study")
+    open_page(page, server, "Convergence")
+    page.get_by_text("Time to threshold").first.wait_for(timeout=60000)
+    page.get_by_role("tab", name="Training loss").click()
+    wait_idle(page)
+    assert page.locator(".js-plotly-plot").count() >= 1
+    assert_no_exception(page)
+
+    open_page(page, server, "Latent space")
+    page.get_by_text("held-out clips").first.wait_for(timeout=60000)
+    page.get_by_text("Linear probes").first.wait_for(timeout=30000)
+    page.get_by_text("all-languages").first.click()
+    wait_idle(page)
+    page.get_by_text("dashed: chance").first.wait_for(timeout=30000)
+    assert_no_exception(page)
