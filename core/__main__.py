@@ -25,7 +25,9 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. With ``only``, just that subcommand gets its arguments: some read
+    their defaults from modules that import torch, which other commands shouldn't pay for."""
     parser = argparse.ArgumentParser(
         prog="python -m core",
         description="deepLanguage: spoken language identification and pretraining studies.",
@@ -37,13 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show full tracebacks on errors")
-        module.add_arguments(sub)
+        if only in (None, module.NAME):
+            module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(only=command).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except DeepLanguageError as error:

@@ -36,7 +36,7 @@ FULL, LOWPASS = 0, 1  # rows of a cached array
 def clip_key(path: str | Path) -> str:
     """Identity of an audio file as it is now: path, size and modification time."""
     stat = os.stat(path)
-    return hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    return hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
 
 
 class FeatureCache:
