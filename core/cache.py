@@ -27,6 +27,7 @@ import pandas as pd
 
 from core.audio import SAMPLE_RATE, load_audio, speech_seconds
 from core.errors import DeepLanguageError
+from core.files import save_array, write_json
 from core.features import FeatureConfig, log_mel_pair, normalize_utterance
 
 INDEX_NAME = "index.jsonl"
@@ -91,7 +92,7 @@ def prepare(
         raise DeepLanguageError("the dataset is empty: there is nothing to prepare.")
     cache = FeatureCache(cache_dir, config)
     (cache.root / "clips").mkdir(parents=True, exist_ok=True)
-    _write_json(cache.root / "config.json", asdict(config))
+    write_json(cache.root / "config.json", asdict(config))
 
     keys = [clip_key(p) for p in manifest["path"]]
     done = cache.read_index().set_index("key")
@@ -169,20 +170,10 @@ def _featurize(job) -> dict:
         row["error"] = str(error)
         return row
     full, low = log_mel_pair(audio, config)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npy")
-    np.save(tmp, np.stack([full, low]).astype(np.float16))
-    os.replace(tmp, out)
+    save_array(out, np.stack([full, low]).astype(np.float16))
     row.update(n_frames=int(full.shape[1]), duration=len(audio) / config.sample_rate,
                speech_seconds=speech_seconds(audio) if config.sample_rate == SAMPLE_RATE else None)
     return row
-
-
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 def prepared_dataset(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -17,6 +16,7 @@ import numpy as np
 import scipy.fft
 
 from core.audio import LOWPASS_HZ, SAMPLE_RATE, AudioSource, load_audio, lowpass_gain
+from core.files import save_array
 from core.paths import CACHE_DIR
 
 FILTERS_DIR = CACHE_DIR / "mel_filters"
@@ -81,10 +81,7 @@ def mel_filters(config: FeatureConfig) -> np.ndarray:
         sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax
     ).astype(np.float32)
     try:
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stored.with_name(f"{stored.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, filters)
-        os.replace(tmp, stored)
+        save_array(stored, filters)
     except OSError:
         pass  # a read-only checkout still works, just slower to start
     return filters

@@ -13,12 +13,12 @@ checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.files import atomic_path
 from core.errors import DeepLanguageError
 
 LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
@@ -81,13 +81,11 @@ def save_latents(folder: str | Path, arrays: dict[str, np.ndarray], manifest: pd
     for kind, array in arrays.items():
         if len(array) != len(manifest):
             raise ValueError(f"latent {kind} has {len(array)} rows for {len(manifest)} clips")
-    tmp = folder / f".{stem}.{os.getpid()}.tmp.npz"
     # float16 halves the files (a shipped study must stay small); probes and plots don't notice.
-    np.savez(tmp, **{kind: array.astype(np.float16) for kind, array in arrays.items()})
-    os.replace(tmp, folder / f"{stem}.npz")
-    tmp = folder / f".{stem}.{os.getpid()}.tmp.tsv"
-    manifest[MANIFEST_COLUMNS].to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, folder / f"{stem}.tsv")
+    with atomic_path(folder / f"{stem}.npz") as tmp:
+        np.savez(tmp, **{kind: array.astype(np.float16) for kind, array in arrays.items()})
+    with atomic_path(folder / f"{stem}.tsv") as tmp:
+        manifest[MANIFEST_COLUMNS].to_csv(tmp, sep="\t", index=False)
 
 
 def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, np.ndarray], pd.DataFrame]:

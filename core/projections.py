@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.files import save_array
 from core.errors import DeepLanguageError
 from core.paths import CACHE_DIR
 
@@ -90,10 +91,7 @@ def project(X: np.ndarray, method: str = "pca", seed: int = 0, cache_dir: str | 
         result = _reducer(method, len(X), X.shape[1], seed).fit_transform(scaled).astype(np.float32)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(tmp, result)
-            os.replace(tmp, path)
+            save_array(path, result)
         except OSError:
             pass  # read-only: still correct, just not cached
     return result

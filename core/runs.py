@@ -24,18 +24,12 @@ import time
 from pathlib import Path
 
 from core.errors import DeepLanguageError
+from core.files import write_json, write_text
 from core.paths import CHECKPOINTS_DIR
 
 # $DEEPLANGUAGE_RUNS_DIR moves them, e.g. to keep a test server's runs out of the checkout.
 RUNS_DIR = Path(os.environ.get("DEEPLANGUAGE_RUNS_DIR", CHECKPOINTS_DIR / "runs"))
 STATES = ("running", "finished", "failed", "stopped")
-
-
-def write_json(path: Path, value) -> None:
-    """Atomic JSON write: a temporary file renamed over the old one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def read_json(path: Path, default=None):
@@ -138,10 +132,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def truncate_metrics(run_dir: str | Path, n_epochs: int) -> None:
     """Keep only the first ``n_epochs`` lines: on resume, epochs after the checkpoint are redone."""
     rows = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= n_epochs]
-    path = Path(run_dir) / "metrics.jsonl"
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in rows))
 
 
 def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[Path]:

@@ -40,6 +40,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from core.files import atomic_path
 from core import runs
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig
@@ -213,9 +214,8 @@ def _diff(old: StudyConfig, new: StudyConfig) -> str:
 
 
 def _write_tsv(path: Path, table: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
 
 
 def load_study(study_dir: str | Path) -> dict:

@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from core.__main__ import COMMANDS, build_parser
 from tests.conftest import ROOT

@@ -1,6 +1,5 @@
 """pages/train.py under AppTest: empty registry, a finished run and a search, and a launch from the page."""
 
-import optuna
 import pytest
 from streamlit.testing.v1 import AppTest
 
