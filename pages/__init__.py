@@ -1,4 +1,26 @@
-"""The dashboard's pages: one file each, listed here once for the navigation and the Home page."""
+"""The dashboard's pages: one file each, listed here once for the navigation and the Home page.
+
+Every page imports from this package, so the guard below runs before any page does.
+"""
+
+import streamlit as st
+
+
+def _leave_legacy_navigation() -> None:
+    """Run pages through app.py's st.navigation even when a page's URL is the first ever opened.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until the main
+    script calls ``st.navigation``; a first visit straight to /data would then run the page
+    without app.py (no page config, a navigation listing every file). Rerunning fixes it.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and st.runtime.exists():
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_navigation()
 
 # (file, title, icon, what it does). Every job a page uses is one call into core/.
 PAGES = [

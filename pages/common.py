@@ -16,22 +16,6 @@ from core import DeepLanguageError, audio, datasets, features, plots
 from core.paths import DEMO_CORPUS_DIR, cv_sample_dir
 
 
-def _leave_legacy_navigation() -> None:
-    """Run pages through app.py's st.navigation even when a page's URL is the first ever opened.
-
-    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until the main
-    script calls ``st.navigation``; a first visit straight to /data would then run the page
-    without app.py (no page config, a navigation listing every file). Rerunning fixes it.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory and st.runtime.exists():
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_leave_legacy_navigation()
-
 DEMO, CV_SAMPLE, CUSTOM = "Demo corpus (synthetic, built here)", "Common Voice sample (shared)", "A folder on this machine"
 
 

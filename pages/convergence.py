@@ -9,6 +9,7 @@ import streamlit as st
 from core import DeepLanguageError
 from core.probes import study_report
 from core.study import DEMO_STUDY_DIR, NONE, StudyConfig, launch_study, list_studies, study_curves, study_status
+from pages.common import dataset_picker, load_manifest
 
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
 
@@ -43,8 +44,6 @@ st.title("Convergence")
 st.caption("Each run pretrains a next-frame LSTM on one language, low-pass filtered, then learns the target "
            "language until its validation loss crosses the threshold. Several seeds per condition.")
 if mode == "Run a new study":
-    from pages.common import dataset_picker, load_manifest
-
     data_dir = dataset_picker("conv")
     if data_dir is None:
         st.stop()
