@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,8 @@ import scipy.fft
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from core.errors import DeepLanguageError
 
 KINDS = ("gmm-supervector",)
 
@@ -91,7 +94,7 @@ class GMMSupervector(nn.Module):
         return self.config.n_components * self.config.frame_dim
 
     def frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(batch, n_mels, n_frames)`` -> frame features ``(batch, n_frames, frame_dim)`` and speech mask ``(batch, n_frames)``."""
+        """``(batch, n_mels, n_frames)`` -> frames ``(batch, n_frames, frame_dim)`` and speech mask ``(batch, n_frames)``."""
         c = torch.einsum("cm,bmt->bct", self.dct, x)
         c = (c - c.mean(2, keepdim=True)) / c.std(2, keepdim=True, unbiased=False).clamp(min=1e-5)
         d, p, k = self.config.sdc_spread, self.config.sdc_shift, self.config.sdc_blocks
@@ -164,6 +167,8 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
               "n_classes": len(clips.labels)}
     model = GMMSupervector(model_config(config.model, values))
     cfg = model.config
+    if cfg.fit_on not in ("windows", "clips"):
+        raise DeepLanguageError(f"fit_on must be windows or clips, not {cfg.fit_on!r}.")
     background = _background(config, cfg, clips)
     n_steps = 2 * len(train_rows) + len(val_rows) + 1 + (len(background[0]) * 2 if background else 0)
     done = 0
@@ -185,8 +190,6 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     sample = pool[rng.choice(len(pool), min(cfg.ubm_frames, len(pool)), replace=False)]
     ubm = GaussianMixture(cfg.n_components, covariance_type="diag", max_iter=cfg.ubm_iterations,
                           reg_covar=1e-3, random_state=config.seed)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "did not converge": 30 EM steps are plenty for a UBM
         ubm.fit(sample)
@@ -240,7 +243,8 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     best = {"metric": "val_balanced_accuracy", "value": val["balanced_accuracy"], "loss": val["loss"], "epoch": 1}
     checkpoint = {
         "format": CHECKPOINT_FORMAT, "model": {"kind": config.model, "config": asdict(cfg)},
-        "labels": clips.labels, "features": asdict(features), "normalization": {**NORMALIZATION, "kind": model.input_normalization},
+        "labels": clips.labels, "features": asdict(features),
+        "normalization": {**NORMALIZATION, "kind": model.input_normalization},
         "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds, "train_config": asdict(config),
         "data": {"dir": str(Path(config.data_dir).resolve()) if config.data_dir else "",
                  "split_seed": config.split_seed, "split_fractions": list(config.split_fractions),
