@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
+# Open a browser tab only where there is a screen; on a server just print the address.
+HEADLESS ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),false,true)
 
 .PHONY: setup demo-corpus run test bench clean
 
@@ -21,8 +23,9 @@ demo-corpus: setup
 	$(PY) -m core demo-corpus
 
 run: demo-corpus
+	@echo "deepLanguage on http://$(HOST):$(PORT)"
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
-		--browser.gatherUsageStats false
+		--server.headless $(HEADLESS) --browser.gatherUsageStats false
 
 test: setup
 	$(PY) -m pytest
