@@ -11,7 +11,9 @@ better with the same data:
    never answered);
 3. per utterance, a supervector: the UBM means MAP-adapted to its frames, minus the UBM's, scaled
    by sqrt(weight) / sigma (the KL-divergence kernel's space);
-4. a multinomial logistic regression on the standardised supervectors.
+4. a multinomial logistic regression on the standardised supervectors;
+5. a clip's answer from one supervector of the whole clip (``score_on="clips"``, clips up to 30 s:
+   more frames make better statistics), the 3 s windows only drawing identify's timeline.
 
 sklearn fits the UBM and the regression (:func:`fit`); the fitted numbers become buffers and
 weights of :class:`GMMSupervector`, an ``nn.Module`` like every model in :mod:`core.models`:
@@ -58,6 +60,7 @@ class GMMSupervectorConfig:
     ubm_iterations: int = 30  # EM iterations
     background_languages: tuple[str, ...] = ()  # dataset languages used as extra classes and UBM data, never answered
     fit_on: str = "windows"  # regression examples: "windows" as identify cuts a clip (3 s every 1 s), or whole "clips"
+    score_on: str = "clips"  # a clip's answer: one pass over the whole "clips" (up to 30 s), or the mean of its "windows"
     dropout: float = 0.0  # before the classifier; only for gradient fine-tuning (fit() does not use it)
 
     @property
@@ -88,6 +91,11 @@ class GMMSupervector(nn.Module):
         self.register_buffer("scaler_scale", torch.ones(k * d))
         self.classifier = nn.Linear(k * d, config.n_classes)
         self.dropout = nn.Dropout(config.dropout)
+
+    @property
+    def scores_whole_clips(self) -> bool:
+        """See :func:`core.models.scores_whole_clip`: identify and evaluation answer from the whole clip."""
+        return self.config.score_on == "clips"
 
     @property
     def embedding_dim(self) -> int:
@@ -167,8 +175,9 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
               "n_classes": len(clips.labels)}
     model = GMMSupervector(model_config(config.model, values))
     cfg = model.config
-    if cfg.fit_on not in ("windows", "clips"):
-        raise DeepLanguageError(f"fit_on must be windows or clips, not {cfg.fit_on!r}.")
+    for name in ("fit_on", "score_on"):
+        if getattr(cfg, name) not in ("windows", "clips"):
+            raise DeepLanguageError(f"{name} must be windows or clips, not {getattr(cfg, name)!r}.")
     background = _background(config, cfg, clips)
     n_steps = 2 * len(train_rows) + len(val_rows) + 1 + (len(background[0]) * 2 if background else 0)
     done = 0

@@ -81,7 +81,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     from core.datasets import assign_splits
     from core.features import FeatureConfig
     from core.identify import load_identifier
-    from core.models import clip_windows, input_normalization, predict_batches
+    from core.models import clip_windows, input_normalization, predict_batches, predict_whole_clip, scores_whole_clip
     from core.paths import default_cache_dir
 
     if split not in ("test", "all"):
@@ -107,8 +107,11 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     index = {label: i for i, label in enumerate(bundle.labels)}
     predicted = []
     for key in manifest["key"]:
-        _, windows = clip_windows(torch.from_numpy(cache.load(key, normalize=False)), bundle.window, bundle.hop,
-                                  input_normalization(bundle.model))
+        clip = torch.from_numpy(cache.load(key, normalize=False))
+        if scores_whole_clip(bundle.model, clip.shape[1], bundle.features.frames_per_second):
+            predicted.append(int(predict_whole_clip(bundle.model, clip).argmax()))
+            continue
+        _, windows = clip_windows(clip, bundle.window, bundle.hop, input_normalization(bundle.model))
         predicted.append(int(predict_batches(bundle.model, windows).mean(0).argmax()))
     report = classification_report(manifest["language"].map(index).to_numpy(), np.array(predicted),
                                    bundle.labels, manifest["speaker"].to_numpy())

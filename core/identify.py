@@ -9,7 +9,9 @@ page's data)::
 
 Only the audio is a feature: the file's name never reaches the model. Long clips are cut into
 3 s windows every 1 s; each window's probabilities are renormalised over the allowed
-languages, and the clip's answer is their mean over the windows that hold speech.
+languages and reported in ``windows`` (the timeline). The clip's answer is their mean over the
+windows that hold speech, except for whole-clip models (the GMM supervector), which answer
+clips up to 30 s from one pass over the whole clip (see :func:`core.models.scores_whole_clip`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from core.audio import VAD_HOP, load_audio, speech_mask, MIN_SPEECH_SECONDS
 from core.checkpoint import load_checkpoint
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig, log_mel
-from core.models import build_model, clip_windows, input_normalization, predict_batches
+from core.models import (build_model, clip_windows, input_normalization, predict_batches, predict_whole_clip,
+                         scores_whole_clip)
 from core.paths import CHECKPOINTS_DIR
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
@@ -119,7 +122,11 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
     speech_s = np.array([voiced[int(s * vad_per_frame): int((s + bundle.window) * vad_per_frame)].sum()
                          for s in starts]) * VAD_HOP / bundle.features.sample_rate
     votes = speech_s >= MIN_WINDOW_SPEECH_SECONDS
-    clip_probs = probs[torch.from_numpy(votes)].mean(0) if votes.any() else probs.mean(0)
+    if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):
+        clip_probs = predict_whole_clip(bundle.model, features)[allowed]
+        clip_probs = clip_probs / clip_probs.sum()
+    else:
+        clip_probs = probs[torch.from_numpy(votes)].mean(0) if votes.any() else probs.mean(0)
 
     labels = [bundle.labels[i] for i in allowed]
     fps = bundle.features.frames_per_second

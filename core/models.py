@@ -244,6 +244,26 @@ def predict_batches(model: nn.Module, windows: torch.Tensor, batch_size: int = 1
                       for i in range(0, len(windows), batch_size)])
 
 
+WHOLE_CLIP_MAX_SECONDS = 30.0  # a whole-clip model answers longer clips from the mean of its windows
+
+
+def scores_whole_clip(model: nn.Module, n_frames: int, frames_per_second: float) -> bool:
+    """Whether ``model`` answers a clip of ``n_frames`` from one pass over the whole clip.
+
+    Models with a true ``scores_whole_clips`` attribute (the GMM supervector: more frames, better
+    statistics) do, for clips up to :data:`WHOLE_CLIP_MAX_SECONDS`; every other model, and longer
+    clips, answer from the mean of their windows' probabilities.
+    """
+    return bool(getattr(model, "scores_whole_clips", False)) and n_frames <= WHOLE_CLIP_MAX_SECONDS * frames_per_second
+
+
+@torch.no_grad()
+def predict_whole_clip(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Class probabilities ``(n_classes,)`` of one clip's raw log-mel ``(n_mels, n_frames)`` seen as one window."""
+    x = normalize_windows(features[None], kind=input_normalization(model))
+    return torch.softmax(model(x.to(next(model.parameters()).device)), dim=1)[0].cpu()
+
+
 def predict_windows(model: nn.Module, features: torch.Tensor, window: int, hop: int) -> tuple[list[int], torch.Tensor]:
     """Start frames and class probabilities ``(n_windows, n_classes)`` of one clip's raw log-mel."""
     starts, windows = clip_windows(features, window, hop, input_normalization(model))
@@ -257,5 +277,5 @@ def describe(model: nn.Module, kind: str) -> dict:
 
 __all__ = ["CNNBaselineConfig", "CNNBaseline", "ResNetASPConfig", "ResNetASP", "MODELS", "DEFAULT_MODEL",
            "build_model", "model_config", "count_parameters", "window_starts", "normalize_windows",
-           "NORMALIZATIONS", "input_normalization",
+           "NORMALIZATIONS", "input_normalization", "WHOLE_CLIP_MAX_SECONDS", "scores_whole_clip", "predict_whole_clip",
            "clip_windows", "predict_batches", "predict_windows", "describe"]

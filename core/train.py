@@ -36,7 +36,7 @@ from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_c
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig
 from core.models import (DEFAULT_MODEL, build_model, clip_windows, count_parameters, input_normalization,
-                         model_config, predict_batches)
+                         model_config, predict_batches, predict_whole_clip, scores_whole_clip)
 
 CHECKPOINT_FORMAT = 1
 NORMALIZATION = {"kind": "per-window", "eps": 1e-5}  # what the model expects of its input
@@ -214,15 +214,22 @@ def evaluate_clips(model: torch.nn.Module, clips: ClipSet, rows: torch.Tensor, c
         return {"loss": float("nan"), "accuracy": float("nan"), "balanced_accuracy": float("nan")}
     fps = FeatureConfig.from_dict(config.features).frames_per_second
     window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
-    cut = [clip_windows(clips.clip(int(i)), window, hop, input_normalization(model))[1] for i in rows]
-    owner = torch.cat([torch.full((len(w),), k) for k, w in enumerate(cut)])
+    raw = [clips.clip(int(i)) for i in rows]
+    whole = [scores_whole_clip(model, clip.shape[1], fps) for clip in raw]
+    cut = [clip_windows(clip, window, hop, input_normalization(model))[1] for clip, w in zip(raw, whole) if not w]
     was_training = model.training
     model.eval()
-    window_probs = predict_batches(model, torch.cat(cut).to(next(model.parameters()).device)).cpu()
+    # A clip's answer is as identify gives it: one pass over the whole clip for whole-clip models
+    # (clips up to 30 s), else the mean of its windows' probabilities.
+    whole_probs = [predict_whole_clip(model, clip) for clip, w in zip(raw, whole) if w]
+    if cut:
+        owner = torch.cat([torch.full((len(w),), k) for k, w in enumerate(cut)])
+        window_probs = predict_batches(model, torch.cat(cut).to(next(model.parameters()).device)).cpu()
+        window_mean = torch.zeros(len(cut), window_probs.shape[1]).index_add_(0, owner, window_probs)
+        window_mean /= torch.bincount(owner, minlength=len(cut))[:, None]
     model.train(was_training)
-    # A clip's answer is the mean of its windows' probabilities, as identify combines them.
-    probs = torch.zeros(len(rows), window_probs.shape[1]).index_add_(0, owner, window_probs)
-    probs /= torch.bincount(owner, minlength=len(rows))[:, None]
+    whole_iter, window_iter = iter(whole_probs), iter(window_mean if cut else [])
+    probs = torch.stack([next(whole_iter) if w else next(window_iter) for w in whole])
     targets = clips.targets[rows]
     predicted = probs.argmax(1)
     result = {

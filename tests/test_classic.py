@@ -124,6 +124,38 @@ def test_train_writes_a_run_that_identify_loads(tone_dataset, tmp_path):
     result = identify(clip, bundle)
     assert result["status"] in {"ok", "uncertain"} and set(result["probabilities"]) == {"high", "low"}
     assert len(result["windows"]) == 3  # 1 s windows every 0.5 s over 2 s
+    # The answer comes from one pass over the whole clip; the windows are only the timeline.
+    from core.audio import load_audio
+    from core.features import log_mel
+    from core.models import predict_whole_clip
+
+    whole = predict_whole_clip(bundle.model, torch.from_numpy(log_mel(load_audio(clip), bundle.features)))
+    assert result["probabilities"] == {label: round(float(p), 4) for label, p in zip(bundle.labels, whole)}
+    restricted = identify(clip, bundle, ["low"])
+    assert restricted["probabilities"] == {"low": 1.0} and len(restricted["windows"]) == 3
+
+
+def test_score_on_chooses_whole_clips_or_the_mean_of_windows(planted):
+    from core.models import WHOLE_CLIP_MAX_SECONDS, predict_batches, predict_whole_clip, scores_whole_clip
+
+    config, clips, test_rows, checkpoint = planted
+    rows = test_rows[::3]  # both languages
+    for score_on in ("clips", "windows"):
+        model = build_model("gmm-supervector", {**checkpoint["model"]["config"], "score_on": score_on})
+        model.load_state_dict(checkpoint["state_dict"])
+        model.eval()
+        raw = [clips.clip(int(i)) for i in rows]
+        if score_on == "clips":
+            expected = torch.stack([predict_whole_clip(model, x) for x in raw])
+        else:
+            expected = torch.stack([predict_batches(model, clip_windows(x, 100, 50, model.input_normalization)[1]).mean(0)
+                                    for x in raw])
+        predicted = evaluate_clips(model, clips, rows, config, return_predictions=True)["predicted"]
+        assert np.array_equal(predicted, expected.argmax(1).numpy())
+    assert scores_whole_clip(model, 100, 100) is False  # score_on="windows"
+    model.config.score_on = "clips"
+    assert scores_whole_clip(model, int(WHOLE_CLIP_MAX_SECONDS * 100), 100)
+    assert not scores_whole_clip(model, int(WHOLE_CLIP_MAX_SECONDS * 100) + 1, 100)  # long clips: windows
 
 
 def test_cross_validation_of_the_classic_recipe(tone_dataset, tmp_path):
