@@ -1,6 +1,6 @@
 """Training steps per second with the data pipeline vs the model alone on ready tensors.
 
-    .venv/bin/python bench/train_pipeline.py [--model resnet-asp] [--steps 20]
+    .venv/bin/python bench/train_pipeline.py [--model resnet-asp] [--steps 30]
 
 The pipeline is what core.train does per step: random crops gathered from the in-RAM
 features, per-crop normalisation and SpecAugment masks. Its overhead is the extra time
@@ -48,7 +48,7 @@ def steps_per_second(step, n_steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet-asp")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,7 +80,8 @@ def main() -> None:
 
     # Interleave the two measurements so that load from other processes hits both alike.
     alone, piped = [], []
-    for _ in range(3):
+    steps_per_second(pipeline_step, 5)  # warm-up: allocator, kernels
+    for _ in range(5):
         alone.append(steps_per_second(lambda: train_on(*fixed), args.steps))
         piped.append(steps_per_second(pipeline_step, args.steps))
     model_sps, pipeline_sps = max(alone), max(piped)
