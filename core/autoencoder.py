@@ -8,12 +8,13 @@ A whole clip is encoded as the mean bottleneck of its patches (:func:`encode_cli
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.checkpoint import model_record, rebuild_model
 from core.errors import DeepLanguageError
 
 N_DOWN = 4  # stride-2 stages: each axis shrinks by 2 ** N_DOWN
@@ -91,13 +92,8 @@ def encode_clip(model: ConvAutoencoder, features: np.ndarray) -> np.ndarray:
 
 
 def save_dict(model: ConvAutoencoder) -> dict:
-    return {"model_kind": "autoencoder", "model_config": asdict(model.config), "model": model.state_dict()}
+    return model_record("autoencoder", model)
 
 
 def from_checkpoint(checkpoint: dict) -> ConvAutoencoder:
-    if checkpoint.get("model_kind") != "autoencoder":
-        raise DeepLanguageError(f"this checkpoint holds a {checkpoint.get('model_kind')!r} model, "
-                                f"not a conv autoencoder.")
-    model = ConvAutoencoder(AutoencoderConfig.from_dict(checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval()
+    return rebuild_model(checkpoint, "autoencoder", ConvAutoencoder, AutoencoderConfig, "a conv autoencoder")

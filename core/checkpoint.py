@@ -83,3 +83,19 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict):
         raise DeepLanguageError(f"checkpoint {path} is not a deepLanguage checkpoint (expected a dict).")
     return checkpoint
+
+
+def model_record(kind: str, model: torch.nn.Module) -> dict:
+    """What a checkpoint stores to rebuild a model: its kind, its config as a dict, its weights."""
+    from dataclasses import asdict
+
+    return {"model_kind": kind, "model_config": asdict(model.config), "model": model.state_dict()}
+
+
+def rebuild_model(checkpoint: dict, kind: str, model_class, config_class, what: str) -> torch.nn.Module:
+    """The model a :func:`model_record` describes, in eval mode; the stored architecture wins."""
+    if checkpoint.get("model_kind") != kind:
+        raise DeepLanguageError(f"this checkpoint holds a {checkpoint.get('model_kind')!r} model, not {what}.")
+    model = model_class(config_class.from_dict(checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()

@@ -10,11 +10,12 @@ wants; cached features are ``(n_mels, n_frames)`` and are transposed once when b
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from core.checkpoint import model_record, rebuild_model
 from core.errors import DeepLanguageError
 
 
@@ -63,14 +64,9 @@ class NextFrameLSTM(nn.Module):
 
 def save_dict(model: NextFrameLSTM) -> dict:
     """What a checkpoint stores to rebuild the model: its config and weights."""
-    return {"model_kind": "nextframe", "model_config": asdict(model.config), "model": model.state_dict()}
+    return model_record("nextframe", model)
 
 
 def from_checkpoint(checkpoint: dict) -> NextFrameLSTM:
     """Rebuild a model from a checkpoint dict; the stored architecture wins over any default."""
-    if checkpoint.get("model_kind") != "nextframe":
-        raise DeepLanguageError(f"this checkpoint holds a {checkpoint.get('model_kind')!r} model, "
-                                f"not a next-frame LSTM.")
-    model = NextFrameLSTM(NextFrameConfig.from_dict(checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval()
+    return rebuild_model(checkpoint, "nextframe", NextFrameLSTM, NextFrameConfig, "a next-frame LSTM")
