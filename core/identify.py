@@ -26,8 +26,8 @@ from core.audio import VAD_HOP, load_audio, speech_mask, MIN_SPEECH_SECONDS
 from core.checkpoint import load_checkpoint
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig, log_mel
-from core.models import (build_model, clip_windows, input_normalization, predict_batches, predict_whole_clip,
-                         scores_whole_clip)
+from core.models import (build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
+                         predict_whole_clip, scores_whole_clip)
 from core.paths import CHECKPOINTS_DIR
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
@@ -152,6 +152,24 @@ def error_result(path: str, message: str) -> dict:
     """The answer for a file that could not be read: same fields, status "error"."""
     return {"path": path, "status": "error", "language": None, "probabilities": {}, "best_guess": None,
             "seconds": None, "windows": [], "error": message}
+
+
+@torch.no_grad()
+def embed(audio_or_path, bundle: Identifier, *, name: str | None = None) -> np.ndarray:
+    """The identifier's embedding of one clip, ``(embedding_dim,)``: what the study probes as kind "identify".
+
+    Models that answer from the whole clip embed it in one pass; the others average the
+    embeddings of their windows, as their answers average the windows' probabilities.
+    """
+    audio = load_audio(audio_or_path, bundle.features.sample_rate, name=name)
+    features = torch.from_numpy(log_mel(audio, bundle.features))
+    normalization = input_normalization(bundle.model)
+    if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):
+        windows = normalize_windows(features[None], kind=normalization)
+    else:
+        _, windows = clip_windows(features, bundle.window, bundle.hop, normalization)
+    device = next(bundle.model.parameters()).device
+    return bundle.model.embed(windows.to(device)).mean(dim=0).cpu().numpy()
 
 
 def identify_files(paths: list[str], bundle: Identifier, languages: list[str] | None = None):

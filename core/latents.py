@@ -99,6 +99,9 @@ def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, n
     return arrays, pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
 
 
+MAX_IDENTIFY_DIM = 128  # identifier embeddings wider than this are stored as their leading principal components
+
+
 def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None) -> Path | None:
     """The language identifier's embedding of the study's latent sample, as ``<study>/identify/latents.*``.
 
@@ -117,6 +120,13 @@ def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path 
     manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
     vectors = np.stack([np.asarray(embed(str(clip_path(study_dir, p)), bundle), dtype=np.float32).ravel()
                         for p in manifest["path"]])
+    if vectors.shape[1] > MAX_IDENTIFY_DIM:
+        # A GMM supervector has ~14k dimensions: 10 MB per study. Its leading principal components
+        # (fitted without labels, so nothing leaks into the probes) keep the study small.
+        from sklearn.decomposition import PCA
+
+        n_components = min(MAX_IDENTIFY_DIM, len(vectors))
+        vectors = PCA(n_components, svd_solver="full").fit_transform(vectors).astype(np.float32)
     folder = Path(study_dir) / "identify"
     folder.mkdir(exist_ok=True)
     save_latents(folder, {"identify": vectors}, manifest)

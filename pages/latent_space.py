@@ -42,16 +42,21 @@ runs = [p for p in study_runs(study) if (p / "latents.npz").exists()]
 if not runs:
     st.info("No run of this study has finished yet: latents appear when a run ends.")
     st.stop()
-conditions = sorted({p.name.rsplit("-s", 1)[0] for p in runs})
-condition = st.sidebar.selectbox("Pretraining condition (ae = autoencoder)", conditions, key="latent_condition")
-seeds = sorted(p.name.rsplit("-s", 1)[1] for p in runs if p.name.rsplit("-s", 1)[0] == condition)
+# The language identifier's embedding of the same clips sits beside the runs, as "identify".
+identifier = study / "identify"
+conditions = sorted({p.name.rsplit("-s", 1)[0] for p in runs}) + (
+    ["identify"] if (identifier / "latents.npz").exists() else [])
+condition = st.sidebar.selectbox("Pretraining condition (ae = autoencoder, identify = the language identifier)",
+                                 conditions, key="latent_condition")
+seeds = ["0"] if condition == "identify" else sorted(
+    p.name.rsplit("-s", 1)[1] for p in runs if p.name.rsplit("-s", 1)[0] == condition)
 seed = st.sidebar.selectbox("Seed", seeds, key="latent_seed")
-run = study / "runs" / f"{condition}-s{seed}"
+run = identifier if condition == "identify" else study / "runs" / f"{condition}-s{seed}"
 stamp = (run / "latents.npz").stat().st_mtime
 arrays, manifest = cached_latents(str(run), stamp)
 kind = st.sidebar.selectbox("Latent", list(arrays), key="latent_kind",
                             help="h, c: the LSTM's last hidden and cell state; h_mean: hidden state averaged "
-                                 "over time; ae: the autoencoder's bottleneck")
+                                 "over time; ae: the autoencoder's bottleneck; identify: the language identifier's embedding")
 method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format_func=str.upper)
 
 points = cached_projection(str(run), kind, method, stamp)

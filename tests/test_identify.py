@@ -150,3 +150,16 @@ def test_shipped_model_answers_real_speech():
     bundle = load_identifier(DEFAULT_CHECKPOINT)
     result = identify(clips[0], bundle)
     assert result["status"] in {"ok", "uncertain"} and set(result["probabilities"]) == set(bundle.labels)
+
+
+def test_embed_gives_one_vector_per_clip_of_the_model_width(cv_sample):
+    from core.identify import DEFAULT_CHECKPOINT, embed, load_identifier
+
+    if not DEFAULT_CHECKPOINT.exists():
+        pytest.skip("no shipped identify model")
+    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    clips = sorted((cv_sample / "es" / "clips").glob("*.mp3"))[:2]
+    first, second = (embed(clip, bundle) for clip in clips)
+    assert first.shape == (bundle.model.embedding_dim,) and np.isfinite(first).all()
+    assert not np.allclose(first, second)  # different clips, different points
+    np.testing.assert_array_equal(first, embed(clips[0], bundle))  # and deterministic

@@ -31,3 +31,18 @@ def test_missing_latents_and_mismatched_rows_are_refused(tmp_path):
     save_latents(tmp_path, {"h": np.ones((1, 3))}, manifest)
     arrays, loaded = load_latents(tmp_path)
     assert arrays["h"].shape == (1, 3) and loaded["language"][0] == "es"
+
+
+def test_the_identifier_embedding_joins_the_study_as_its_own_latent_kind(tiny_study):
+    from core.identify import DEFAULT_CHECKPOINT
+    from core.latents import MAX_IDENTIFY_DIM, extract_identify_latents
+
+    if not DEFAULT_CHECKPOINT.exists():
+        pytest.skip("no shipped identify model")
+    study, _, _ = tiny_study
+    extract_identify_latents(study)
+    arrays, manifest = load_latents(study / "identify")
+    latent = pd.read_csv(study / "latent_manifest.tsv", sep="\t")
+    assert list(arrays) == ["identify"] and list(manifest["path"]) == list(latent["path"])
+    assert arrays["identify"].shape[0] == len(latent)
+    assert arrays["identify"].shape[1] <= MAX_IDENTIFY_DIM and np.isfinite(arrays["identify"]).all()
