@@ -54,6 +54,23 @@ def _reducer(method: str, n: int, dim: int, seed: int):
     return umap.UMAP(n_components=2, n_neighbors=min(N_NEIGHBORS, n - 1), random_state=seed, n_jobs=1)
 
 
+def warm_up_umap() -> None:
+    """Import umap and fit a tiny random set, so its numba compile is paid before anyone asks.
+
+    umap and pynndescent compile many functions without numba's disk cache, so every new process
+    pays several seconds; the dashboard calls this once per server process, in a background thread.
+    """
+    points = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    with _one_thread():
+        _reducer("umap", len(points), points.shape[1], 0).fit_transform(points)
+
+
+def _one_thread():
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
 def projection_key(X: np.ndarray, method: str, seed: int) -> str:
     """Hash of the array (bytes, shape, dtype) and every parameter that changes the result."""
     X = np.ascontiguousarray(X)
@@ -83,11 +100,9 @@ def project(X: np.ndarray, method: str = "pca", seed: int = 0, cache_dir: str | 
         except (OSError, ValueError):
             pass  # a damaged file is recomputed and replaced
     scaled = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-6)
-    from threadpoolctl import threadpool_limits
-
     # One thread: on 2 shared cores t-SNE's OpenMP threads fight other jobs and run 4-40x slower
     # (2000 points: 40 s with the default threads under load, 9.5 s with one; 80 points: 10 s vs 0.2 s).
-    with threadpool_limits(1):
+    with _one_thread():
         result = _reducer(method, len(X), X.shape[1], seed).fit_transform(scaled).astype(np.float32)
     if path is not None:
         try:

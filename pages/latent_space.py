@@ -1,12 +1,13 @@
 """Latent space: what the frozen models' states hold about language, seen in 2-D and measured by probes."""
 
+import threading
 from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import DeepLanguageError
+from core import DeepLanguageError, projections
 from core.latents import clip_path, load_latents
 from core.probes import TASK_TARGET, study_report
 from core.projections import METHODS, project
@@ -17,6 +18,14 @@ from pages.common import load_clip, show_clip
 @st.cache_data(show_spinner="Loading latents...")
 def cached_latents(folder: str, stamp: float):
     return load_latents(folder)
+
+
+@st.cache_resource
+def warm_up_umap() -> threading.Thread:
+    """Once per server process, in the background: UMAP's compile is done before it is chosen."""
+    thread = threading.Thread(target=projections.warm_up_umap, daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_data(show_spinner="Projecting to 2-D (cached on disk after the first time)...")
@@ -33,6 +42,7 @@ def cached_report(folder: str, stamp: float) -> dict:
 # Sidebar: study, run, latent kind, projection.
 studies = list_studies()
 st.title("Latent space")
+warm_up_umap()
 if not studies:
     st.info("No study yet: run `python -m core study --data DIR` or start one on the Convergence page.")
     st.stop()
