@@ -25,7 +25,7 @@ from core import registry, runs
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
 
-IDENTIFY_MODELS = ("cnn-baseline", "resnet-asp")  # core.models kinds, trained by core.train
+IDENTIFY_MODELS = ("cnn-baseline", "resnet-asp", "gmm-supervector")  # core.models kinds, trained by core.train
 STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
 KINDS = IDENTIFY_MODELS + STUDY_KINDS
 LOG_FILE = "log.txt"

@@ -7,6 +7,12 @@ from core import DeepLanguageError, jobs, registry, runs, tune
 from pages.common import dataset_picker
 
 LIVE = ("starting", "running")
+GMM = "gmm-supervector"
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
 CURVES = {"loss": ["train_loss", "loss", "val_loss"], "accuracy": ["train_accuracy", "val_accuracy", "val_balanced_accuracy"]}
 
 # Sidebar: what to train.
@@ -22,6 +28,11 @@ if study_kind:
                                       key="train_condition", disabled=kind == "autoencoder")
     hidden = st.sidebar.number_input("LSTM hidden size", 8, 1024, 128, key="train_hidden")
     epochs = st.sidebar.number_input("Maximum epochs", 1, 500, 30, key="train_epochs")
+elif kind == GMM:  # fitted in one pass: no epochs, batches or learning rate
+    languages = st.sidebar.text_input("Languages (comma-separated; empty = all)", key="train_languages")
+    components = st.sidebar.selectbox("GMM components", [64, 128, 256, 512], index=2, key="train_components")
+    background = st.sidebar.text_input("Background languages (extra classes, never answered)", key="train_background",
+                                       help="Other languages of the dataset: they help fit the model but are not answers")
 else:
     languages = st.sidebar.text_input("Languages (comma-separated; empty = all)", key="train_languages")
     epochs = st.sidebar.number_input("Epochs", 1, 500, 20, key="train_epochs")
@@ -31,7 +42,8 @@ else:
     crop = st.sidebar.slider("Training crop (s)", 1.0, 6.0, 3.0, 0.5, key="train_crop")
     patience = st.sidebar.number_input("Early-stopping patience (0 = never)", 0, 100, 10, key="train_patience")
 seed = st.sidebar.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-nproc = st.sidebar.number_input("Processes (DDP via torchrun)", 1, 16, 1, key="train_nproc", disabled=study_kind)
+nproc = st.sidebar.number_input("Processes (DDP via torchrun)", 1, 16, 1, key="train_nproc",
+                                disabled=study_kind or kind == GMM)
 threads = st.sidebar.number_input("CPU threads per process", 1, 64, 1, key="train_threads")
 launch = st.sidebar.button("Launch training", key="train_launch", type="primary", disabled=folder is None)
 
@@ -42,10 +54,15 @@ if launch:
     if study_kind:
         config = jobs.study_run_config(folder, condition.strip() or "none", int(seed), target=target.strip(),
                                        hidden_size=int(hidden), max_epochs=int(epochs))
+    elif kind == GMM:  # the shipped model's recipe, with the chosen size and background
+        config = TrainConfig(data_dir=str(folder.resolve()), epochs=1, seed=int(seed), threads=int(threads),
+                             languages=split_list(languages),
+                             model_config={"n_components": int(components), "relevance": 4, "fit_on": "clips",
+                                           "background_languages": list(split_list(background))})
     else:
         config = TrainConfig(data_dir=str(folder.resolve()), epochs=int(epochs), batch_size=int(batch_size), lr=lr,
                              weight_decay=weight_decay, crop_seconds=crop, patience=int(patience), seed=int(seed),
-                             threads=int(threads), languages=tuple(x.strip() for x in languages.split(",") if x.strip()))
+                             threads=int(threads), languages=split_list(languages))
     try:
         run_dir = jobs.launch(kind, config, runs_dir=runs.RUNS_DIR, threads=int(threads), nproc=int(nproc))
         st.session_state["train_run"] = run_dir.name
