@@ -77,6 +77,16 @@ def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
         jobs.launch("gpt", tiny_config(*tiny), runs_dir=tmp_path)
 
 
+def test_the_gmm_identifier_trains_as_a_job_in_one_pass(tiny, tmp_path):
+    config = tiny_config(*tiny, model="gmm-supervector", epochs=1,
+                         model_config={"n_components": 8, "relevance": 4, "fit_on": "clips"})
+    run_dir = jobs.launch("gmm-supervector", config, runs_dir=tmp_path)
+    assert jobs.wait(run_dir, timeout=90) == "finished", jobs.read_log(run_dir)
+    record = registry.run_record(run_dir)
+    assert record["model"] == "gmm-supervector" and record["epochs_done"] == 1
+    assert record["final_val_accuracy"] > 0.8  # a hum and a whistle: trivially told apart
+
+
 def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     run_dir = jobs.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
     _wait_for_epochs(run_dir, 1)
