@@ -37,7 +37,7 @@ def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str
 
     ``kind``: a model of :data:`KINDS`. For the identify models ``config`` is a
     :class:`core.train.TrainConfig` (or its dict); its ``model`` is set to ``kind``. For the
-    study kinds it is the dict :func:`core.study_job.study_run_config` takes. ``nproc`` > 1
+    study kinds it is the dict :func:`study_run_config` makes. ``nproc`` > 1
     trains with that many processes under torchrun (DDP). ``threads``: torch threads per process.
     """
     if kind not in KINDS:
