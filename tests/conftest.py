@@ -28,6 +28,22 @@ def speechlike(seconds: float = 2.0, sr: int = SR, seed: int = 0) -> np.ndarray:
     return (0.3 * voiced * envelope + 1e-4 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+def tone_clip(language: str, rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
+    """'low' speakers hum a 120-250 Hz harmonic tone, 'high' ones hiss in a 2-4 kHz band: easy to tell apart."""
+    t = np.arange(int(seconds * SR)) / SR
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
+    if language == "low":
+        f0 = rng.uniform(120, 250)
+        signal = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
+    else:
+        spectrum = np.fft.rfft(rng.standard_normal(len(t)))
+        freqs = np.fft.rfftfreq(len(t), 1 / SR)
+        spectrum[(freqs < 2000) | (freqs > 4000)] = 0
+        signal = np.fft.irfft(spectrum, len(t))
+    signal = signal * envelope
+    return (0.3 * signal / np.abs(signal).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def cv_sample() -> Path:
     path = cv_sample_dir()

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from core import runs
-from core.audio import SAMPLE_RATE, write_wav
+from core.audio import write_wav
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.classic import GMMSupervector, GMMSupervectorConfig, fit
 from core.identify import identify, load_identifier
 from core.models import build_model, clip_windows
 from core.train import ClipSet, TrainConfig, evaluate_clips, train
+from tests.conftest import tone_clip
 
 torch.set_num_threads(1)
 SMALL = {"n_components": 4, "ubm_frames": 3000, "ubm_iterations": 10, "inverse_regularization": 1.0}
@@ -78,22 +79,6 @@ def test_any_length_and_silence_give_finite_logits():
         assert torch.isfinite(model(x)).all() and model(x).shape == (len(x), 3)
 
 
-def _tone_clip(language: str, rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
-    """'low' hums a 120-250 Hz harmonic tone with a 2-5 Hz syllable rhythm, 'high' hisses at 2-4 kHz."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
-    if language == "low":
-        f0 = rng.uniform(120, 250)
-        signal = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
-    else:
-        spectrum = np.fft.rfft(rng.standard_normal(len(t)))
-        freqs = np.fft.rfftfreq(len(t), 1 / SAMPLE_RATE)
-        spectrum[(freqs < 2000) | (freqs > 4000)] = 0
-        signal = np.fft.irfft(spectrum, len(t))
-    signal = signal * envelope
-    return (0.3 * signal / np.abs(signal).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def tone_dataset(tmp_path_factory):
     """<lang>/<speaker>/*.wav: 'low' and 'high' to learn, 'hum' only as a background language."""
@@ -104,7 +89,7 @@ def tone_dataset(tmp_path_factory):
             folder = root / language / f"{language}{speaker}"
             folder.mkdir(parents=True)
             for i in range(2):
-                write_wav(folder / f"{i}.wav", _tone_clip("low" if language == "hum" else language, rng))
+                write_wav(folder / f"{i}.wav", tone_clip("low" if language == "hum" else language, rng))
     return root
 
 

@@ -11,30 +11,15 @@ import pytest
 import torch
 
 from core import runs
-from core.audio import SAMPLE_RATE, write_wav
+from core.audio import write_wav
 from core.checkpoint import load_checkpoint
 from core.errors import DeepLanguageError
 from core.train import TrainConfig, learning_rate, load_clips, train
+from tests.conftest import tone_clip
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
-
-
-def _clip(language: str, rng: np.random.Generator, seconds: float = 1.6) -> np.ndarray:
-    """'low' speakers hum a 120-250 Hz harmonic tone, 'high' ones hiss in a 2-4 kHz band: easy to tell apart."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
-    if language == "low":
-        f0 = rng.uniform(120, 250)
-        signal = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
-    else:
-        spectrum = np.fft.rfft(rng.standard_normal(len(t)))
-        freqs = np.fft.rfftfreq(len(t), 1 / SAMPLE_RATE)
-        spectrum[(freqs < 2000) | (freqs > 4000)] = 0
-        signal = np.fft.irfft(spectrum, len(t))
-    signal = signal * envelope
-    return (0.3 * signal / np.abs(signal).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
             folder = root / language / f"s{speaker}"
             folder.mkdir(parents=True)
             for i in range(3):
-                write_wav(folder / f"{i}.wav", _clip(language, rng))
+                write_wav(folder / f"{i}.wav", tone_clip(language, rng, seconds=1.6))
     return root
 
 
