@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import model_record, rebuild_model
+from core.configs import known_fields
 from core.errors import DeepLanguageError
 
 N_DOWN = 4  # stride-2 stages: each axis shrinks by 2 ** N_DOWN
@@ -29,7 +30,7 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "AutoencoderConfig":
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        return cls(**known_fields(cls, values))
 
 
 class ConvAutoencoder(nn.Module):

@@ -17,6 +17,7 @@ import scipy.fft
 from scipy import sparse
 
 from core.audio import LOWPASS_HZ, SAMPLE_RATE, AudioSource, load_audio, lowpass_gain
+from core.configs import known_fields
 from core.files import save_array
 from core.paths import CACHE_DIR
 
@@ -66,7 +67,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "FeatureConfig":
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        return cls(**known_fields(cls, values))
 
 
 @lru_cache(maxsize=8)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import model_record, rebuild_model
+from core.configs import known_fields
 from core.errors import DeepLanguageError
 
 
@@ -28,7 +29,7 @@ class NextFrameConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "NextFrameConfig":
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        return cls(**known_fields(cls, values))
 
 
 class NextFrameLSTM(nn.Module):

@@ -40,10 +40,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.files import atomic_path
 from core import runs
+from core.configs import known_fields
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig
+from core.files import atomic_path
 from core.paths import CHECKPOINTS_DIR, REPO_ROOT
 
 STUDIES_DIR = CHECKPOINTS_DIR / "studies"
@@ -83,7 +84,7 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "StudyConfig":
-        values = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        values = known_fields(cls, values)
         for key in ("pretrain", "split_fractions", "latent_languages"):
             if key in values:
                 values[key] = tuple(values[key])

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from core import distributed, runs
 from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
+from core.configs import known_fields
 from core.errors import DeepLanguageError
 from core.features import FeatureConfig
 from core.models import (DEFAULT_MODEL, build_model, clip_windows, count_parameters, input_normalization,
@@ -78,7 +79,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        known = known_fields(cls, values)
         for name in ("languages", "split_fractions"):
             if name in known:
                 known[name] = tuple(known[name])
