@@ -86,3 +86,28 @@ def _keep_main_module():
     main = sys.modules["__main__"]
     yield
     sys.modules["__main__"] = main
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models: torch threads only add overhead, and other jobs share the 2 cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def train_steps(model, x, n_steps: int, lr: float) -> tuple[float, float]:
+    """Adam on one fixed batch with ``model.loss``: the loss before and after ``n_steps``."""
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    first = model.loss(x).item()
+    for _ in range(n_steps):
+        loss = model.loss(x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return first, loss.item()

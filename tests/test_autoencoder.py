@@ -6,18 +6,12 @@ from core.autoencoder import (AutoencoderConfig, ConvAutoencoder, encode_clip, f
                               save_dict)
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
+from tests.conftest import train_steps
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = AutoencoderConfig(n_mels=32, patch_frames=32, channels=4, bottleneck=8)
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: threads only add overhead, and other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def test_round_trip_gives_back_the_input_shape():
     model = ConvAutoencoder(AutoencoderConfig())
@@ -31,14 +25,8 @@ def test_one_batch_overfits():
     model = ConvAutoencoder(SMALL)
     grid = torch.linspace(0, 3.14, 32)
     x = torch.stack([torch.outer(torch.sin(k * grid), torch.cos(k * grid)) for k in (1, 2, 3, 4)])[:, None]
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = model.loss(x).item()
-    for _ in range(80):
-        loss = model.loss(x)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < 0.5 * first
+    first, last = train_steps(model, x, n_steps=80, lr=3e-3)
+    assert last < 0.5 * first
 
 
 def test_patches_cut_and_pad_a_clip():

@@ -5,7 +5,9 @@ import pytest
 from core.errors import DeepLanguageError
 from core.latents import LSTM_KINDS, clip_path, load_latents, save_latents
 from core.study import study_runs
-from tests.test_study import one_thread, tiny_study  # noqa: F401  (shared fixtures)
+from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_run_has_one_latent_row_per_held_out_clip(tiny_study):

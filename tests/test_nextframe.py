@@ -5,16 +5,10 @@ import torch
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
 from core.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
+from tests.conftest import train_steps
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: threads only add overhead, and other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def smooth_sequences(n: int = 8, n_frames: int = 60, n_mels: int = 16, seed: int = 0) -> torch.Tensor:
     """Slowly drifting sinusoids per band: the next frame is predictable from the past."""
@@ -29,14 +23,8 @@ def test_the_next_frame_loss_falls():
     torch.manual_seed(0)
     model = NextFrameLSTM(NextFrameConfig(n_mels=16, hidden_size=32))
     x = smooth_sequences()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = model.loss(x).item()
-    for _ in range(40):
-        loss = model.loss(x)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < 0.5 * first
+    first, last = train_steps(model, x, n_steps=40, lr=1e-2)
+    assert last < 0.5 * first
 
 
 def test_prediction_at_t_depends_only_on_frames_up_to_t():

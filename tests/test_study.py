@@ -6,13 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from core import runs
 from core.errors import DeepLanguageError
 from core.features import mel_filters
 from core.study import (RunData, StudyConfig, load_study, plan_study, run_study, study_curves, study_results,
                         study_runs, train_run)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SR = 16000
 TINY = StudyConfig(target="aa", pretrain=("none", "bb"), seeds=2, threshold=10.0, hidden_size=16,
@@ -54,14 +55,6 @@ def tiny_study(tmp_path_factory):
         make_corpus(root / "corpus")
         run_study(TINY, root / "corpus", root / "study", cache_dir=root / "cache", workers=2)
     return root / "study", root / "corpus", root / "cache"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_every_run_finishes_and_records_the_threshold_crossing(tiny_study):

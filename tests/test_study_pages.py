@@ -6,7 +6,9 @@ from streamlit.testing.v1 import AppTest
 import core.study
 from core.study import DEMO_STUDY_DIR
 from tests.conftest import ROOT
-from tests.test_study import one_thread, tiny_study  # noqa: F401  (shared fixtures)
+from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
