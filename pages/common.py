@@ -79,13 +79,20 @@ def mel_pair(clip: np.ndarray, config: features.FeatureConfig = features.Feature
     return features.log_mel_pair(clip, config)
 
 
+@st.cache_data(max_entries=64)
+def wav_pair(clip: np.ndarray, cutoff_hz: float) -> tuple[bytes, bytes]:
+    """The clip as wav bytes, full band and low-pass: filtered once, not on every rerun."""
+    return audio.to_wav_bytes(clip), audio.to_wav_bytes(audio.lowpass(clip, cutoff_hz))
+
+
 def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = features.FeatureConfig()) -> None:
     """Player, waveform, and the full-band and low-pass log-mels side by side."""
     full, low = mel_pair(clip, config)
+    full_wav, low_wav = wav_pair(clip, config.lowpass_hz)
     play_full, play_low = st.columns(2)
-    play_full.audio(audio.to_wav_bytes(clip), format="audio/wav")
+    play_full.audio(full_wav, format="audio/wav")
     play_full.caption("Full band")
-    play_low.audio(audio.to_wav_bytes(audio.lowpass(clip, config.lowpass_hz)), format="audio/wav")
+    play_low.audio(low_wav, format="audio/wav")
     play_low.caption(f"Low-pass below {config.lowpass_hz:.0f} Hz: what low-pass pretraining hears")
     st.plotly_chart(plots.waveform_figure(clip), key=f"{key}_wave")
     left, right = st.columns(2)
