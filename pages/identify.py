@@ -2,11 +2,9 @@
 
 from pathlib import Path
 
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from core import DeepLanguageError
+from core import DeepLanguageError, plots
 from core.identify import DEFAULT_CHECKPOINT, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
 from core.runs import list_runs
 from pages.common import load_clip, show_clip
@@ -64,16 +62,11 @@ else:
     st.success(f"Language: **{result['language']}** ({result['probabilities'][result['language']]:.0%})")
 
 if result["probabilities"]:
-    probs = pd.DataFrame({"language": list(result["probabilities"]), "probability": list(result["probabilities"].values())})
-    st.plotly_chart(px.bar(probs.sort_values("probability", ascending=False), x="language", y="probability",
-                           range_y=[0, 1], title="Probability of each language"), key="identify_probs")
+    st.plotly_chart(plots.probability_figure(result["probabilities"]), key="identify_probs")
 if len(result["windows"]) > 1:
-    timeline = pd.DataFrame([{"start": w["start"], "end": w["end"], "language": w["language"],
-                              "probability": w["probabilities"][w["language"]]} for w in result["windows"]])
-    figure = px.scatter(timeline, x="start", y="language", color="language", size="probability",
-                        hover_data=["end", "probability"], title="Language per 3 s window (every 1 s)",
-                        category_orders={"language": sorted(languages)})
-    st.plotly_chart(figure.update_xaxes(title="start of window (s)"), key="identify_timeline")
+    fps = bundle.features.frames_per_second
+    st.plotly_chart(plots.timeline_figure(result["windows"], languages, bundle.window / fps, bundle.hop / fps),
+                    key="identify_timeline")
 
 show_clip(clip, key="identify_clip", config=bundle.features)
 st.caption(f"Model: {Path(bundle.path)} · {result['seconds']:.1f} s of audio · {len(result['windows'])} window(s)")

@@ -37,8 +37,11 @@ def test_uploaded_clip_gets_a_prediction_and_timeline():
     assert not at.exception
     said = [m.value for m in at.success] + [m.value for m in at.warning]
     assert any(s.startswith(("Language:", "Uncertain:")) for s in said), said
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 3  # probabilities, timeline, and the clip's waveform and mels
+    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
+    # probabilities, the timeline, and the clip's waveform and two mels
+    assert len(specs) == 5
+    assert any("Probability of each language" in spec for spec in specs)
+    assert any("Language per 3 s window (every 1 s)" in spec for spec in specs)
 
 
 def test_restricting_languages_and_silence():
