@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -125,23 +126,22 @@ def prepare(
     return result
 
 
-class _pool:
+@contextmanager
+def _pool(workers: int):
     """A fork pool of ``workers`` processes, or ``None`` for one worker (no start-up cost)."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-        self.pool = None
-
-    def __enter__(self):
-        if self.workers > 1:
-            # fork: the workers inherit numpy, soundfile and scipy already imported.
-            self.pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_quiet_worker)
-        return self.pool
-
-    def __exit__(self, *exc):
-        if self.pool:
-            self.pool.terminate() if exc[0] else self.pool.close()
-            self.pool.join()
+    if workers == 1:
+        yield None
+        return
+    # fork: the workers inherit numpy, soundfile and scipy already imported.
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker)
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()  # Ctrl-C or an error: what is finished is already on disk
+        raise
+    finally:
+        pool.join()
 
 
 def _end_partial_line(handle) -> None:
