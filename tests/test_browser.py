@@ -174,7 +174,7 @@ def test_convergence_and_latent_space_pages_show_the_shipped_study(server, page)
     page.get_by_text("Time to threshold").first.wait_for(timeout=60000)
     page.get_by_role("tab", name="Training loss").click()
     wait_idle(page)
-    assert page.locator(".js-plotly-plot").count() >= 1
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30000)  # plotly draws after the script ends
     assert_no_exception(page)
 
     open_page(page, server, "Latent space")
