@@ -174,7 +174,7 @@ def test_convergence_and_latent_space_pages_show_the_shipped_study(server, page)
     page.get_by_text("Time to threshold").first.wait_for(timeout=60000)
     page.get_by_role("tab", name="Training loss").click()
     wait_idle(page)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30000)  # plotly draws after the script ends
+    page.locator(".js-plotly-plot").first.wait_for(state="attached", timeout=30000)  # plotly draws after the script
     assert_no_exception(page)
 
     open_page(page, server, "Latent space")
