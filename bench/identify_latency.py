@@ -18,18 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.audio import SAMPLE_RATE, load_audio, write_wav  # noqa: E402
-from core.features import log_mel  # noqa: E402
-from core.identify import DEFAULT_CHECKPOINT, identify, load_identifier  # noqa: E402
-from core.models import clip_windows, predict_batches  # noqa: E402
-from core.paths import cv_sample_dir  # noqa: E402
+from core.audio.decode import SAMPLE_RATE, load_audio, write_wav
+from core.audio.features import log_mel  # noqa: E402
+from core.identify.predict import DEFAULT_CHECKPOINT, identify, load_identifier  # noqa: E402
+from core.identify.models import clip_windows, predict_batches  # noqa: E402
+from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 BUDGET_MS = 50.0
 
 
 def ten_seconds() -> np.ndarray:
     """Real speech when the Common Voice sample is there (clips joined), else a syllable-like tone."""
-    clips = sorted((cv_sample_dir() / "es" / "clips").glob("*.mp3"))[:4]
+    clips = sorted((CV_SAMPLE_DIR / "es" / "clips").glob("*.mp3"))[:4]
     if clips:
         audio = np.concatenate([load_audio(p) for p in clips])
         return np.resize(audio, 10 * SAMPLE_RATE)

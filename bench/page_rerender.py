@@ -18,9 +18,9 @@ TARGET_S = 0.3
 
 
 def main() -> None:
-    study = Path(sys.argv[1]) if len(sys.argv) > 1 else core.study.DEMO_STUDY_DIR
-    core.study.STUDIES_DIR = study.parent  # list only this study's siblings
-    core.study.DEMO_STUDY_DIR = study
+    study = Path(sys.argv[1]) if len(sys.argv) > 1 else core.study.layout.DEMO_STUDY_DIR
+    core.study.layout.STUDIES_DIR = study.parent  # list only this study's siblings
+    core.study.layout.DEMO_STUDY_DIR = study
     for page in ("convergence", "latent_space"):
         at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=120)
         started = time.perf_counter()

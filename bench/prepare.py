@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.paths import cv_sample_dir  # noqa: E402
+from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 
 def naive(paths: list[str], out: Path) -> float:
@@ -44,11 +44,11 @@ def prepare_command(data: Path, cache: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=cv_sample_dir())
+    parser.add_argument("--data", type=Path, default=CV_SAMPLE_DIR)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best is kept")
     args = parser.parse_args()
     if not args.data.exists():
-        sys.exit(f"no dataset at {args.data}: pass --data or set DEEPLANGUAGE_CV_SAMPLE")
+        sys.exit(f"no dataset at {args.data}: pass --data DIR")
     paths = sorted(str(p) for p in args.data.glob("*/clips/*.mp3"))
     prepare_command(args.data, Path(tempfile.mkdtemp()))  # warm the page cache and the filterbank file
     naive_s, ours_s = [], []

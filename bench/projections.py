@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.projections import project  # noqa: E402
+from core.study.projections import project  # noqa: E402
 
 TARGET_TSNE_S = 4.0
 

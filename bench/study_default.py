@@ -18,10 +18,12 @@ TARGET_S = 15 * 60
 
 
 def main() -> None:
-    from core.demo_corpus import ensure_demo_corpus
-    from core.probes import probe_study
+    from core.data.demo_corpus import ensure_demo_corpus
+    from core.study.probes import probe_study
     from core.runs import read_json
-    from core.study import StudyConfig, plan_study, run_study, study_runs
+    from core.study.layout import StudyConfig, study_runs
+    from core.study.plan import plan_study
+    from core.study.run import run_study
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=None)

@@ -19,16 +19,17 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from core.models import build_model  # noqa: E402
-from core.paths import cv_sample_dir  # noqa: E402
-from core.train import ClipSet, TrainConfig, epoch_generator, load_clips, make_batch, make_optimizer  # noqa: E402
+from core.identify.models import build_model  # noqa: E402
+from core.paths import CV_SAMPLE_DIR  # noqa: E402
+from core.identify.clips import ClipSet, TrainConfig, epoch_generator, load_clips, make_batch
+from core.identify.train import make_optimizer
 
 BUDGET = 0.10
 
 
 def clip_set(config: TrainConfig) -> ClipSet:
     """cv-sample's six languages when present, else 400 random 4.5 s 'clips'."""
-    if cv_sample_dir().exists():
+    if CV_SAMPLE_DIR.exists():
         return load_clips(config)
     rng = np.random.default_rng(0)
     manifest = pd.DataFrame({"language": [f"l{i % 6}" for i in range(400)], "split": "train"})
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = TrainConfig(data_dir=str(cv_sample_dir()), languages=("es", "it", "ja", "en", "fr", "de"), model=args.model)
+    config = TrainConfig(data_dir=str(CV_SAMPLE_DIR), languages=("es", "it", "ja", "en", "fr", "de"), model=args.model)
     clips = clip_set(config)
     crop = round(config.crop_seconds * 100)
     torch.manual_seed(0)

@@ -1,20 +1,14 @@
 """Where the project keeps things on disk. Every default path is derived here."""
 
 import hashlib
-import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
-DATA_DIR = REPO_ROOT / "data"  # generated, never committed
+DATA_DIR = REPO_ROOT / "data"  # generated corpora and caches, and the embedded cv-sample
 DEMO_CORPUS_DIR = DATA_DIR / "demo-corpus"
 CACHE_DIR = DATA_DIR / "cache"  # feature caches, one folder per dataset
-
-
-def cv_sample_dir() -> Path:
-    """The shared Common Voice sample: $DEEPLANGUAGE_CV_SAMPLE, else ../shared/data/cv-sample."""
-    env = os.environ.get("DEEPLANGUAGE_CV_SAMPLE")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "cv-sample"
+CV_SAMPLE_DIR = DATA_DIR / "cv-sample"  # real Common Voice speech, 12 languages, CC0: tracked, not generated
 
 
 def default_cache_dir(data_dir: Path) -> Path:

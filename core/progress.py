@@ -4,6 +4,8 @@ and this turns one into a tqdm bar. The UI turns the same callback into ``st.pro
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+PROGRESS_EVERY_S = 1.0  # a run's progress.json is rewritten at most this often
+
 
 @contextmanager
 def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., None]]:

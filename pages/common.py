@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import DeepLanguageError, audio, datasets, features, plots
-from core.paths import DEMO_CORPUS_DIR, cv_sample_dir
+from core import DeepLanguageError, audio, plots
+from core.data import datasets
+from core.audio import features
+from core.paths import DEMO_CORPUS_DIR, CV_SAMPLE_DIR
+from core.data.demo_corpus import build_demo_corpus as build
 
 
 DEMO, CV_SAMPLE, CUSTOM = "Demo corpus (synthetic, built here)", "Common Voice sample (shared)", "A folder on this machine"
@@ -21,7 +24,7 @@ DEMO, CV_SAMPLE, CUSTOM = "Demo corpus (synthetic, built here)", "Common Voice s
 
 def dataset_picker(key: str = "dataset") -> Path | None:
     """Sidebar choice of a dataset; returns its folder, or None after telling the user what's missing."""
-    choices = [DEMO] + ([CV_SAMPLE] if cv_sample_dir().exists() else []) + [CUSTOM]
+    choices = [DEMO] + ([CV_SAMPLE] if CV_SAMPLE_DIR.exists() else []) + [CUSTOM]
     choice = st.sidebar.selectbox("Dataset", choices, key=f"{key}_choice")
     if choice == DEMO:
         if not (DEMO_CORPUS_DIR / ".complete").exists():
@@ -31,7 +34,7 @@ def dataset_picker(key: str = "dataset") -> Path | None:
             return None
         return DEMO_CORPUS_DIR
     if choice == CV_SAMPLE:
-        return cv_sample_dir()
+        return CV_SAMPLE_DIR
     typed = st.sidebar.text_input("Dataset folder", key=f"{key}_path",
                                   placeholder="/data/cv-corpus/es or /data/my-clips")
     if not typed:
@@ -46,7 +49,6 @@ def dataset_picker(key: str = "dataset") -> Path | None:
 
 
 def build_demo_corpus() -> None:
-    from core.demo_corpus import build_demo_corpus as build
 
     bar = st.progress(0.0, text="Synthesizing the demo corpus...")
     build(on_progress=lambda done, total, **_: bar.progress(done / max(total, 1),

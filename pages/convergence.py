@@ -7,8 +7,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import DeepLanguageError
-from core.probes import study_report
-from core.study import DEMO_STUDY_DIR, NONE, StudyConfig, launch_study, list_studies, study_curves, study_status
+from core.study.probes import study_report
+from core.study.layout import DEMO_STUDY_DIR, NONE, StudyConfig, list_studies
+from core.study.run import launch_study
+from core.study.results import study_curves, study_status
 from pages.common import dataset_picker, load_manifest
 
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]

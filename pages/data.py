@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from core import DeepLanguageError, datasets, plots
+from core import DeepLanguageError, plots
+from core.data import datasets
 from pages.common import dataset_picker, load_clip, manifest_or_stop, show_clip
 
 folder = dataset_picker("data")

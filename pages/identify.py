@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import DeepLanguageError, plots
-from core.identify import DEFAULT_CHECKPOINT, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
+from core.identify.predict import DEFAULT_CHECKPOINT, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
 from core.runs import list_runs
 from pages.common import load_clip, show_clip
 

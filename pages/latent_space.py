@@ -7,11 +7,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import DeepLanguageError, projections
-from core.latents import clip_path, load_latents
-from core.probes import TASK_TARGET, study_report
-from core.projections import METHODS, project
-from core.study import DEMO_STUDY_DIR, list_studies, study_runs
+from core import DeepLanguageError
+from core.study import projections
+from core.study.latents import clip_path, load_latents
+from core.study.probes import TASK_TARGET, study_report
+from core.study.projections import METHODS, project
+from core.study.layout import DEMO_STUDY_DIR, list_studies, study_runs
 from pages.common import load_clip, show_clip
 
 

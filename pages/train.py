@@ -3,8 +3,12 @@
 import plotly.express as px
 import streamlit as st
 
-from core import DeepLanguageError, jobs, registry, runs, tune
+from core import DeepLanguageError, runs
+from core.jobs import launch as jobs
+from core.jobs import registry
+from core.identify import tune
 from pages.common import dataset_picker
+from core.identify.clips import TrainConfig
 
 LIVE = ("starting", "running")
 GMM = "gmm-supervector"
@@ -49,7 +53,6 @@ launch = st.sidebar.button("Launch training", key="train_launch", type="primary"
 
 st.title("Train")
 if launch:
-    from core.train import TrainConfig
 
     if study_kind:
         config = jobs.study_run_config(folder, condition.strip() or "none", int(seed), target=target.strip(),

@@ -12,7 +12,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.paths import cv_sample_dir  # noqa: E402
+from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 SR = 16000
 
@@ -46,10 +46,8 @@ def tone_clip(language: str, rng: np.random.Generator, seconds: float = 2.0) -> 
 
 @pytest.fixture(scope="session")
 def cv_sample() -> Path:
-    path = cv_sample_dir()
-    if not path.exists():
-        pytest.skip(f"the shared Common Voice sample is absent ({path}); set DEEPLANGUAGE_CV_SAMPLE to it")
-    return path
+    """The embedded real Common Voice sample (data/cv-sample, tracked in the repository)."""
+    return CV_SAMPLE_DIR
 
 
 @pytest.fixture(scope="session")

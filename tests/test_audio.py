@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 
 from core import audio
+from core.audio import decode, filters, speech
 from core.errors import DeepLanguageError
 from tests.conftest import SR, speechlike
 
@@ -19,7 +20,7 @@ def test_every_format_decodes_to_16k_mono(clip_files, suffix):
     original = speechlike()
     n = min(len(original), len(clip))
     # Lossy codecs shift and smear, but the clip's energy envelope survives.
-    assert np.corrcoef(audio.frame_energy_db(original[:n]), audio.frame_energy_db(clip[:n]))[0, 1] > 0.9
+    assert np.corrcoef(speech.frame_energy_db(original[:n]), speech.frame_energy_db(clip[:n]))[0, 1] > 0.9
 
 
 def test_bytes_and_path_decode_the_same(clip_files):
@@ -41,7 +42,7 @@ def test_m4a_without_ffmpeg_names_the_format_and_the_fix(clip_files, monkeypatch
     path = clip_files.get("m4a") or tmp_path / "clip.m4a"
     if not path.exists():
         path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(100))
-    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    monkeypatch.setattr(decode.shutil, "which", lambda name: None)
     with pytest.raises(DeepLanguageError, match=r"m4a files need ffmpeg.*install"):
         audio.load_audio(path)
 
@@ -123,5 +124,5 @@ def test_lowpass_gain_matches_the_filter():
     from scipy import signal
 
     freqs = np.linspace(0, 7900, 80)
-    _, response = signal.sosfreqz(audio._lowpass_sos(500.0, SR), worN=freqs, fs=SR)
+    _, response = signal.sosfreqz(filters._lowpass_sos(500.0, SR), worN=freqs, fs=SR)
     np.testing.assert_allclose(audio.lowpass_gain(freqs), np.abs(response) ** 4, atol=1e-6)

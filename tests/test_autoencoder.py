@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.autoencoder import (AutoencoderConfig, ConvAutoencoder, encode_clip, from_checkpoint, patches,
+from core.study.autoencoder import (AutoencoderConfig, ConvAutoencoder, encode_clip, from_checkpoint, patches,
                               save_dict)
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError

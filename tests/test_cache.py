@@ -5,9 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from core import cache, datasets
-from core.features import FeatureConfig, log_mel_pair
-from core.audio import load_audio
+from core.data import cache
+from core.data import datasets
+from core.audio.features import FeatureConfig, log_mel_pair
+from core.audio.decode import load_audio
 from core.errors import DeepLanguageError
 
 

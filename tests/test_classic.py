@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from core import runs
-from core.audio import write_wav
+from core.audio.decode import write_wav
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.classic import GMMSupervector, GMMSupervectorConfig, fit
-from core.identify import identify, load_identifier
-from core.models import build_model, clip_windows
-from core.train import ClipSet, TrainConfig, evaluate_clips, train
+from core.identify.supervector import GMMSupervector, GMMSupervectorConfig
+from core.identify.gmm import fit
+from core.identify.predict import identify, load_identifier
+from core.identify.models import build_model, clip_windows
+from core.identify.clips import ClipSet, TrainConfig, evaluate_clips
+from core.identify.train import train
 from tests.conftest import tone_clip
 
 torch.set_num_threads(1)
@@ -110,9 +112,9 @@ def test_train_writes_a_run_that_identify_loads(tone_dataset, tmp_path):
     assert result["status"] in {"ok", "uncertain"} and set(result["probabilities"]) == {"high", "low"}
     assert len(result["windows"]) == 3  # 1 s windows every 0.5 s over 2 s
     # The answer comes from one pass over the whole clip; the windows are only the timeline.
-    from core.audio import load_audio
-    from core.features import log_mel
-    from core.models import predict_whole_clip
+    from core.audio.decode import load_audio
+    from core.audio.features import log_mel
+    from core.identify.models import predict_whole_clip
 
     whole = predict_whole_clip(bundle.model, torch.from_numpy(log_mel(load_audio(clip), bundle.features)))
     assert result["probabilities"] == {label: round(float(p), 4) for label, p in zip(bundle.labels, whole)}
@@ -121,7 +123,7 @@ def test_train_writes_a_run_that_identify_loads(tone_dataset, tmp_path):
 
 
 def test_score_on_chooses_whole_clips_or_the_mean_of_windows(planted):
-    from core.models import WHOLE_CLIP_MAX_SECONDS, predict_batches, predict_whole_clip, scores_whole_clip
+    from core.identify.models import WHOLE_CLIP_MAX_SECONDS, predict_batches, predict_whole_clip, scores_whole_clip
 
     config, clips, test_rows, checkpoint = planted
     rows = test_rows[::3]  # both languages
@@ -144,7 +146,7 @@ def test_score_on_chooses_whole_clips_or_the_mean_of_windows(planted):
 
 
 def test_cross_validation_of_the_classic_recipe(tone_dataset, tmp_path):
-    from core.evaluate import cross_validate
+    from core.identify.evaluate import cross_validate
 
     config = TrainConfig(data_dir=str(tone_dataset), cache_dir=str(tmp_path / "cache"), languages=("low", "high"),
                          model="gmm-supervector", model_config=SMALL, window_seconds=1.0, hop_seconds=0.5,
@@ -155,7 +157,7 @@ def test_cross_validation_of_the_classic_recipe(tone_dataset, tmp_path):
 
 def test_classic_windows_keep_each_bands_spread():
     from core.errors import DeepLanguageError
-    from core.models import input_normalization, normalize_windows
+    from core.identify.models import input_normalization, normalize_windows
 
     x = torch.randn(2, 64, 50) * torch.linspace(0.5, 3, 64)[:, None] + 7
     mean_only = normalize_windows(x, kind="per-window-mean")

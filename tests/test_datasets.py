@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from core import datasets
+from core.data import datasets
 from core.errors import DeepLanguageError
 from tests.conftest import SR, speechlike
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core import demo_corpus
+from core.data import demo_corpus
 from core.commands import demo_corpus as command
-from core.demo_corpus import (DEMO_LANGUAGES, MARKER_NAME, SENTENCES, TSV_COLUMNS,
+from core.data.demo_corpus import (DEMO_LANGUAGES, MARKER_NAME, SENTENCES, TSV_COLUMNS,
                               build_demo_corpus, voices_for)
 from core.errors import DeepLanguageError
 

@@ -76,15 +76,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert torch.allclose(torch.load(tmp_path / f"rank{rank}.pt"), single, atol=1e-5)
 
 
-@pytest.mark.skipif(not hasattr(__import__("core.train", fromlist=["fit"]), "DISTRIBUTED"),
-                    reason="core.train has no DDP support")
 def test_torchrun_training_matches_single_process(tmp_path):
     """`torchrun --nproc_per_node=2 -m core train` on CPU: same global batch, final loss within a few %."""
     config = tiny_config(make_tiny_dataset(tmp_path / "data"), tmp_path / "cache", epochs=3, batch_size=8,
                          freq_masks=0, time_masks=0, model_config={"channels": [4, 8], "hidden": 16, "dropout": 0.0})
     from dataclasses import asdict
 
-    from core.train import train
+    from core.identify.train import train
 
     single = train(config, runs_dir=tmp_path / "runs", name="single")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "core",

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from core import audio
-from core.features import FeatureConfig, log_mel, log_mel_pair, normalize_utterance
+from core.audio.features import FeatureConfig, log_mel, log_mel_pair, normalize_utterance
 from tests.conftest import SR, speechlike
 
 

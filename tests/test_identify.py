@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.audio import SAMPLE_RATE, write_wav
+from core.audio.decode import SAMPLE_RATE, write_wav
 from core.checkpoint import save_checkpoint
 from core.errors import DeepLanguageError
-from core.features import FeatureConfig
-from core.identify import DEFAULT_CHECKPOINT, identify, identify_files, load_identifier, parse_languages
-from core.models import build_model
+from core.audio.features import FeatureConfig
+from core.identify.predict import DEFAULT_CHECKPOINT, identify, identify_files, load_identifier, parse_languages
+from core.identify.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["de", "en", "es", "fr"]
@@ -140,20 +140,17 @@ def test_cli_restriction_exit_codes_and_text_output(files):
     assert _cli("--checkpoint", files["checkpoint"]).returncode == 2  # no files: argparse's usage error
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="the shipped model checkpoints/identify-default is absent")
 def test_shipped_model_answers_real_speech():
-    from core.paths import cv_sample_dir
+    from core.paths import CV_SAMPLE_DIR
 
-    clips = sorted((cv_sample_dir() / "es" / "clips").glob("*.mp3"))[:1]
-    if not clips:
-        pytest.skip(f"cv-sample not found at {cv_sample_dir()}")
+    clips = sorted((CV_SAMPLE_DIR / "es" / "clips").glob("*.mp3"))[:1]
     bundle = load_identifier(DEFAULT_CHECKPOINT)
     result = identify(clips[0], bundle)
     assert result["status"] in {"ok", "uncertain"} and set(result["probabilities"]) == set(bundle.labels)
 
 
 def test_embed_gives_one_vector_per_clip_of_the_model_width(cv_sample):
-    from core.identify import DEFAULT_CHECKPOINT, embed, load_identifier
+    from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
 
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip("no shipped identify model")

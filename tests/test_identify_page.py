@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.audio import SAMPLE_RATE, to_wav_bytes
-from core.identify import DEFAULT_CHECKPOINT
+from core.audio.decode import SAMPLE_RATE, to_wav_bytes
+from core.identify.predict import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(),

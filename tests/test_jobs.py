@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import jobs, registry, runs
-from core.audio import SAMPLE_RATE, write_wav
+from core import runs
+from core.jobs import launch
+from core.jobs import registry
+from core.audio.decode import SAMPLE_RATE, write_wav
 from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
 from core.errors import DeepLanguageError
 
@@ -36,7 +38,7 @@ def make_tiny_dataset(root: Path, n_speakers: int = 6, n_clips: int = 3) -> Path
 
 
 def tiny_config(data_dir: Path, cache_dir: Path, **overrides):
-    from core.train import TrainConfig
+    from core.identify.clips import TrainConfig
 
     values = dict(data_dir=str(data_dir), cache_dir=str(cache_dir), model="cnn-baseline", model_config=TINY_MODEL,
                   epochs=3, batch_size=4, lr=3e-3, crop_seconds=1.0, time_mask_frames=10, window_seconds=1.0,
@@ -57,55 +59,55 @@ def _comparable(rows: list[dict]) -> list[dict]:
 def _wait_for_epochs(run_dir: Path, n_epochs: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while len(runs.read_metrics(run_dir)) < n_epochs:
-        assert registry.run_state(run_dir)["state"] in ("starting", "running"), jobs.read_log(run_dir)
+        assert registry.run_state(run_dir)["state"] in ("starting", "running"), launch.read_log(run_dir)
         assert time.monotonic() < deadline, "the run did not reach its epoch in time"
         time.sleep(0.02)
 
 
 def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
-    run_dir = jobs.launch("cnn-baseline", tiny_config(*tiny, epochs=2), runs_dir=tmp_path)
+    run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=2), runs_dir=tmp_path)
     assert registry.run_state(run_dir)["state"] in ("starting", "running")
     job = runs.read_json(run_dir / registry.JOB_FILE)
     assert os.getpgid(job["pid"]) == job["pid"]  # its own session: a page reload or server restart can't take it
-    assert jobs.wait(run_dir, timeout=90) == "finished", jobs.read_log(run_dir)
+    assert launch.wait(run_dir, timeout=90) == "finished", launch.read_log(run_dir)
     record = registry.run_record(run_dir)
     assert record["epochs_done"] == 2 and record["model"] == "cnn-baseline" and (run_dir / "best.pt").exists()
-    assert "python" in jobs.read_log(run_dir)
+    assert "python" in launch.read_log(run_dir)
     with pytest.raises(DeepLanguageError, match="has finished"):
-        jobs.resume(run_dir)
+        launch.resume(run_dir)
     with pytest.raises(DeepLanguageError, match="unknown model kind"):
-        jobs.launch("gpt", tiny_config(*tiny), runs_dir=tmp_path)
+        launch.launch("gpt", tiny_config(*tiny), runs_dir=tmp_path)
 
 
 def test_the_gmm_identifier_trains_as_a_job_in_one_pass(tiny, tmp_path):
     config = tiny_config(*tiny, model="gmm-supervector", epochs=1,
                          model_config={"n_components": 8, "relevance": 4, "fit_on": "clips"})
-    run_dir = jobs.launch("gmm-supervector", config, runs_dir=tmp_path)
-    assert jobs.wait(run_dir, timeout=90) == "finished", jobs.read_log(run_dir)
+    run_dir = launch.launch("gmm-supervector", config, runs_dir=tmp_path)
+    assert launch.wait(run_dir, timeout=90) == "finished", launch.read_log(run_dir)
     record = registry.run_record(run_dir)
     assert record["model"] == "gmm-supervector" and record["epochs_done"] == 1
     assert record["final_val_accuracy"] > 0.8  # a hum and a whistle: trivially told apart
 
 
 def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
-    run_dir = jobs.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
+    run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
     _wait_for_epochs(run_dir, 1)
-    assert jobs.stop(run_dir, timeout=20) == "stopped"
+    assert launch.stop(run_dir, timeout=20) == "stopped"
     done = len(runs.read_metrics(run_dir))
     assert 1 <= done < 400 and load_checkpoint(run_dir / "last.pt")["epoch"] == done
     assert registry.run_record(run_dir)["state"] == "stopped"
-    jobs.resume(run_dir)
+    launch.resume(run_dir)
     assert not (run_dir / registry.STOP_FILE).exists()
     _wait_for_epochs(run_dir, done + 1)
-    assert jobs.stop(run_dir, timeout=20) == "stopped"
+    assert launch.stop(run_dir, timeout=20) == "stopped"
     assert len(runs.read_metrics(run_dir)) > done
 
 
 def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path):
-    from core.train import train
+    from core.identify.train import train
 
     config = tiny_config(*tiny, epochs=12)
-    crashed = jobs.launch("cnn-baseline", config, runs_dir=tmp_path / "crashed")
+    crashed = launch.launch("cnn-baseline", config, runs_dir=tmp_path / "crashed")
     _wait_for_epochs(crashed, 2)
     os.killpg(runs.read_json(crashed / registry.JOB_FILE)["pgid"], signal.SIGKILL)
     deadline = time.monotonic() + 10  # the kernel drops the lock once the killed process is gone
@@ -117,9 +119,9 @@ def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path)
 
     reference = runs.create_run("identify", {"train": runs.read_json(crashed / "config.json")["train"]},
                                 tmp_path / "reference")
-    jobs.resume(crashed)
+    launch.resume(crashed)
     train(None, reference)  # meanwhile, the same run without a crash, in this process
-    assert jobs.wait(crashed, timeout=90) == "finished", jobs.read_log(crashed)
+    assert launch.wait(crashed, timeout=90) == "finished", launch.read_log(crashed)
     assert _comparable(runs.read_metrics(crashed)) == _comparable(runs.read_metrics(reference))
 
 
@@ -133,16 +135,14 @@ def test_a_corrupt_checkpoint_is_a_clear_error_and_resume_falls_back(tmp_path):
         load_checkpoint(path)
     checkpoint, used = load_checkpoint_or_previous(path)
     assert checkpoint["epoch"] == 1 and used.name == "last-prev.pt"
-    assert jobs.recover_checkpoint(tmp_path) == "last-prev.pt"
+    assert launch.recover_checkpoint(tmp_path) == "last-prev.pt"
     assert load_checkpoint(path)["epoch"] == 1 and (tmp_path / "last.pt.corrupt").exists()
     path.write_bytes(b"garbage")
-    assert jobs.recover_checkpoint(tmp_path) is None and not path.exists()  # nothing good: start over
+    assert launch.recover_checkpoint(tmp_path) is None and not path.exists()  # nothing good: start over
 
 
-@pytest.mark.skipif("keep_previous" not in (Path(__file__).parent.parent / "core/train.py").read_text(),
-                    reason="core.train does not keep last-prev.pt yet")
 def test_a_corrupt_last_checkpoint_in_a_real_run_resumes_from_the_previous(tiny, tmp_path):
-    from core.train import train
+    from core.identify.train import train
 
     config = tiny_config(*tiny, epochs=3)
     reference = train(replace(config), runs_dir=tmp_path / "reference")
@@ -164,13 +164,11 @@ def _interrupt_in_epoch(epoch: int):
     return on_progress
 
 
-@pytest.mark.skipif("train_study_run" not in (Path(__file__).parent.parent / "core/commands/train.py").read_text(),
-                    reason="`python -m core train --resume` does not dispatch study runs yet")
 def test_a_study_run_launches_like_any_other(tiny, tmp_path):
-    config = jobs.study_run_config(tiny[0], "high", 0, target="low", hidden_size=8, max_epochs=2, crops_per_clip=1,
+    config = launch.study_run_config(tiny[0], "high", 0, target="low", hidden_size=8, max_epochs=2, crops_per_clip=1,
                                    pretrain_epochs=1)
-    run_dir = jobs.launch("nextframe", config, runs_dir=tmp_path)
-    assert jobs.wait(run_dir, timeout=120) == "finished", jobs.read_log(run_dir)
+    run_dir = launch.launch("nextframe", config, runs_dir=tmp_path)
+    assert launch.wait(run_dir, timeout=120) == "finished", launch.read_log(run_dir)
     record = registry.run_record(run_dir)
     assert record["model"] == "nextframe" and record["epochs_done"] >= 2 and record["best_metric"] == "val_loss"
     assert runs.read_json(run_dir / "result.json")["condition"] == "high"

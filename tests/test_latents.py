@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from core.errors import DeepLanguageError
-from core.latents import LSTM_KINDS, clip_path, load_latents, save_latents
-from core.study import study_runs
+from core.study.latents import LSTM_KINDS, clip_path, load_latents, save_latents
+from core.study.layout import study_runs
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,8 +36,8 @@ def test_missing_latents_and_mismatched_rows_are_refused(tmp_path):
 
 
 def test_the_identifier_embedding_joins_the_study_as_its_own_latent_kind(tiny_study):
-    from core.identify import DEFAULT_CHECKPOINT
-    from core.latents import MAX_IDENTIFY_DIM, extract_identify_latents
+    from core.identify.predict import DEFAULT_CHECKPOINT
+    from core.study.latents import MAX_IDENTIFY_DIM, extract_identify_latents
 
     if not DEFAULT_CHECKPOINT.exists():
         pytest.skip("no shipped identify model")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.errors import DeepLanguageError
-from core.models import (MODELS, build_model, clip_windows, count_parameters, model_config, normalize_windows,
+from core.identify.models import (MODELS, build_model, clip_windows, count_parameters, model_config, normalize_windows,
                          predict_windows, window_starts)
 
 torch.set_num_threads(1)

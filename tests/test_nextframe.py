@@ -4,7 +4,7 @@ import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
-from core.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
+from core.study.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
 from tests.conftest import train_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")

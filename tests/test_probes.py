@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from core.errors import DeepLanguageError
-from core.probes import (balanced_accuracy, compare_conditions, mean_ci, min_attainable_p, probe, probe_latents,
+from core.study.probes import (balanced_accuracy, compare_conditions, mean_ci, min_attainable_p, probe, probe_latents,
                          summarize_probes, _folds)
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import core.projections
+import core.study.projections
 from core.errors import DeepLanguageError
-from core.projections import project, projection_key
+from core.study.projections import project, projection_key
 
 
 @pytest.fixture()
@@ -27,7 +27,7 @@ def test_a_second_call_is_read_from_disk(points, tmp_path, monkeypatch):
     def refuse(*args):
         raise AssertionError("recomputed a cached projection")
 
-    monkeypatch.setattr(core.projections, "_reducer", refuse)
+    monkeypatch.setattr(core.study.projections, "_reducer", refuse)
     assert np.array_equal(project(points, "pca", 0, cache_dir=tmp_path), first)
     assert projection_key(points, "pca", 0) != projection_key(points, "pca", 1)
     assert projection_key(points, "pca", 0) != projection_key(points + 1e-3, "pca", 0)

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core import registry, runs
+from core import runs
+from core.jobs import registry
 from core.errors import DeepLanguageError
 from tests.conftest import ROOT
 

@@ -9,9 +9,12 @@ import soundfile as sf
 
 from core import runs
 from core.errors import DeepLanguageError
-from core.features import mel_filters
-from core.study import (RunData, StudyConfig, load_study, plan_study, run_study, study_curves, study_results,
-                        study_runs, train_run)
+from core.audio.features import mel_filters
+from core.study.trainer import RunData, train_run
+from core.study.layout import StudyConfig, load_study, study_runs
+from core.study.plan import plan_study
+from core.study.run import run_study
+from core.study.results import study_curves, study_results
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,12 +105,12 @@ def test_pretraining_sees_only_low_pass_features(tiny_study):
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny_study, monkeypatch):
     study, _, _ = tiny_study
-    import core.study
+    import core.progress
 
     run_dir = study / "runs" / "none-s0"
     for name in ("last.pt", "result.json", "metrics.jsonl", "latents.npz"):
         (run_dir / name).unlink()
-    monkeypatch.setattr(core.study, "PROGRESS_EVERY_S", 0.0)  # report every step
+    monkeypatch.setattr(core.progress, "PROGRESS_EVERY_S", 0.0)  # report every step
 
     def stop_in_epoch_two(done, total, **metrics):
         if len(runs.read_metrics(run_dir)) >= 1:

@@ -3,8 +3,8 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import core.study
-from core.study import DEMO_STUDY_DIR
+import core.study.layout
+from core.study.layout import DEMO_STUDY_DIR
 from tests.conftest import ROOT
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def studies_dir(tiny_study, monkeypatch):
     """Only the tiny study (and the shipped demo study) are listed."""
     study, _, _ = tiny_study
-    monkeypatch.setattr(core.study, "STUDIES_DIR", study.parent)
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", study.parent)
     return study
 
 
@@ -44,7 +44,7 @@ def test_latent_space_page_projects_and_shows_probes(studies_dir):
 
 @pytest.mark.skipif(not (DEMO_STUDY_DIR / "study.json").exists(), reason="the demo study is not shipped here")
 def test_both_pages_open_the_shipped_demo_study(tmp_path, monkeypatch):
-    monkeypatch.setattr(core.study, "STUDIES_DIR", tmp_path)  # nothing else listed
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", tmp_path)  # nothing else listed
     for page in ("convergence", "latent_space"):
         at = AppTest.from_file(str(ROOT / f"pages/{page}.py"), default_timeout=60).run()
         assert not at.exception, page

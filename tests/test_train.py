@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from core import runs
-from core.audio import write_wav
+from core.audio.decode import write_wav
 from core.checkpoint import load_checkpoint
 from core.errors import DeepLanguageError
-from core.train import TrainConfig, learning_rate, load_clips, train
+from core.identify.clips import TrainConfig, load_clips
+from core.identify.train import learning_rate, train
 from tests.conftest import tone_clip
 
 torch.set_num_threads(1)
@@ -107,7 +108,7 @@ def test_second_trainer_on_the_same_run_is_refused(config, tmp_path):
 
 
 def test_pickle_that_runs_code_is_refused(tmp_path):
-    from core.identify import load_identifier
+    from core.identify.predict import load_identifier
 
     marker = tmp_path / "pwned"
 
@@ -123,7 +124,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    from core.identify import load_identifier
+    from core.identify.predict import load_identifier
 
     path = tmp_path / "cut.pt"
     torch.save({"x": torch.zeros(1000)}, path)
@@ -133,7 +134,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
-    from core.evaluate import evaluate_checkpoint
+    from core.identify.evaluate import evaluate_checkpoint
 
     run_dir = train(replace(config, epochs=4), runs_dir=tmp_path / "runs", name="scored")
     report = evaluate_checkpoint(run_dir / "best.pt", config.data_dir, "test")
@@ -147,7 +148,7 @@ def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
 
 
 def test_cross_validation_reports_folds_and_interval(config):
-    from core.evaluate import cross_validate
+    from core.identify.evaluate import cross_validate
 
     report = cross_validate(replace(config, epochs=2), n_folds=2)
     assert len(report["fold_accuracies"]) == 2 and report["n_clips"] == 36

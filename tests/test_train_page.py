@@ -3,7 +3,9 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, runs, tune
+from core import runs
+from core.jobs import launch
+from core.identify import tune
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset
 
@@ -66,7 +68,7 @@ def test_launch_from_the_page_trains_in_the_background(dirs):
     assert not at.exception, at.exception
     assert "Launched" in _texts(at)
     run_dir = runs.list_runs(runs.RUNS_DIR)[0]
-    assert jobs.wait(run_dir, timeout=120) == "finished", jobs.read_log(run_dir)
+    assert launch.wait(run_dir, timeout=120) == "finished", launch.read_log(run_dir)
     at.run()
     assert not at.exception
     assert at.dataframe[0].value["state"].tolist() == ["finished"]

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from core import tune
+from core.identify import tune
 from core.errors import DeepLanguageError
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset, tiny_config

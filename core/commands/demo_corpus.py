@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from core.demo_corpus import DEMO_LANGUAGES, build_demo_corpus, summarize_demo_corpus
+    from core.data.demo_corpus import DEMO_LANGUAGES, build_demo_corpus, summarize_demo_corpus
 
     languages = ([code.strip() for code in args.languages.split(",") if code.strip()]
                  if args.languages else list(DEMO_LANGUAGES))

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.evaluate import evaluate_checkpoint, format_report
+    from core.identify.evaluate import evaluate_checkpoint, format_report
 
     report = evaluate_checkpoint(args.checkpoint, args.data, args.split)
     print(json.dumps(report) if args.json else format_report(report))

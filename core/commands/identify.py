@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.errors import DeepLanguageError
-    from core.identify import DEFAULT_CHECKPOINT, format_result, identify_files, load_identifier, parse_languages
+    from core.identify.predict import DEFAULT_CHECKPOINT, format_result, identify_files, load_identifier, parse_languages
 
     bundle = load_identifier(args.checkpoint or DEFAULT_CHECKPOINT)
     try:

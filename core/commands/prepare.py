@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """The feature parameters, shared by every command that computes features."""
-    from core.features import HOP_MS, N_MELS, WIN_MS
-    from core.audio import LOWPASS_HZ
+    from core.audio.features import HOP_MS, N_MELS, WIN_MS
+    from core.audio.filters import LOWPASS_HZ
 
     group = parser.add_argument_group("features")
     group.add_argument("--n-mels", type=int, default=N_MELS, help="mel bands (default %(default)s)")
@@ -30,13 +30,13 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def feature_config(args: argparse.Namespace):
-    from core.features import FeatureConfig
+    from core.audio.features import FeatureConfig
 
     return FeatureConfig(n_mels=args.n_mels, win_ms=args.win_ms, hop_ms=args.hop_ms, lowpass_hz=args.lowpass_hz)
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cache import prepared_dataset
+    from core.data.cache import prepared_dataset
     from core.progress import tqdm_progress
 
     with tqdm_progress("prepare", unit="clip") as on_progress:

@@ -15,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def probe_and_report(study_dir: Path, n_permutations: int | None = None) -> dict:
     """Probe (writing probes.tsv), summarise, compare; returns the tables as dicts plus a text report."""
-    from core.probes import N_PERMUTATIONS
+    from core.study.probes import N_PERMUTATIONS
     from core.progress import tqdm_progress
-    from core.probes import study_report
+    from core.study.probes import study_report
 
     with tqdm_progress("probe", unit="latent") as on_progress:
-        from core.probes import probe_study
+        from core.study.probes import probe_study
 
         probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=on_progress)
     return study_report(study_dir)

@@ -9,7 +9,7 @@ HELP = ("pretrain next-frame LSTMs on low-pass speech of each language, train th
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from core.study import StudyConfig
+    from core.study.layout import StudyConfig
 
     defaults = StudyConfig()
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (Common Voice layout or <lang>/*.wav)")
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def study_config(args: argparse.Namespace):
-    from core.study import StudyConfig
+    from core.study.layout import StudyConfig
 
     return StudyConfig(
         target=args.target, pretrain=tuple(p.strip() for p in args.pretrain.split(",") if p.strip()),
@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
     from core.errors import DeepLanguageError
     from core.progress import tqdm_progress
-    from core.probes import study_report
-    from core.study import plan_study, run_study
+    from core.study.probes import study_report
+    from core.study.plan import plan_study
+    from core.study.run import run_study
 
     config = study_config(args)
     if config.seeds < 1 or not config.pretrain:

@@ -48,7 +48,7 @@ def train_config(args: argparse.Namespace):
 
     from core.commands.prepare import feature_config
     from core.errors import DeepLanguageError
-    from core.train import TrainConfig
+    from core.identify.clips import TrainConfig
 
     try:
         model_config = json.loads(args.model_config)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is None and args.data is None:
         raise DeepLanguageError("give --data DIR to train, or --resume RUN_DIR to continue a run.")
     if args.cv:
-        from core.evaluate import cross_validate, format_report
+        from core.identify.evaluate import cross_validate, format_report
 
         config = train_config(args)
         with tqdm_progress(f"{args.cv}-fold CV", unit="step") as on_progress:
@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from core import runs
-    from core.train import describe_run, train
+    from core.identify.train import describe_run, train
 
     if args.resume is not None and (runs.read_json(args.resume / "config.json") or {}).get("kind") in STUDY_KINDS:
-        from core.jobs import train_study_run  # a one-run job of the pretraining study (core.jobs.launch)
+        from core.jobs.launch import train_study_run  # a one-run job of the pretraining study (core.jobs.launch)
 
         with tqdm_progress("train", unit="step") as on_progress:
             train_study_run(args.resume, on_progress)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                                     f"under checkpoints/runs/.")
     else:
         config = train_config(args)
-        from core.models import model_config
+        from core.identify.models import model_config
 
         model_config(config.model, config.model_config)  # a bad --model fails before a run is made
         runs_dir, name = (args.out.resolve().parent, args.out.name) if args.out else (runs.RUNS_DIR, args.run)

@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from core import tune
+    from core.identify import tune
     from core.errors import DeepLanguageError
-    from core.train import TrainConfig
+    from core.identify.clips import TrainConfig
 
     torch.set_num_threads(args.threads)
     tune_dir = args.tune_dir or tune.TUNE_DIR
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.best_to_run:
         from core import runs
         from core.progress import tqdm_progress
-        from core.train import describe_run, train
+        from core.identify.train import describe_run, train
 
         run_dir = runs.create_run("identify", {"train": asdict(config), "tuned_by": name}, name=args.run)
         with tqdm_progress("train best", unit="step") as on_progress:

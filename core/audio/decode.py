@@ -1,0 +1,202 @@
+"""Decode any clip to 16 kHz mono float32, and write wav.
+
+wav, flac, mp3 and ogg (vorbis, opus) are decoded by soundfile (libsndfile, bundled with the
+wheel); m4a, webm and other containers go through the ffmpeg binary when it is installed.
+Every problem a user's file can have raises :class:`DeepLanguageError` with a message that
+names the file and says what to do.
+"""
+
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from core.errors import DeepLanguageError
+from core.files import atomic_path
+
+
+SAMPLE_RATE = 16000  # Hz, what every model and feature in the project expects
+MAX_SECONDS = 600.0  # longest clip accepted by default: ten minutes
+MAX_CHANNELS = 16  # more than this is not a recording of speech
+MIN_SOURCE_RATE, MAX_SOURCE_RATE = 2000, 768000  # Hz, outside this the header is broken
+
+SOUNDFILE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif"}
+FFMPEG_SUFFIXES = {".m4a", ".mp4", ".webm", ".aac", ".wma", ".amr", ".3gp", ".mkv", ".mov", ".weba"}
+
+AudioSource = Union[str, os.PathLike, bytes, BinaryIO, np.ndarray]
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None
+
+
+def load_audio(
+    source: AudioSource,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    source_rate: int | None = None,
+    max_seconds: float = MAX_SECONDS,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode ``source`` to mono float32 at ``sample_rate``; shape ``(n_samples,)``.
+
+    ``source`` is a path, the bytes of a file (an upload), a binary file object, or an array
+    of samples (then ``source_rate`` says its rate, default ``sample_rate``; shape
+    ``(n_samples,)`` or ``(n_samples, n_channels)``). ``name`` is what messages call it.
+    """
+    if isinstance(source, np.ndarray):
+        name = name or "the audio array"
+        data = source.astype(np.float32, copy=False)
+        if data.ndim == 1:
+            data = data[:, None]
+        if data.ndim != 2:
+            raise DeepLanguageError(f"{name} has shape {source.shape}; expected (samples,) or (samples, channels).")
+        rate = int(source_rate or sample_rate)
+    else:
+        data, rate, name = _decode(source, max_seconds, name)
+    return _to_mono_rate(data, rate, sample_rate, max_seconds, name)
+
+
+def _decode(source, max_seconds: float, name: str | None) -> tuple[np.ndarray, int, str]:
+    """Decode a path, bytes or file object to ``(samples, channels)`` float32 and its rate."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = name or str(path)
+        if not path.exists():
+            raise DeepLanguageError(f"{name}: no such file. Check the path.")
+        if path.is_dir():
+            raise DeepLanguageError(f"{name} is a folder, not an audio file.")
+        if path.stat().st_size == 0:
+            raise DeepLanguageError(f"{name} is empty (0 bytes). Re-export or re-download it.")
+        suffix = path.suffix.lower()
+        if suffix in FFMPEG_SUFFIXES:
+            return _decode_ffmpeg(path, name, suffix) + (name,)
+        try:
+            return _decode_soundfile(path, max_seconds, name) + (name,)
+        except _Undecodable as failure:
+            if ffmpeg_available() and suffix not in SOUNDFILE_SUFFIXES:
+                return _decode_ffmpeg(path, name, suffix) + (name,)
+            raise DeepLanguageError(_undecodable_message(name, suffix, str(failure))) from None
+
+    # Bytes or a file object: an upload. soundfile reads it from memory; ffmpeg needs a file.
+    payload = source if isinstance(source, bytes) else source.read()
+    name = name or getattr(source, "name", None) or "the uploaded audio"
+    if len(payload) == 0:
+        raise DeepLanguageError(f"{name} is empty (0 bytes). Upload or record it again.")
+    suffix = Path(name).suffix.lower()
+    if suffix not in FFMPEG_SUFFIXES:
+        try:
+            return _decode_soundfile(io.BytesIO(payload), max_seconds, name) + (name,)
+        except _Undecodable as failure:
+            if not ffmpeg_available() or suffix in SOUNDFILE_SUFFIXES:
+                raise DeepLanguageError(_undecodable_message(name, suffix, str(failure))) from None
+    with tempfile.NamedTemporaryFile(suffix=suffix or ".bin") as tmp:
+        tmp.write(payload)
+        tmp.flush()
+        return _decode_ffmpeg(Path(tmp.name), name, suffix) + (name,)
+
+
+class _Undecodable(Exception):
+    """soundfile could not read the file; maybe ffmpeg can."""
+
+
+def _decode_soundfile(file, max_seconds: float, name: str) -> tuple[np.ndarray, int]:
+    try:
+        with sf.SoundFile(file) as handle:
+            _check_header(handle.channels, handle.samplerate, name)
+            declared = handle.frames
+            if declared > 0 and declared / handle.samplerate > max_seconds * 1.05 + 1:
+                _raise_too_long(name, declared / handle.samplerate, max_seconds)
+            data = handle.read(dtype="float32", always_2d=True)
+            rate = handle.samplerate
+    except sf.LibsndfileError as error:
+        raise _Undecodable(str(error)) from None
+    except (RuntimeError, TypeError, ValueError) as error:
+        # mp3 and ogg streams that end mid-frame surface as decoder errors here.
+        raise _Undecodable(str(error)) from None
+    if 0 < len(data) < declared * 0.9:
+        raise DeepLanguageError(
+            f"{name} is truncated: its header promises {declared / rate:.2f} s but only "
+            f"{len(data) / rate:.2f} s could be read. Re-export or re-download it."
+        )
+    return data, rate
+
+
+def _decode_ffmpeg(path: Path, name: str, suffix: str) -> tuple[np.ndarray, int]:
+    if not ffmpeg_available():
+        kind = suffix.lstrip(".") or "this"
+        raise DeepLanguageError(
+            f"{name}: {kind} files need ffmpeg, which is not installed. Install it "
+            f"(`apt-get install ffmpeg` or `brew install ffmpeg`) or convert the clip to wav, flac, mp3 or ogg."
+        )
+    # ffmpeg downmixes and resamples itself; asking for our rate avoids a second resampling.
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1",
+               "-ar", str(SAMPLE_RATE), "-"]
+    result = subprocess.run(command, capture_output=True, timeout=300)
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown"]
+        raise DeepLanguageError(_undecodable_message(name, suffix, reason[0]))
+    data = np.frombuffer(result.stdout, dtype=np.float32).copy()
+    return data[:, None], SAMPLE_RATE
+
+
+def _undecodable_message(name: str, suffix: str, reason: str) -> str:
+    hint = "Check that it is an audio file (wav, flac, mp3, ogg/opus"
+    hint += ", m4a, webm)" if ffmpeg_available() else "; m4a and webm need ffmpeg installed)"
+    return f"{name} could not be decoded as audio ({reason.strip() or 'unknown format'}). {hint} and not truncated."
+
+
+def _check_header(n_channels: int, rate: int, name: str) -> None:
+    if not 1 <= n_channels <= MAX_CHANNELS:
+        raise DeepLanguageError(
+            f"{name} has {n_channels} channels; at most {MAX_CHANNELS} are accepted. Mix it down to mono or stereo."
+        )
+    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
+        raise DeepLanguageError(
+            f"{name} declares a sample rate of {rate} Hz, outside {MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz; "
+            f"its header is probably broken. Re-export it."
+        )
+
+
+def _raise_too_long(name: str, seconds: float, max_seconds: float) -> None:
+    raise DeepLanguageError(
+        f"{name} is {seconds:.0f} s long; the limit is {max_seconds:.0f} s. Trim it, or raise the limit "
+        f"(max_seconds / --max-seconds)."
+    )
+
+
+def _to_mono_rate(data: np.ndarray, rate: int, target: int, max_seconds: float, name: str) -> np.ndarray:
+    _check_header(data.shape[1], rate, name)
+    if data.shape[0] == 0:
+        raise DeepLanguageError(f"{name} has zero length: it holds no samples. Record or export it again.")
+    if data.shape[0] / rate > max_seconds:
+        _raise_too_long(name, data.shape[0] / rate, max_seconds)
+    if not np.isfinite(data).all():
+        raise DeepLanguageError(f"{name} contains NaN or infinite samples. Re-export it from the source.")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate != target:
+        mono = soxr.resample(mono, rate, target, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM atomically (temporary name, then rename)."""
+
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def to_wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A clip as wav bytes, for players (st.audio) and downloads."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()

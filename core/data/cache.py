@@ -1,0 +1,216 @@
+"""The on-disk feature cache: decode each clip once, keep its log-mels, resume after a crash.
+
+Layout, under ``<cache>/<FeatureConfig.key()>/`` so changed parameters never reuse stale files::
+
+    config.json            the feature parameters, for people and for `load_cache`
+    index.jsonl            one line per finished clip, appended as it finishes
+    clips/<ab>/<key>.npy   float16 (2, n_mels, n_frames): [full band, low-pass]
+
+A clip's key hashes its absolute path, size and modification time, so an edited file is
+redone. Files are written to a temporary name and renamed and index lines are appended only
+after, so a killed run loses at most the clips in flight; a line cut short is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from core.audio.decode import SAMPLE_RATE, load_audio
+from core.audio.speech import speech_seconds
+from core.errors import DeepLanguageError
+from core.files import save_array, write_json
+from core.audio.features import FeatureConfig, log_mel_pair, normalize_utterance
+from core.data.datasets import read_dataset
+from core.paths import default_cache_dir
+
+INDEX_NAME = "index.jsonl"
+FULL, LOWPASS = 0, 1  # rows of a cached array
+
+
+def clip_key(path: str | Path) -> str:
+    """Identity of an audio file as it is now: path, size and modification time."""
+    stat = os.stat(path)
+    return hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+
+
+class FeatureCache:
+    """The cached features of one dataset for one :class:`FeatureConfig`."""
+
+    def __init__(self, cache_dir: str | Path, config: FeatureConfig = FeatureConfig()):
+        self.config = config
+        self.root = Path(cache_dir) / config.key()
+
+    def clip_path(self, key: str) -> Path:
+        return self.root / "clips" / key[:2] / f"{key}.npy"
+
+    def read_index(self) -> pd.DataFrame:
+        """Every clip finished so far, the newest line per key; empty when nothing is cached."""
+        rows = []
+        index = self.root / INDEX_NAME
+        if index.exists():
+            for line in index.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # the last line of a killed run
+        table = pd.DataFrame(rows, columns=["key", "path", "n_frames", "duration", "speech_seconds", "error"])
+        return table.drop_duplicates("key", keep="last").reset_index(drop=True)
+
+    def load(self, key: str, lowpass: bool = False, normalize: bool = True) -> np.ndarray:
+        """One clip's log-mel, ``(n_mels, n_frames)`` float32, per-utterance normalised by default."""
+        array = np.load(self.clip_path(key), mmap_mode="r")[LOWPASS if lowpass else FULL]
+        features = np.asarray(array, dtype=np.float32)
+        return normalize_utterance(features) if normalize else features
+
+    def load_many(self, keys, lowpass: bool = False, normalize: bool = True) -> list[np.ndarray]:
+        return [self.load(key, lowpass, normalize) for key in keys]
+
+
+def prepare(
+    manifest: pd.DataFrame,
+    cache_dir: str | Path,
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    workers: int | None = None,
+    max_seconds: float = 600.0,
+    on_progress: Callable[..., None] | None = None,
+) -> pd.DataFrame:
+    """Cache full-band and low-pass log-mels of every clip in ``manifest``, in parallel.
+
+    Returns the manifest with ``key, n_frames, speech_seconds, error`` columns (and the
+    decoded ``duration``); clips that failed to decode keep their message in ``error``.
+    Only clips not cached yet are computed. ``on_progress(done, total, new=..., failed=...)``.
+    """
+    if manifest.empty:
+        raise DeepLanguageError("the dataset is empty: there is nothing to prepare.")
+    cache = FeatureCache(cache_dir, config)
+    (cache.root / "clips").mkdir(parents=True, exist_ok=True)
+    write_json(cache.root / "config.json", asdict(config))
+
+    keys = [clip_key(p) for p in manifest["path"]]
+    done = cache.read_index().set_index("key")
+    todo = sorted({(k, p) for k, p in zip(keys, manifest["path"])
+                   if k not in done.index or not (done.at[k, "error"] or cache.clip_path(k).exists())})
+    total, n_done, failed = len(set(keys)), len(set(keys)) - len(todo), 0
+    if on_progress:
+        on_progress(n_done, total, new=0, failed=0)
+    if todo:
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        jobs = [(key, path, str(cache.clip_path(key)), config, max_seconds) for key, path in todo]
+        with open(cache.root / INDEX_NAME, "a+") as index, _pool(workers) as pool:
+            _end_partial_line(index)
+            results = pool.imap_unordered(_featurize, jobs, chunksize=4) if pool else map(_featurize, jobs)
+            for n_new, row in enumerate(results, 1):
+                index.write(json.dumps(row) + "\n")
+                index.flush()
+                n_done += 1
+                failed += bool(row["error"])
+                if on_progress:
+                    on_progress(n_done, total, new=n_new, failed=failed)
+        done = cache.read_index().set_index("key")
+
+    result = manifest.copy()
+    result["key"] = keys
+    for column in ("n_frames", "speech_seconds", "error"):
+        result[column] = [done.at[k, column] for k in keys]
+    result["duration"] = [done.at[k, "duration"] for k in keys]
+    result.attrs.update(manifest.attrs, new=len(todo), cache_dir=str(cache.root))
+    return result
+
+
+@contextmanager
+def _pool(workers: int):
+    """A fork pool of ``workers`` processes, or ``None`` for one worker (no start-up cost)."""
+    if workers == 1:
+        yield None
+        return
+    # fork: the workers inherit numpy, soundfile and scipy already imported.
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker)
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()  # Ctrl-C or an error: what is finished is already on disk
+        raise
+    finally:
+        pool.join()
+
+
+def _end_partial_line(handle) -> None:
+    """After a kill mid-line, start on a fresh line so the next entry isn't glued to the torn one."""
+    if handle.tell() > 0:
+        handle.seek(handle.tell() - 1)
+        if handle.read(1) != "\n":
+            handle.write("\n")
+
+
+def _quiet_worker() -> None:
+    import signal
+
+    from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and keeps what is done
+    threadpool_limits(1)  # one process per core already: BLAS threads would only fight over it
+    _reuse_heap()
+
+
+def _reuse_heap() -> None:
+    """Let glibc serve each clip's megabyte-sized arrays from the heap instead of fresh mmaps:
+    a worker then reuses the same pages clip after clip instead of faulting new ones in."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: only slower
+
+
+def _featurize(job) -> dict:
+    key, path, out, config, max_seconds = job
+    row = {"key": key, "path": path, "n_frames": 0, "duration": None, "speech_seconds": 0.0, "error": ""}
+    try:
+        audio = load_audio(path, config.sample_rate, max_seconds=max_seconds)
+    except DeepLanguageError as error:
+        row["error"] = str(error)
+        return row
+    full, low = log_mel_pair(audio, config)
+    save_array(out, np.stack([full, low]).astype(np.float16))
+    row.update(n_frames=int(full.shape[1]), duration=len(audio) / config.sample_rate,
+               speech_seconds=speech_seconds(audio) if config.sample_rate == SAMPLE_RATE else None)
+    return row
+
+
+def prepared_dataset(
+    data_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    workers: int | None = None,
+    on_progress: Callable[..., None] | None = None,
+) -> pd.DataFrame:
+    """Read a dataset and make sure its features are cached: the start of every training job.
+
+    Clips that failed to decode are dropped (and counted in ``attrs["failed"]``).
+    """
+
+    manifest = read_dataset(data_dir, durations=False)
+    started = time.perf_counter()
+    result = prepare(manifest, cache_dir or default_cache_dir(data_dir), config,
+                     workers=workers, on_progress=on_progress)
+    failed = result["error"].astype(bool)
+    kept = result[~failed].reset_index(drop=True)
+    kept.attrs.update(result.attrs, failed=int(failed.sum()), seconds=time.perf_counter() - started)
+    return kept

@@ -1,0 +1,228 @@
+"""Datasets as one pandas manifest, and splits that never share a speaker.
+
+Two layouts are read into the same manifest, one row per clip, with the columns
+``path, language, speaker, duration, sentence, gender, age, cv_split``:
+
+* Common Voice: ``<root>/<locale>/clips/*.mp3`` + ``validated.tsv`` (and ``train/dev/test.tsv``
+  when present), for one locale folder or a release folder holding many.
+* Folder per language: ``<root>/<lang>/*.wav`` (any audio suffix), or
+  ``<root>/<lang>/<speaker>/*.wav`` when speakers are known.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from core.audio.decode import FFMPEG_SUFFIXES, SOUNDFILE_SUFFIXES
+from core.errors import DeepLanguageError
+
+AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES
+CV_SPLIT_FILES = ("train", "dev", "test")
+SPLITS = ("train", "validation", "test")
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # of each language's clips, assigned whole speakers at a time
+MIN_SECONDS = 1.5  # Common Voice's single-word prompts ("yes", digits) are shorter than this
+COLUMNS = ["path", "language", "speaker", "duration", "sentence", "gender", "age", "cv_split"]
+
+
+class SpeakerLeakError(DeepLanguageError):
+    """A speaker appears in more than one split: every figure computed on it would be inflated."""
+
+
+def read_dataset(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
+    """Read a Common Voice release/locale or a folder-per-language tree into a manifest."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DeepLanguageError(f"dataset folder {root} does not exist. Check the path.")
+    if not root.is_dir():
+        raise DeepLanguageError(f"{root} is a file; give the dataset's folder instead.")
+    locales = _common_voice_locales(root)
+    manifest = read_common_voice(root) if locales else read_folders(root, durations=False)
+    if durations:
+        manifest["duration"] = _durations(manifest["path"])
+    return manifest
+
+
+def _common_voice_locales(root: Path) -> list[Path]:
+    if (root / "validated.tsv").exists():
+        return [root]
+    return sorted(p.parent for p in root.glob("*/validated.tsv"))
+
+
+def read_common_voice(root: str | Path, tsv: str = "validated.tsv") -> pd.DataFrame:
+    """Read one Common Voice locale folder, or a release folder of many, into a manifest.
+
+    Clips listed in the TSV but absent from ``clips/`` are dropped; how many is kept in
+    ``manifest.attrs["missing"]``.
+    """
+    root = Path(root)
+    locales = _common_voice_locales(root)
+    if not locales:
+        raise DeepLanguageError(f"{root} holds no Common Voice locale (no validated.tsv found).")
+    frames, missing = [], 0
+    for locale_dir in locales:
+        table = _read_tsv(locale_dir / tsv)
+        if "path" not in table or "client_id" not in table:
+            raise DeepLanguageError(
+                f"{locale_dir / tsv} lacks the Common Voice columns 'client_id' and 'path'."
+            )
+        split_of = {}
+        for split in CV_SPLIT_FILES:
+            if (locale_dir / f"{split}.tsv").exists():
+                split_of.update(dict.fromkeys(_read_tsv(locale_dir / f"{split}.tsv")["path"], split))
+        language = table["locale"] if "locale" in table else locale_dir.name
+        frame = pd.DataFrame({
+            "path": [str((locale_dir / "clips" / name).resolve()) for name in table["path"]],
+            "language": language if isinstance(language, str) else language.fillna(locale_dir.name),
+            "speaker": table["client_id"].astype(str),
+            "duration": np.nan,
+            "sentence": table.get("sentence", ""),
+            "gender": table.get("gender", ""),
+            "age": table.get("age", ""),
+            "cv_split": [split_of.get(name, "") for name in table["path"]],
+        })
+        exists = frame["path"].map(lambda p: Path(p).exists())
+        missing += int((~exists).sum())
+        frames.append(frame[exists])
+    manifest = _finish(pd.concat(frames, ignore_index=True), root)
+    manifest.attrs["missing"] = missing
+    return manifest
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise DeepLanguageError(f"{path} is not a readable TSV ({error}). Re-download the dataset.") from None
+
+
+def read_folders(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
+    """Read ``<root>/<lang>/[<speaker>/]*.<audio>`` into a manifest.
+
+    Without speaker folders each clip is its own speaker, so splits can't be guaranteed
+    speaker-disjoint; ``manifest.attrs["speakers_known"]`` says which case this is.
+    """
+    root = Path(root)
+    rows, speakers_known = [], True
+    for lang_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(lang_dir.rglob("*")):
+            if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
+                continue
+            nested = path.parent != lang_dir
+            speakers_known &= nested
+            speaker = path.parent.relative_to(lang_dir).parts[0] if nested else path.stem
+            rows.append({"path": str(path.resolve()), "language": lang_dir.name,
+                         "speaker": f"{lang_dir.name}/{speaker}"})
+    manifest = _finish(pd.DataFrame(rows, columns=["path", "language", "speaker"]), root)
+    manifest.attrs["speakers_known"] = speakers_known
+    if durations:
+        manifest["duration"] = _durations(manifest["path"])
+    return manifest
+
+
+def _finish(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
+    if manifest.empty:
+        raise DeepLanguageError(
+            f"no audio clips found in {root}. Expected Common Voice (<locale>/clips + validated.tsv) "
+            f"or one folder per language holding audio files ({', '.join(sorted(SOUNDFILE_SUFFIXES))}, ...)."
+        )
+    for column in COLUMNS:
+        if column not in manifest:
+            manifest[column] = np.nan if column == "duration" else ""
+    return manifest[COLUMNS].fillna({"sentence": "", "gender": "", "age": ""}).reset_index(drop=True)
+
+
+def _durations(paths: pd.Series) -> np.ndarray:
+    """Seconds per clip from the file headers (fast); NaN where only ffmpeg can tell."""
+    def duration(path: str) -> float:
+        try:
+            return float(sf.info(path).duration)
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            return np.nan
+
+    return np.array([duration(p) for p in paths], dtype=np.float64)
+
+
+def filter_min_duration(manifest: pd.DataFrame, min_seconds: float = MIN_SECONDS) -> pd.DataFrame:
+    """Drop clips shorter than ``min_seconds`` (single-word prompts); unknown durations stay."""
+    keep = ~(manifest["duration"] < min_seconds)
+    return manifest[keep].reset_index(drop=True)
+
+
+def assign_splits(
+    manifest: pd.DataFrame, fractions: tuple[float, float, float] = SPLIT_FRACTIONS, seed: int = 0
+) -> pd.DataFrame:
+    """Add a ``split`` column (train/validation/test) that never puts a speaker in two splits.
+
+    Per language, speakers are shuffled with ``seed`` and each goes whole to the split that
+    is furthest below its share of that language's clips, so splits stay near ``fractions``
+    even when one speaker recorded many clips.
+    """
+    rng = np.random.default_rng(seed)
+    split_of: dict[str, str] = {}
+    for language in sorted(manifest["language"].unique()):
+        counts = manifest.loc[manifest["language"] == language, "speaker"].value_counts()
+        speakers = list(counts.index[rng.permutation(len(counts))])
+        total = counts.sum()
+        filled = dict.fromkeys(SPLITS, 0)
+        # Big speakers first, so the last small ones can even the splits out.
+        for speaker in sorted(speakers, key=lambda s: -counts[s]):
+            if speaker not in split_of:
+                short = {s: fractions[i] * total - filled[s] for i, s in enumerate(SPLITS)}
+                split_of[speaker] = max(SPLITS, key=lambda s: (short[s], -SPLITS.index(s)))
+            filled[split_of[speaker]] += counts[speaker]
+    result = manifest.copy()
+    result["split"] = result["speaker"].map(split_of)
+    check_leakage(result)
+    return result
+
+
+def check_leakage(manifest: pd.DataFrame, column: str = "split") -> None:
+    """Raise :class:`SpeakerLeakError` when any speaker appears in more than one split."""
+    n_splits = manifest.groupby("speaker")[column].nunique()
+    leaked = n_splits[n_splits > 1]
+    if len(leaked):
+        examples = ", ".join(s[:12] for s in leaked.index[:3])
+        raise SpeakerLeakError(
+            f"{len(leaked)} speaker(s) appear in more than one split (e.g. {examples}); results would be "
+            f"inflated. Build splits with core.datasets.assign_splits, which groups by speaker."
+        )
+
+
+def balance(manifest: pd.DataFrame, n_per_language: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """An equal-sized random sample of each language: ``n_per_language`` or the smallest count."""
+    counts = manifest["language"].value_counts()
+    n = int(counts.min()) if n_per_language is None else int(n_per_language)
+    if n <= 0:
+        raise DeepLanguageError("balance needs at least one clip per language.")
+    parts = [
+        group.sample(n=min(n, len(group)), random_state=seed)
+        for _, group in manifest.groupby("language", sort=True)
+    ]
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def select_languages(manifest: pd.DataFrame, languages: list[str] | None) -> pd.DataFrame:
+    """Keep only ``languages`` (all when None); unknown names are a user error."""
+    if not languages:
+        return manifest
+    unknown = sorted(set(languages) - set(manifest["language"]))
+    if unknown:
+        raise DeepLanguageError(
+            f"language(s) {', '.join(unknown)} not in this dataset; it has {', '.join(sorted(manifest['language'].unique()))}."
+        )
+    return manifest[manifest["language"].isin(languages)].reset_index(drop=True)
+
+
+def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Clips, speakers and minutes per language: the Data page's table and the CLI's summary."""
+    return manifest.groupby("language").agg(
+        clips=("path", "size"),
+        speakers=("speaker", "nunique"),
+        minutes=("duration", lambda d: d.sum() / 60),
+        median_seconds=("duration", "median"),
+    ).reset_index()

@@ -1,0 +1,196 @@
+"""Honest figures for a language identifier: always on speakers the model never heard.
+
+* :func:`evaluate_checkpoint` scores a trained checkpoint on a dataset, dropping every clip
+  of a speaker the checkpoint trained or validated on (stored in the checkpoint), so on its
+  own dataset it scores exactly its held-out test speakers.
+* :func:`cross_validate` scores a training *recipe*: speaker-grouped k-fold CV
+  (``StratifiedGroupKFold`` on the ``speaker`` column), one model per fold with early
+  stopping on a speaker-disjoint slice of the fold's training part, and a 95% CI from a
+  bootstrap over speakers of the pooled out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import DeepLanguageError
+from core.data.cache import FeatureCache, prepared_dataset
+from core.data.datasets import assign_splits
+from core.audio.features import FeatureConfig
+from core.identify.predict import load_identifier
+from core.identify.models import clip_windows, input_normalization, predict_batches, predict_whole_clip, scores_whole_clip
+from core.paths import default_cache_dir
+from core.identify.models import build_model
+from core.identify.clips import evaluate_clips, load_clips
+from core.identify.train import fit
+
+CONFIDENCE = 0.95
+N_BOOTSTRAP = 2000
+
+
+def classification_report(targets: np.ndarray, predicted: np.ndarray, labels: list[str],
+                          groups: np.ndarray | None = None, seed: int = 0) -> dict:
+    """Accuracy, balanced accuracy, per-language recall and confusion matrix (rows: truth, columns: prediction).
+
+    With ``groups`` (speakers), also a 95% bootstrap CI of the accuracy resampling whole speakers.
+    """
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+    targets, predicted = np.asarray(targets), np.asarray(predicted)
+    present = sorted(set(targets.tolist()))
+    matrix = confusion_matrix(targets, predicted, labels=list(range(len(labels))))
+    recall = {labels[i]: float(matrix[i, i] / matrix[i].sum()) for i in present}
+    report = {
+        "n_clips": int(len(targets)),
+        "accuracy": float((targets == predicted).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(targets, predicted)),
+        "chance": 1.0 / len(present),
+        "recall": recall,
+        "labels": list(labels),
+        "confusion": matrix.tolist(),
+    }
+    if groups is not None:
+        report["n_speakers"] = int(len(set(groups)))
+        report["accuracy_ci95"] = bootstrap_ci(targets == predicted, np.asarray(groups), seed=seed)
+    return report
+
+
+def bootstrap_ci(correct: np.ndarray, groups: np.ndarray, n: int = N_BOOTSTRAP, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of the mean of ``correct``, resampling groups (speakers) whole.
+
+    Clips of one speaker are not independent; resampling clips would make the interval too narrow.
+    """
+    names, inverse = np.unique(groups, return_inverse=True)
+    hits = np.bincount(inverse, weights=correct.astype(float), minlength=len(names))
+    sizes = np.bincount(inverse, minlength=len(names))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(names), size=(n, len(names)))
+    means = hits[draws].sum(1) / sizes[draws].sum(1)
+    alpha = (1 - CONFIDENCE) / 2
+    return [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
+
+
+def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split: str = "test",
+                        on_progress: Callable[..., None] | None = None) -> dict:
+    """Score a checkpoint on a dataset's clips from speakers it never heard.
+
+    ``split="test"``: the checkpoint's own held-out split (re-derived from its split seed) when
+    ``data_dir`` is its training dataset, else every clip; ``"all"``: every clip. In both cases
+    clips of speakers in the checkpoint's training or validation data are dropped.
+    Only the checkpoint's languages are scored.
+    """
+
+    if split not in ("test", "all"):
+        raise DeepLanguageError(f"unknown split {split!r}; choose test or all.")
+    bundle = load_identifier(checkpoint_path)
+    data = bundle.checkpoint.get("data", {})
+    manifest = prepared_dataset(data_dir, None, bundle.features, on_progress=on_progress)
+    manifest = manifest[manifest["language"].isin(bundle.labels)]
+    min_seconds = bundle.checkpoint.get("train_config", {}).get("min_seconds", 0.0)
+    manifest = manifest[~(manifest["duration"] < min_seconds)].reset_index(drop=True)
+    same_data = data.get("dir") == str(Path(data_dir).resolve())
+    if split == "test" and same_data:
+        manifest = assign_splits(manifest, tuple(data["split_fractions"]), seed=data["split_seed"])
+        manifest = manifest[manifest["split"] == "test"]
+    seen = set(data.get("train_speakers", [])) | set(data.get("val_speakers", []))
+    n_seen = int(manifest["speaker"].isin(seen).sum())
+    manifest = manifest[~manifest["speaker"].isin(seen)].reset_index(drop=True)
+    if manifest.empty:
+        raise DeepLanguageError(
+            f"{data_dir} has no clips of {', '.join(bundle.labels)} from speakers the model never heard; "
+            f"nothing can be scored honestly.")
+    cache = FeatureCache(default_cache_dir(data_dir), FeatureConfig.from_dict(bundle.checkpoint["features"]))
+    index = {label: i for i, label in enumerate(bundle.labels)}
+    predicted = []
+    for key in manifest["key"]:
+        clip = torch.from_numpy(cache.load(key, normalize=False))
+        if scores_whole_clip(bundle.model, clip.shape[1], bundle.features.frames_per_second):
+            predicted.append(int(predict_whole_clip(bundle.model, clip).argmax()))
+            continue
+        _, windows = clip_windows(clip, bundle.window, bundle.hop, input_normalization(bundle.model))
+        predicted.append(int(predict_batches(bundle.model, windows).mean(0).argmax()))
+    report = classification_report(manifest["language"].map(index).to_numpy(), np.array(predicted),
+                                   bundle.labels, manifest["speaker"].to_numpy())
+    report.update(checkpoint=str(checkpoint_path), data=str(data_dir), split=split,
+                  dropped_seen_speaker_clips=n_seen)
+    return report
+
+
+def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | None = None,
+                   on_fold: Callable[[int, dict], None] | None = None) -> dict:
+    """Speaker-grouped k-fold CV of a training recipe (a :class:`core.train.TrainConfig`).
+
+    Each fold trains a model on the other folds' speakers (its early stopping uses a
+    speaker-disjoint 15% of them) and predicts the fold's clips. Returns the pooled
+    out-of-fold report (accuracy, CI over speakers, recall, confusion), per-fold accuracies
+    and their mean with a t-interval.
+    """
+    from scipy import stats
+    from sklearn.model_selection import StratifiedGroupKFold
+
+
+    if n_folds < 2:
+        raise DeepLanguageError("cross-validation needs at least 2 folds.")
+    # One split into train/validation only; the folds provide the test speakers.
+    clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))
+    manifest = clips.manifest
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=config.split_seed)
+    predicted = np.full(len(manifest), -1)
+    fold_accuracies = []
+    for fold, (train_part, test_part) in enumerate(folds.split(manifest, manifest["language"], manifest["speaker"])):
+        inner = _inner_split(manifest.iloc[train_part], config.split_seed + fold)
+        train_rows = torch.from_numpy(train_part[inner == "train"])
+        val_rows = torch.from_numpy(train_part[inner == "validation"])
+
+        def fold_progress(done, total, **metrics):
+            if on_progress:
+                on_progress(fold * total + done, n_folds * total, fold=fold + 1, **metrics)
+
+        best = fit(replace(config, seed=config.seed + fold), clips, train_rows, val_rows, None, fold_progress)
+        model = build_model(best["model"]["kind"], best["model"]["config"])
+        model.load_state_dict(best["state_dict"])
+        test_rows = torch.from_numpy(test_part)
+        result = evaluate_clips(model, clips, test_rows, config, return_predictions=True)
+        predicted[test_part] = result["predicted"]
+        fold_accuracies.append(result["accuracy"])
+        if on_fold:
+            on_fold(fold, {"accuracy": result["accuracy"], "best_epoch": best["best"]["epoch"],
+                           "n_test": len(test_part)})
+    report = classification_report(clips.targets.numpy(), predicted, clips.labels, manifest["speaker"].to_numpy())
+    mean = float(np.mean(fold_accuracies))
+    half = float(stats.t.ppf(0.975, n_folds - 1) * np.std(fold_accuracies, ddof=1) / math.sqrt(n_folds))
+    report.update(n_folds=n_folds, fold_accuracies=fold_accuracies, fold_mean=mean,
+                  fold_mean_ci95=[mean - half, mean + half])
+    return report
+
+
+def _inner_split(manifest: pd.DataFrame, seed: int) -> np.ndarray:
+
+    return assign_splits(manifest.reset_index(drop=True), (0.85, 0.15, 0.0), seed=seed)["split"].to_numpy()
+
+
+def format_report(report: dict) -> str:
+    """A few readable lines: headline figures, per-language recall, confusion matrix."""
+    lines = [f"accuracy {report['accuracy']:.1%}"
+             + (f" (95% CI {report['accuracy_ci95'][0]:.1%}-{report['accuracy_ci95'][1]:.1%} over "
+                f"{report['n_speakers']} speakers)" if "accuracy_ci95" in report else "")
+             + f", balanced {report['balanced_accuracy']:.1%}, chance {report['chance']:.1%}, "
+               f"{report['n_clips']} clips"]
+    if "fold_accuracies" in report:
+        lines.append("folds: " + " ".join(f"{a:.1%}" for a in report["fold_accuracies"])
+                     + f" -> mean {report['fold_mean']:.1%} (95% CI {report['fold_mean_ci95'][0]:.1%}-"
+                       f"{report['fold_mean_ci95'][1]:.1%})")
+    lines.append("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in report["recall"].items()))
+    labels = report["labels"]
+    lines.append("confusion (rows: truth, columns: predicted)")
+    lines.append("      " + "".join(f"{label:>6}" for label in labels))
+    for label, row in zip(labels, report["confusion"]):
+        lines.append(f"{label:>6}" + "".join(f"{n:>6}" for n in row))
+    return "\n".join(lines)

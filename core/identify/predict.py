@@ -1,0 +1,194 @@
+"""Which language is spoken in a clip: decode -> speech check -> log-mel -> 3 s windows -> model -> one answer.
+
+``identify(audio_or_path, bundle, languages)`` returns a plain dict (the CLI's JSON line, the
+page's data)::
+
+    {"path", "status": "ok" | "no_speech" | "uncertain", "language": str | None,
+     "probabilities": {lang: p}, "best_guess": str | None, "seconds": float,
+     "windows": [{"start", "end", "language", "probabilities"}]}
+
+Only the audio is a feature: the file's name never reaches the model. Long clips are cut into
+3 s windows every 1 s; each window's probabilities are renormalised over the allowed
+languages and reported in ``windows`` (the timeline). The clip's answer is their mean over the
+windows that hold speech, except for whole-clip models (the GMM supervector), which answer
+clips up to 30 s from one pass over the whole clip (see :func:`core.models.scores_whole_clip`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.audio.speech import VAD_HOP, speech_mask, MIN_SPEECH_SECONDS
+from core.audio.decode import load_audio
+from core.checkpoint import load_checkpoint
+from core.errors import DeepLanguageError
+from core.audio.features import FeatureConfig, log_mel
+from core.identify.models import (build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
+                         predict_whole_clip, scores_whole_clip)
+from core.paths import CHECKPOINTS_DIR
+
+DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
+# "uncertain" instead of an answer when the top language has less than this probability, or
+# leads the runner-up by less than UNCERTAIN_MARGIN (both after renormalising over the allowed
+# languages). With 6 languages chance is 0.17; a flat-ish distribution is not an answer.
+UNCERTAIN_BELOW = 0.4
+UNCERTAIN_MARGIN = 0.1
+MIN_WINDOW_SPEECH_SECONDS = 0.5  # windows with less speech than this don't vote (unless none has more)
+
+
+@dataclass
+class Identifier:
+    """A loaded model and everything needed to feed it: built once, never mutated (st.cache_resource)."""
+
+    model: torch.nn.Module
+    labels: list[str]
+    features: FeatureConfig
+    window: int  # frames per window
+    hop: int  # frames between windows
+    checkpoint: dict  # everything but the weights: config, data, metrics
+    path: str
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window / self.features.frames_per_second
+
+
+def load_identifier(checkpoint_path: str | Path = DEFAULT_CHECKPOINT) -> Identifier:
+    """Rebuild the model a checkpoint describes (its stored kind and config win) and load its weights."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    missing = [k for k in ("model", "state_dict", "labels", "features") if k not in checkpoint]
+    if missing:
+        raise DeepLanguageError(f"{checkpoint_path} is not a language-identification checkpoint "
+                                f"(it lacks {', '.join(missing)}). Give a best.pt written by `python -m core train`.")
+    model = build_model(checkpoint["model"]["kind"], checkpoint["model"]["config"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise DeepLanguageError(f"{checkpoint_path}: its weights do not fit its model config "
+                                f"({str(error).splitlines()[0]}). Retrain or re-save it.") from None
+    model.eval()
+    features = FeatureConfig.from_dict(checkpoint["features"])
+    fps = features.frames_per_second
+    info = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "rng")}
+    return Identifier(model, list(checkpoint["labels"]), features, round(checkpoint.get("window_seconds", 3.0) * fps),
+                      round(checkpoint.get("hop_seconds", 1.0) * fps), info, str(checkpoint_path))
+
+
+def parse_languages(text: str | None, labels: list[str]) -> list[str] | None:
+    """``"es,it"`` -> ``["es", "it"]``, checked against the model's languages; None/empty = all."""
+    if not text:
+        return None
+    languages = [x.strip() for x in text.split(",") if x.strip()]
+    check_languages(languages, labels)
+    return languages
+
+
+def check_languages(languages: list[str] | None, labels: list[str]) -> None:
+    if languages is None:
+        return
+    unknown = sorted(set(languages) - set(labels))
+    if unknown or not languages:
+        raise DeepLanguageError(f"unknown language(s) {', '.join(unknown) or '(none given)'}; "
+                                f"this model knows {', '.join(labels)}.")
+
+
+def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = None, *,
+             name: str | None = None) -> dict:
+    """Identify the language of one clip (a path, bytes, a file object or 16 kHz samples).
+
+    ``languages`` restricts the answer (probabilities renormalised over them). A file that
+    can't be decoded raises :class:`DeepLanguageError`; silence gives ``status="no_speech"``.
+    """
+    check_languages(languages, bundle.labels)
+    allowed = [i for i, label in enumerate(bundle.labels) if languages is None or label in languages]
+    path = str(audio_or_path) if isinstance(audio_or_path, (str, Path)) else name
+    audio = load_audio(audio_or_path, bundle.features.sample_rate, name=name)
+    seconds = len(audio) / bundle.features.sample_rate
+    result = {"path": path, "status": "no_speech", "language": None, "probabilities": {}, "best_guess": None,
+              "seconds": round(seconds, 3), "windows": []}
+    voiced = speech_mask(audio)
+    if voiced.sum() * VAD_HOP / bundle.features.sample_rate < MIN_SPEECH_SECONDS:
+        return result
+
+    features = torch.from_numpy(log_mel(audio, bundle.features))
+    starts, windows = clip_windows(features, bundle.window, bundle.hop, input_normalization(bundle.model))
+    probs = predict_batches(bundle.model, windows)[:, allowed]
+    probs = probs / probs.sum(1, keepdim=True)
+    # Speech per window, from the 10 ms VAD frames (the same hop as the features' by default).
+    vad_per_frame = bundle.features.hop_length / VAD_HOP
+    speech_s = np.array([voiced[int(s * vad_per_frame): int((s + bundle.window) * vad_per_frame)].sum()
+                         for s in starts]) * VAD_HOP / bundle.features.sample_rate
+    votes = speech_s >= MIN_WINDOW_SPEECH_SECONDS
+    if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):
+        clip_probs = predict_whole_clip(bundle.model, features)[allowed]
+        clip_probs = clip_probs / clip_probs.sum()
+    else:
+        clip_probs = probs[torch.from_numpy(votes)].mean(0) if votes.any() else probs.mean(0)
+
+    labels = [bundle.labels[i] for i in allowed]
+    fps = bundle.features.frames_per_second
+    result["probabilities"] = {label: round(float(p), 4) for label, p in zip(labels, clip_probs)}
+    result["windows"] = [
+        {"start": round(s / fps, 2), "end": round(min(s + bundle.window, features.shape[1]) / fps, 2),
+         "language": labels[int(p.argmax())], "speech_seconds": round(float(v), 2),
+         "probabilities": {label: round(float(q), 4) for label, q in zip(labels, p)}}
+        for s, p, v in zip(starts, probs, speech_s)
+    ]
+    ranked = clip_probs.sort(descending=True).values
+    top = float(ranked[0])
+    margin = top - float(ranked[1]) if len(ranked) > 1 else 1.0
+    result["best_guess"] = labels[int(clip_probs.argmax())]
+    if top < UNCERTAIN_BELOW or margin < UNCERTAIN_MARGIN:
+        result["status"] = "uncertain"
+    else:
+        result.update(status="ok", language=result["best_guess"])
+    return result
+
+
+def error_result(path: str, message: str) -> dict:
+    """The answer for a file that could not be read: same fields, status "error"."""
+    return {"path": path, "status": "error", "language": None, "probabilities": {}, "best_guess": None,
+            "seconds": None, "windows": [], "error": message}
+
+
+@torch.no_grad()
+def embed(audio_or_path, bundle: Identifier, *, name: str | None = None) -> np.ndarray:
+    """The identifier's embedding of one clip, ``(embedding_dim,)``: what the study probes as kind "identify".
+
+    Models that answer from the whole clip embed it in one pass; the others average the
+    embeddings of their windows, as their answers average the windows' probabilities.
+    """
+    audio = load_audio(audio_or_path, bundle.features.sample_rate, name=name)
+    features = torch.from_numpy(log_mel(audio, bundle.features))
+    normalization = input_normalization(bundle.model)
+    if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):
+        windows = normalize_windows(features[None], kind=normalization)
+    else:
+        _, windows = clip_windows(features, bundle.window, bundle.hop, normalization)
+    device = next(bundle.model.parameters()).device
+    return bundle.model.embed(windows.to(device)).mean(dim=0).cpu().numpy()
+
+
+def identify_files(paths: list[str], bundle: Identifier, languages: list[str] | None = None):
+    """Yield one result per path, in order; a broken or missing file gives a status "error" result."""
+    for path in paths:
+        try:
+            yield {**identify(path, bundle, languages), "error": None}
+        except DeepLanguageError as error:
+            yield error_result(str(path), str(error))
+
+
+def format_result(result: dict) -> str:
+    """One readable line per file for the CLI."""
+    if result["status"] == "error":
+        return f"{result['path']}: error: {result['error']}"
+    if result["status"] == "no_speech":
+        return f"{result['path']}: no speech found"
+    top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+    ranked = ", ".join(f"{lang} {p:.0%}" for lang, p in top)
+    head = result["language"] if result["status"] == "ok" else f"uncertain (best guess {result['best_guess']})"
+    return f"{result['path']}: {head}  [{ranked}]  {result['seconds']:.1f} s, {len(result['windows'])} window(s)"

@@ -1,0 +1,239 @@
+"""Training jobs: launch, stop and resume runs as separate, detached processes.
+
+A job is ``python -m core train --resume RUN_DIR`` (or ``torchrun ... -m core train ...`` for
+several processes) started in its own session with its output in ``RUN_DIR/log.txt``: it
+survives a page reload and a restart of the Streamlit server, and nothing but the run
+directory ties it to whoever launched it. ``job.json`` records the process; the trainer
+takes the run's lock, so :func:`core.registry.run_state` always knows whether it lives.
+
+Stopping sends SIGINT to the job's process group: the trainer abandons the current epoch,
+keeps the last finished one in ``last.pt`` and marks the run "stopped". A job that does not
+exit within ``timeout`` seconds gets SIGTERM, then SIGKILL; it still reads as "stopped".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+from core import runs
+from core.study.layout import AE, NONE, StudyConfig
+from core.study.plan import plan_study
+from core.study.trainer import train_run
+from core.jobs import registry
+from core.errors import DeepLanguageError
+from core.paths import REPO_ROOT
+from core.checkpoint import load_checkpoint, previous_path
+
+IDENTIFY_MODELS = ("cnn-baseline", "resnet-asp", "gmm-supervector")  # core.models kinds, trained by core.train
+STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
+KINDS = IDENTIFY_MODELS + STUDY_KINDS
+LOG_FILE = "log.txt"
+
+
+def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str | None = None,
+           threads: int = 1, nproc: int = 1) -> Path:
+    """Create a run for ``config`` and start training it in the background; returns the run directory.
+
+    ``kind``: a model of :data:`KINDS`. For the identify models ``config`` is a
+    :class:`core.train.TrainConfig` (or its dict); its ``model`` is set to ``kind``. For the
+    study kinds it is the dict :func:`study_run_config` makes. ``nproc`` > 1
+    trains with that many processes under torchrun (DDP). ``threads``: torch threads per process.
+    """
+    if kind not in KINDS:
+        raise DeepLanguageError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    values = asdict(config) if is_dataclass(config) else dict(config)
+    if kind in IDENTIFY_MODELS:
+        values["model"] = kind
+        if not values.get("data_dir"):
+            raise DeepLanguageError("no dataset chosen: give the training config a data_dir.")
+        run_dir = runs.create_run("identify", {"train": values}, runs_dir, name=name)
+    else:
+        run_dir = runs.create_run(kind, values, runs_dir, name=name)
+    return start(run_dir, threads=threads, nproc=nproc)
+
+
+def command(run_dir: Path, threads: int = 1, nproc: int = 1) -> list[str]:
+    """The command line that trains (or resumes) ``run_dir``; its stored config says what to train."""
+    train = ["core", "train", "--resume", str(run_dir), "--threads", str(threads)]
+    if nproc > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                "-m", *train]
+    return [sys.executable, "-m", *train]
+
+
+def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
+    """Start the training process of an existing run, detached; refused while one is alive."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.json").exists():
+        raise DeepLanguageError(f"{run_dir} is not a run directory (no config.json).")
+    state = registry.run_state(run_dir)["state"]
+    if state in ("running", "starting"):
+        raise DeepLanguageError(f"run {run_dir.name} is already {state}; stop it first.")
+    if runs.read_json(run_dir / "config.json", {}).get("kind") in STUDY_KINDS:
+        nproc = 1  # the study's runs are single-process by design (one core each)
+    args = command(run_dir, threads, nproc)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+    with open(run_dir / LOG_FILE, "ab") as log:
+        log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    runs.write_json(run_dir / registry.JOB_FILE, {
+        "pid": process.pid, "pgid": process.pid, "proc_start": registry.process_start_time(process.pid),
+        "command": args, "started": time.time(), "threads": threads, "nproc": nproc})
+    return run_dir
+
+
+def stop(run_dir: str | Path, timeout: float = 30.0) -> str:
+    """Ask the run's training process to stop and wait up to ``timeout`` s for it; returns the run's state.
+
+    SIGINT first (the trainer keeps its last finished epoch and marks the run stopped), then
+    SIGTERM and SIGKILL if it lingers. A run that is not running is left as it is.
+    """
+    run_dir = Path(run_dir)
+    state = registry.run_state(run_dir)["state"]
+    if state not in ("running", "starting"):
+        return state
+    (run_dir / registry.STOP_FILE).write_text(str(time.time()))
+    targets = _targets(run_dir)
+    deadline = time.monotonic() + timeout
+    for sig, share in ((signal.SIGINT, 0.7), (signal.SIGTERM, 0.2), (signal.SIGKILL, 0.1)):
+        _signal(targets, sig)
+        until = min(deadline, time.monotonic() + max(timeout * share, 0.5))
+        while time.monotonic() < until:
+            if not any(registry.process_alive(pid) for pid, _ in targets) and not runs.is_locked(run_dir):
+                return registry.run_state(run_dir)["state"]
+            time.sleep(0.1)
+    return registry.run_state(run_dir)["state"]
+
+
+def _targets(run_dir: Path) -> list[tuple[int, bool]]:
+    """(pid, is_group) to signal: the launched job's process group, else the trainer's own pid."""
+    job = runs.read_json(run_dir / registry.JOB_FILE, {})
+    if job and registry.process_alive(job.get("pid"), job.get("proc_start")):
+        return [(job["pgid"], True)]
+    status = runs.read_json(run_dir / "status.json", {})
+    return [(status["pid"], False)] if status.get("pid") and runs.is_locked(run_dir) else []
+
+
+def _signal(targets: list[tuple[int, bool]], sig: int) -> None:
+    for pid, is_group in targets:
+        try:
+            os.killpg(pid, sig) if is_group else os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def resume(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
+    """Continue a stopped or failed run from its last good checkpoint, in a new background process."""
+    run_dir = Path(run_dir)
+    state = registry.run_state(run_dir)["state"]
+    if state == "finished":
+        raise DeepLanguageError(f"run {run_dir.name} has finished; launch a new run to train more.")
+    recover_checkpoint(run_dir)
+    (run_dir / registry.STOP_FILE).unlink(missing_ok=True)
+    return start(run_dir, threads=threads, nproc=nproc)
+
+
+def recover_checkpoint(run_dir: str | Path) -> str | None:
+    """Make ``last.pt`` loadable before a resume: a corrupt one is replaced by ``last-prev.pt``.
+
+    Returns the name of the checkpoint training will resume from, or None (from scratch). With
+    neither loadable, both are moved aside (``*.corrupt``) and the run starts over.
+    """
+
+    run_dir = Path(run_dir)
+    last = run_dir / "last.pt"
+    previous = previous_path(last)
+    for path in (last, previous):
+        if not path.exists():
+            continue
+        try:
+            load_checkpoint(path)
+        except DeepLanguageError:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            continue
+        if path != last:
+            os.replace(path, last)
+        return path.name
+    return None
+
+
+def wait(run_dir: str | Path, timeout: float = 600.0, poll: float = 0.2) -> str:
+    """Block until the run is no longer starting or running (or ``timeout`` s pass); returns its state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = registry.run_state(run_dir)["state"]
+        if state not in ("starting", "running") or time.monotonic() > deadline:
+            return state
+        time.sleep(poll)
+
+
+def read_log(run_dir: str | Path, n_chars: int = 4000) -> str:
+    """The end of a run's log.txt (what its process printed)."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - n_chars))
+        return handle.read().decode(errors="replace")
+
+
+def study_run_config(data_dir: str | Path, condition: str = "none", seed: int = 0, **study) -> dict:
+    """The config of a one-run job of the pretraining study: a next-frame LSTM pretrained (low-pass)
+    on ``condition`` ("none" or a language) then trained on ``study["target"]``, or the autoencoder.
+
+    ``study``: :class:`core.study.StudyConfig` fields (target, hidden_size, max_epochs, ...).
+    """
+    return {"data_dir": str(Path(data_dir).resolve()), "condition": condition, "seed": int(seed), "study": study}
+
+
+def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
+    """Train the study run that ``run_dir`` (kind nextframe or autoencoder) describes; resumable.
+
+    The study's own machinery does the work in ``run_dir/study/`` (a one-condition study); this
+    mirrors the inner run's metrics and progress into ``run_dir`` for the registry and the page.
+    """
+    import shutil
+    from dataclasses import replace
+
+
+    run_dir = Path(run_dir)
+    spec = runs.read_json(run_dir / "config.json")
+    is_ae = spec["kind"] == "autoencoder"
+    condition = NONE if is_ae else spec["condition"]
+    config = replace(StudyConfig.from_dict(spec.get("study", {})), pretrain=(condition,),
+                     seeds=spec["seed"] + 1, autoencoder=is_ae)
+    inner_name = f"{AE if is_ae else condition}-s{spec['seed']}"
+
+    def mirror(*args, **kwargs) -> None:
+        inner = run_dir / "study" / "runs" / inner_name
+        for name in ("metrics.jsonl", "progress.json"):
+            if (inner / name).exists():
+                shutil.copyfile(inner / name, run_dir / f".{name}.tmp")
+                os.replace(run_dir / f".{name}.tmp", run_dir / name)
+        if on_progress and args:
+            on_progress(*args, **kwargs)
+
+    with runs.RunLock(run_dir):
+        runs.set_status(run_dir, "running")
+        try:
+            study_dir = plan_study(config, spec["data_dir"], run_dir / "study")
+            result = train_run(study_dir / "runs" / inner_name, on_progress=mirror)
+            mirror()
+        except KeyboardInterrupt:
+            mirror()
+            runs.set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
+            raise
+        except BaseException as error:
+            runs.set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
+            raise
+        runs.write_json(run_dir / "result.json", result)
+        runs.set_status(run_dir, "finished")
+    return result

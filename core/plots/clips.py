@@ -1,0 +1,54 @@
+"""Figures of clips and datasets: waveform, log-mel, per-language counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from core.audio.decode import SAMPLE_RATE
+
+__all__ = ["waveform_figure", "mel_figure", "language_stats_figures"]
+
+MAX_WAVEFORM_POINTS = 4000  # a min/max envelope this wide looks the same as every sample
+
+
+def waveform_figure(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, title: str = "Waveform") -> go.Figure:
+    """Min/max envelope of a clip against time (s), light enough for minutes of audio."""
+    n_bins = min(MAX_WAVEFORM_POINTS, max(1, len(audio)))
+    edges = np.linspace(0, len(audio), n_bins + 1).astype(int)
+    chunks = [audio[a:b] if b > a else audio[a:a + 1] for a, b in zip(edges[:-1], edges[1:])]
+    time = edges[:-1] / sample_rate
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=time, y=[c.max() for c in chunks], line={"width": 0.8}, name="max"))
+    fig.add_trace(go.Scatter(x=time, y=[c.min() for c in chunks], line={"width": 0.8}, name="min",
+                             fill="tonexty"))
+    fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="amplitude", showlegend=False,
+                      height=220, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def mel_figure(features: np.ndarray, frames_per_second: float = 100.0, title: str = "Log-mel") -> go.Figure:
+    """A ``(n_mels, n_frames)`` log-mel as a heatmap: time (s) across, mel band up."""
+    time = np.arange(features.shape[1]) / frames_per_second
+    fig = go.Figure(go.Heatmap(z=features, x=time, colorscale="Magma", colorbar={"title": "log10"},
+                               zmin=float(features.min()), zmax=float(features.max())))
+    fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="mel band", height=300,
+                      margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def language_stats_figures(manifest: pd.DataFrame) -> dict[str, go.Figure]:
+    """Clips and speakers per language, clips per speaker, and durations: the Data page's plots."""
+    per_language = manifest.groupby("language").agg(clips=("path", "size"), speakers=("speaker", "nunique"))
+    per_language = per_language.reset_index().melt("language", var_name="count of", value_name="n")
+    per_speaker = manifest.groupby(["language", "speaker"]).size().rename("clips").reset_index()
+    return {
+        "languages": px.bar(per_language, x="language", y="n", color="count of", barmode="group",
+                            title="Clips and speakers per language"),
+        "speakers": px.box(per_speaker, x="language", y="clips", points="all",
+                           title="Clips per speaker (each point a speaker)"),
+        "durations": px.histogram(manifest, x="duration", color="language", nbins=40, barmode="overlay",
+                                  opacity=0.6, title="Clip durations (s)"),
+    }

@@ -1,0 +1,143 @@
+"""Latents: what a frozen model's state holds about the language of clips it never trained on.
+
+For each run of a study, every clip of the study's latent sample (a balanced sample of the
+test-split speakers of each language: never the speakers any run trained or stopped on) goes
+through the frozen model, and the results are stored beside the run::
+
+    latents.npz   one (n_clips, dim) float32 array per kind: h, c, h_mean (LSTM) or ae (autoencoder)
+    latents.tsv   one row per clip, in the same order: key, path, language, speaker
+
+The language identifier's embedding is added as kind ``identify`` when that model and a
+checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.files import atomic_path
+from core.errors import DeepLanguageError
+from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
+from core.study.autoencoder import encode_clip
+from core.data.cache import FeatureCache
+from core.study.layout import load_study, resolve
+from core.study import autoencoder
+from core.study import nextframe
+from core.checkpoint import load_checkpoint
+from core.study.layout import load_study
+from core.study.layout import resolve
+
+LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
+AE_KINDS = ("ae",)
+MANIFEST_COLUMNS = ["key", "path", "language", "speaker"]
+
+
+def encode_lstm(model, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each clip ``(n_frames, n_mels)`` -> ``h, c, h_mean``, each ``(n_clips, hidden_size)``."""
+    import torch
+
+    rows = {kind: [] for kind in LSTM_KINDS}
+    model.eval()
+    for clip in clips:  # one at a time: padding would change the final state
+        h, c, h_mean = model.encode(torch.from_numpy(np.ascontiguousarray(clip))[None])
+        for kind, value in zip(LSTM_KINDS, (h, c, h_mean)):
+            rows[kind].append(value[0].numpy())
+    return {kind: np.stack(values).astype(np.float32) for kind, values in rows.items()}
+
+
+def encode_autoencoder(model, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each clip ``(n_frames, n_mels)`` -> its mean bottleneck, ``(n_clips, bottleneck)``."""
+
+    model.eval()
+    return {"ae": np.stack([encode_clip(model, clip.T) for clip in clips]).astype(np.float32)}
+
+
+def latent_clips(study_dir: str | Path) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The study's latent sample and its full-band, normalised features ``(n_frames, n_mels)``."""
+
+    study = load_study(study_dir)
+    manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
+    cache = FeatureCache(resolve(study["cache_dir"]), study["features"])
+    return manifest, [cache.load(key).T.copy() for key in manifest["key"]]
+
+
+def extract_run_latents(run_dir: str | Path, clips: tuple[pd.DataFrame, list[np.ndarray]] | None = None) -> Path:
+    """Freeze the run's model (``last.pt``), encode the study's latent sample, write the npz and tsv."""
+
+    run_dir = Path(run_dir)
+    checkpoint = load_checkpoint(run_dir / "last.pt")
+    manifest, features = clips or latent_clips(run_dir.parent.parent)
+    if checkpoint["model_kind"] == "autoencoder":
+        arrays = encode_autoencoder(autoencoder.from_checkpoint(checkpoint), features)
+    else:
+        arrays = encode_lstm(nextframe.from_checkpoint(checkpoint), features)
+    save_latents(run_dir, arrays, manifest)
+    return run_dir / "latents.npz"
+
+
+def save_latents(folder: str | Path, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
+                 stem: str = "latents") -> None:
+    """Write ``<stem>.npz`` and ``<stem>.tsv`` atomically; every array has one row per manifest row."""
+    folder = Path(folder)
+    for kind, array in arrays.items():
+        if len(array) != len(manifest):
+            raise ValueError(f"latent {kind} has {len(array)} rows for {len(manifest)} clips")
+    # float16 halves the files (a shipped study must stay small); probes and plots don't notice.
+    with atomic_path(folder / f"{stem}.npz") as tmp:
+        np.savez(tmp, **{kind: array.astype(np.float16) for kind, array in arrays.items()})
+    with atomic_path(folder / f"{stem}.tsv") as tmp:
+        manifest[MANIFEST_COLUMNS].to_csv(tmp, sep="\t", index=False)
+
+
+def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """A run's latents: ``{kind: (n_clips, dim)}`` and the clips' manifest, in the same order."""
+    folder = Path(folder)
+    if not (folder / f"{stem}.npz").exists():
+        raise DeepLanguageError(f"{folder.name} has no latents yet: its run has not finished. "
+                                f"Run the study command again to finish it.")
+    with np.load(folder / f"{stem}.npz") as stored:
+        arrays = {kind: stored[kind].astype(np.float32) for kind in stored.files}
+    return arrays, pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
+
+
+MAX_IDENTIFY_DIM = 128  # identifier embeddings wider than this are stored as their leading principal components
+
+
+def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None) -> Path | None:
+    """The language identifier's embedding of the study's latent sample, as ``<study>/identify/latents.*``.
+
+    Uses ``checkpoint_path``, else the shipped identifier; returns None when that file does not exist.
+    """
+    checkpoint_path = checkpoint_path or DEFAULT_CHECKPOINT
+    if not Path(checkpoint_path).exists():
+        return None
+    bundle = load_identifier(checkpoint_path)
+    manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
+    vectors = np.stack([np.asarray(embed(str(clip_path(study_dir, p)), bundle), dtype=np.float32).ravel()
+                        for p in manifest["path"]])
+    if vectors.shape[1] > MAX_IDENTIFY_DIM:
+        # A GMM supervector has ~14k dimensions: 10 MB per study. Its leading principal components
+        # (fitted without labels, so nothing leaks into the probes) keep the study small.
+        from sklearn.decomposition import PCA
+
+        n_components = min(MAX_IDENTIFY_DIM, len(vectors))
+        vectors = PCA(n_components, svd_solver="full").fit_transform(vectors).astype(np.float32)
+    folder = Path(study_dir) / "identify"
+    folder.mkdir(exist_ok=True)
+    save_latents(folder, {"identify": vectors}, manifest)
+    return folder / "latents.npz"
+
+
+def _study_data_dir(study_dir: str | Path) -> str:
+
+    return load_study(study_dir)["data_dir"]
+
+
+def clip_path(study_dir: str | Path, path: str) -> Path:
+    """Where a clip of a study's manifest lies now (manifests store paths relative to the dataset)."""
+
+    path = Path(path)
+    return path if path.is_absolute() else resolve(_study_data_dir(study_dir)) / path
