@@ -17,7 +17,6 @@ The output has Common Voice's layout, so the reader that loads Common Voice load
 The same seed gives byte-identical tsv files and identical audio samples.
 """
 
-import ctypes
 import csv
 import json
 import os
@@ -33,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from core.audio.decode import SAMPLE_RATE
+from core.data.espeak import ESPEAK_SAMPLE_RATE, Espeak, Voice, load_espeak_library
 from core.errors import DeepLanguageError
 from core.files import atomic_path, write_text
 from core.paths import DEMO_CORPUS_DIR
 
-ESPEAK_SAMPLE_RATE = 22050  # Hz, what espeak-ng synthesizes
 MIN_SECONDS = 2.0  # a clip's duration, silences included
 MAX_SECONDS = 6.0
 SILENCE_SECONDS = (0.1, 0.4)  # leading and trailing silence, each drawn in this range
@@ -52,13 +51,6 @@ MARKER_NAME = ".complete"
 TSV_COLUMNS = ("client_id", "path", "sentence", "up_votes", "down_votes",
                "age", "gender", "accent", "locale", "segment")
 
-# espeak_Initialize / espeak_Synth / espeak_SetParameter constants from speak_lib.h.
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_ESPEAK_CHARS_UTF8 = 1
-_ESPEAK_RATE, _ESPEAK_VOLUME, _ESPEAK_PITCH, _ESPEAK_WORDGAP = 1, 2, 3, 7
-# Below espeak's default of 100 so that loud variants (m7 peaks at 99.6 % there) never clip.
-_ESPEAK_VOLUME_LEVEL = 80
-_ESPEAK_RAND_SEED = 1
 
 # Common Voice locale -> espeak-ng base voices; voice k of a language uses base k % len, so
 # languages with several accents (es/es-419, en-us/en, pt-br/pt) get both.
@@ -88,18 +80,6 @@ RATE_WPM = (140, 190)  # espeak words per minute (its default is 175)
 PITCH = (30, 70)  # espeak's 0-99 pitch scale (default 50), on top of the variant's own
 WORD_GAP = (0, 2)  # extra pause between words, in units of 10 ms
 
-
-@dataclass(frozen=True)
-class Voice:
-    """One synthetic speaker: the same settings for every clip it says."""
-
-    client_id: str  # e.g. "es-voice03", the speaker id in validated.tsv
-    espeak_name: str  # e.g. "es-419+m3", what espeak_SetVoiceByName takes
-    accent: str  # the espeak base voice, e.g. "es-419"
-    gender: str  # "male" or "female"
-    rate_wpm: int
-    pitch: int
-    word_gap: int
 
 
 @dataclass(frozen=True)
@@ -158,81 +138,6 @@ def voices_for(language: str) -> tuple[Voice, ...]:
     return tuple(voices)
 
 
-# ---------------------------------------------------------------------------------------------
-# espeak-ng through ctypes. Its state is global to the process (and, as measured, the audio of
-# one utterance depends on what the process synthesized before it), so each language is built in
-# a fresh worker process: the same calls in the same order give the same samples.
-
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                   ctypes.c_void_p)
-_INSTALL_HINT = "install it into this environment with `pip install espeakng-loader`"
-
-
-def _load_espeak_library() -> tuple[ctypes.CDLL, str]:
-    """libespeak-ng and its data folder from the espeakng-loader package, or a clear error."""
-    try:
-        import espeakng_loader
-    except ImportError as error:
-        raise DeepLanguageError(
-            f"the demo corpus is synthesized with espeak-ng, but the Python package "
-            f"espeakng-loader is missing: {_INSTALL_HINT}") from error
-    try:
-        library = ctypes.CDLL(espeakng_loader.get_library_path())
-        data_path = espeakng_loader.get_data_path()
-    except (OSError, RuntimeError) as error:
-        raise DeepLanguageError(
-            f"espeak-ng from espeakng-loader could not be loaded ({error}); "
-            f"reinstall it with `pip install --force-reinstall espeakng-loader`") from error
-    return library, data_path
-
-
-class _Espeak:
-    """This process's espeak-ng, initialised once: synthesize(text, voice) -> int16 at 22050 Hz."""
-
-    def __init__(self) -> None:
-        self._lib, data_path = _load_espeak_library()
-        self._chunks: list[bytes] = []
-        sample_rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                                                  data_path.encode(), 0)
-        if sample_rate != ESPEAK_SAMPLE_RATE:
-            raise DeepLanguageError(
-                f"espeak-ng did not start (it answered {sample_rate}, expected "
-                f"{ESPEAK_SAMPLE_RATE} Hz); reinstall it with "
-                f"`pip install --force-reinstall espeakng-loader`")
-        # Kept on self: ctypes must hold the callback for as long as espeak may call it.
-        self._callback = _SYNTH_CALLBACK(self._collect)
-        self._lib.espeak_SetSynthCallback(self._callback)
-        self._lib.espeak_Info.restype = ctypes.c_char_p
-        self.version = self._lib.espeak_Info(None).decode()
-
-    def _collect(self, wav, n_samples, events) -> int:
-        if n_samples > 0:
-            self._chunks.append(ctypes.string_at(wav, n_samples * 2))
-        return 0  # 0 = carry on synthesizing
-
-    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
-        """(n_samples,) int16 at ESPEAK_SAMPLE_RATE."""
-        # Every setting again for every utterance, so no clip depends on the previous voice's.
-        if self._lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
-            raise DeepLanguageError(
-                f"espeak-ng has no voice {voice.espeak_name!r}; reinstall its data with "
-                f"`pip install --force-reinstall espeakng-loader`")
-        self._lib.espeak_SetParameter(_ESPEAK_RATE, voice.rate_wpm, 0)
-        self._lib.espeak_SetParameter(_ESPEAK_PITCH, voice.pitch, 0)
-        self._lib.espeak_SetParameter(_ESPEAK_WORDGAP, voice.word_gap, 0)
-        self._lib.espeak_SetParameter(_ESPEAK_VOLUME, _ESPEAK_VOLUME_LEVEL, 0)
-        # Breathy variants (f2, f3, f5) mix in noise from espeak's own generator, which it seeds
-        # from the clock: a fixed seed per utterance makes them repeatable.
-        self._lib.espeak_ng_SetRandSeed(ctypes.c_long(_ESPEAK_RAND_SEED))
-        self._chunks.clear()
-        data = text.encode() + b"\0"
-        self._lib.espeak_Synth(data, len(data), 0, 0, 0, _ESPEAK_CHARS_UTF8, None, None)
-        self._lib.espeak_Synchronize()
-        return np.frombuffer(b"".join(self._chunks), dtype=np.int16)
-
-
-# ---------------------------------------------------------------------------------------------
-# One clip: choose text, synthesize, resample, augment. Pure given (espeak's history, rng).
 
 def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     """Drop espeak's own leading/trailing near-silence (below 1 % of the peak, -40 dB)."""
@@ -240,7 +145,7 @@ def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     return audio[loud[0]:loud[-1] + 1] if loud.size else audio
 
 
-def _speech(espeak: _Espeak, language: str, text: str, voice: Voice) -> np.ndarray:
+def _speech(espeak: Espeak, language: str, text: str, voice: Voice) -> np.ndarray:
     """(n_samples,) float32 in [-1, 1] at SAMPLE_RATE, trimmed of silence."""
     import soxr
 
@@ -261,7 +166,7 @@ def _noise(rng: np.random.Generator, n_samples: int) -> np.ndarray:
     return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
 
 
-def _make_clip(espeak: _Espeak, language: str, voice: Voice,
+def _make_clip(espeak: Espeak, language: str, voice: Voice,
                rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """One clip: ((n_samples,) float32 at SAMPLE_RATE, its written sentence), 2-6 s long."""
     sentences = SENTENCES[language]
@@ -314,7 +219,7 @@ def _build_language(out_dir: Path, language: str, seed: int, n_clips: int) -> di
     """Write <out>/<language>/clips/*.flac and validated.tsv; returns its clip count and seconds."""
     import soundfile
 
-    espeak = _Espeak()
+    espeak = Espeak()
     voices = voices_for(language)
     clips_dir = out_dir / language / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
@@ -373,45 +278,20 @@ def _remove_stale(out_dir: Path, languages: Sequence[str], n_clips: int) -> None
                 language_dir.rmdir()
 
 
+README_TEMPLATE = Path(__file__).with_name("demo_corpus_readme.md")  # str.format fields filled by _readme
+
+
 def _readme(parameters: dict, results: list[dict], seconds_taken: float) -> str:
     languages = parameters["languages"]
-    n_total = sum(r["n_clips"] for r in results)
-    minutes = sum(r["seconds"] for r in results) / 60
-    lines = [
-        "# deepLanguage demo corpus",
-        "",
-        "Synthetic multilingual speech for trying the dashboard and the CLI without downloading "
-        "a dataset. It is NOT real speech: use it to check that things run, not to judge a model.",
-        "",
-        f"- {len(languages)} languages ({', '.join(languages)}), {parameters['n_clips']} clips "
-        f"each, {n_total} clips, {minutes:.1f} minutes of audio.",
-        f"- Built by `core/demo_corpus.py` (format {parameters['format']}) with espeak-ng "
-        f"{results[0]['espeak_version'] if results else '?'} from the `espeakng-loader` package, "
-        f"seed {parameters['seed']}, in {seconds_taken:.1f} s.",
-        f"- Rebuild: `python -m core demo-corpus --seed {parameters['seed']} "
-        f"--clips {parameters['n_clips']} --languages {','.join(languages)} --force` "
-        "(the same seed gives the same tsv files and the same samples).",
-        "- Sentences: written for the project (core/demo_corpus.py); Japanese in kana only. "
-        "A clip says one sentence or two joined, 2-6 s with its silences.",
-        f"- Augmentation: white or pink noise at {SNR_DB[0]:.0f}-{SNR_DB[1]:.0f} dB SNR, "
-        f"peak at {PEAK_DBFS[0]:.0f} to {PEAK_DBFS[1]:.0f} dBFS, "
-        f"{SILENCE_SECONDS[0]}-{SILENCE_SECONDS[1]} s of silence before and after.",
-        "- Layout: Common Voice's. `<lang>/clips/*.flac` (16 kHz mono, 16-bit FLAC) and "
-        "`<lang>/validated.tsv`; `client_id` names the voice, which is the speaker.",
-        "",
-        "## Voices",
-        "",
-        "Fixed per language, independent of the seed. Rate in words per minute, pitch on "
-        "espeak's 0-99 scale, word gap in 10 ms units.",
-        "",
-        "| client_id | espeak voice | gender | rate | pitch | word gap |",
-        "|---|---|---|---|---|---|",
-    ]
-    for language in languages:
-        for v in voices_for(language):
-            lines.append(f"| {v.client_id} | {v.espeak_name} | {v.gender} | {v.rate_wpm} "
-                         f"| {v.pitch} | {v.word_gap} |")
-    return "\n".join(lines) + "\n"
+    voices = "".join(f"| {v.client_id} | {v.espeak_name} | {v.gender} | {v.rate_wpm} | {v.pitch} | {v.word_gap} |\n"
+                     for language in languages for v in voices_for(language))
+    return README_TEMPLATE.read_text(encoding="utf-8").format(
+        n_languages=len(languages), languages=", ".join(languages), languages_csv=",".join(languages),
+        n_clips=parameters["n_clips"], n_total=sum(r["n_clips"] for r in results),
+        minutes=sum(r["seconds"] for r in results) / 60, format=parameters["format"], seed=parameters["seed"],
+        espeak_version=results[0]["espeak_version"] if results else "?", seconds_taken=seconds_taken,
+        snr_low=SNR_DB[0], snr_high=SNR_DB[1], peak_low=PEAK_DBFS[0], peak_high=PEAK_DBFS[1],
+        silence_low=SILENCE_SECONDS[0], silence_high=SILENCE_SECONDS[1], voices=voices)
 
 
 def build_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR, seed: int = 0, n_clips: int = 160,
@@ -441,7 +321,7 @@ def build_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR, seed: int = 0, n_clips: i
         if on_progress is not None:
             on_progress(total, total)
         return out_dir
-    _load_espeak_library()  # fail here, with the install hint, rather than in every worker
+    load_espeak_library()  # fail here, with the install hint, rather than in every worker
 
     import multiprocessing
 
