@@ -103,7 +103,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_
 
 def test_second_trainer_on_the_same_run_is_refused(config, tmp_path):
     run_dir = runs.create_run("identify", {"train": asdict(config)}, tmp_path, name="busy")
-    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already being trained"):
+    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already running"):
         train(None, run_dir)
 
 

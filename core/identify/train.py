@@ -14,7 +14,6 @@ the GMM-supervector model is fitted in closed form by :mod:`core.identify.gmm`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import sys
@@ -230,22 +229,13 @@ def train(
             raise DeepLanguageError(f"{run_dir} is not a training run (no config.json). Check the path.")
         config = TrainConfig.from_dict(stored["train"])
     main = distributed.current().is_main  # under torchrun only rank 0 owns the run directory
-    set_status = runs.set_status if main else (lambda *args, **kwargs: None)
-    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
-        set_status(run_dir, "running")
-        try:
-            clips = clips or load_clips(config)
-            if main:
-                runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
-                                                        "splits": clips.manifest["split"].value_counts().to_dict()})
-            best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
-        except KeyboardInterrupt:
-            set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
-            raise
-        except BaseException as error:
-            set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
-            raise
-        set_status(run_dir, "finished", best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
+    with runs.lifecycle(run_dir, resume=f"python -m core train --resume {run_dir}", own=main) as outcome:
+        clips = clips or load_clips(config)
+        if main:
+            runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
+                                                    "splits": clips.manifest["split"].value_counts().to_dict()})
+        best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
+        outcome.update(best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
     return run_dir
 
 

@@ -221,19 +221,11 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
         if on_progress and args:
             on_progress(*args, **kwargs)
 
-    with runs.RunLock(run_dir):
-        runs.set_status(run_dir, "running")
+    with runs.lifecycle(run_dir, resume=f"python -m core train --resume {run_dir}"):
         try:
             study_dir = plan_study(config, spec["data_dir"], run_dir / "study")
             result = train_run(study_dir / "runs" / inner_name, on_progress=mirror)
-            mirror()
-        except KeyboardInterrupt:
-            mirror()
-            runs.set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
-            raise
-        except BaseException as error:
-            runs.set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
-            raise
+        finally:
+            mirror()  # what the inner run reached, even when it stopped or failed
         runs.write_json(run_dir / "result.json", result)
-        runs.set_status(run_dir, "finished")
     return result

@@ -30,20 +30,12 @@ def train_run(run_dir: str | Path, on_progress: Callable[..., None] | None = Non
     Returns the run's result (also in ``result.json``).
     """
     run_dir = Path(run_dir)
-    with runs.RunLock(run_dir):
-        if runs.run_status(run_dir)["state"] == "finished" and (run_dir / "result.json").exists():
-            return runs.read_json(run_dir / "result.json")
-        runs.set_status(run_dir, "running")
-        try:
-            result = _train(run_dir, on_progress)
-
-            extract_run_latents(run_dir)
-            runs.write_json(run_dir / "result.json", result)
-        except BaseException as error:
-            runs.set_status(run_dir, "stopped" if isinstance(error, KeyboardInterrupt) else "failed",
-                            error=f"{type(error).__name__}: {error}")
-            raise
-        runs.set_status(run_dir, "finished")
+    if runs.run_status(run_dir)["state"] == "finished" and (run_dir / "result.json").exists():
+        return runs.read_json(run_dir / "result.json")  # finished is final: no lock needed to read it
+    with runs.lifecycle(run_dir):
+        result = _train(run_dir, on_progress)
+        extract_run_latents(run_dir)
+        runs.write_json(run_dir / "result.json", result)
     return result
 
 
@@ -210,7 +202,7 @@ def _batches(clips: list[np.ndarray], rng: np.random.Generator, length: int, cro
             clip = clips[i]
             offset = rng.integers(0, max(1, len(clip) - length + 1))
             crop = clip[offset:offset + length]
-            if len(crop) < length:  # only a clip shorter than one crop: pad with its mean
+            if len(crop) < length:  # only a clip shorter than one crop: pad with zeros (the normalised mean)
                 crop = np.pad(crop, ((0, length - len(crop)), (0, 0)))
             batch.append(crop)
         yield np.stack(batch)
