@@ -26,11 +26,12 @@ from core.study.layout import AE, NONE, StudyConfig
 from core.study.plan import plan_study
 from core.study.trainer import train_run
 from core.jobs import registry
+from core.identify.models import MODELS
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
 from core.checkpoint import load_checkpoint, previous_path
 
-IDENTIFY_MODELS = ("cnn-baseline", "resnet-asp", "gmm-supervector")  # core.models kinds, trained by core.train
+IDENTIFY_MODELS = tuple(MODELS)  # the identifier kinds, trained by core.identify.train
 STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
 KINDS = IDENTIFY_MODELS + STUDY_KINDS
 LOG_FILE = "log.txt"

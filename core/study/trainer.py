@@ -14,7 +14,8 @@ import pandas as pd
 
 from core import progress, runs
 from core.audio.features import FeatureConfig
-from core.study.layout import AE, NONE, StudyConfig, load_study, resolve
+from core.paths import resolve
+from core.study.layout import AE, NONE, StudyConfig, load_study
 from core.study.latents import extract_run_latents
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.study.autoencoder import AutoencoderConfig, ConvAutoencoder
@@ -65,7 +66,7 @@ def _train(run_dir: Path, on_progress: Callable[..., None] | None) -> dict:
     state = {"epoch": 0, "steps": 0, "seconds": {}, "crossed": None, "start_val_loss": None, "val_loss": None}
     if (run_dir / "last.pt").exists():
         checkpoint = load_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint["state_dict"])
         state = json.loads(checkpoint["state"])
         if "optimizer" in checkpoint:  # absent once training has ended: the loop below then does nothing
             optimizer.load_state_dict(checkpoint["optimizer"])
