@@ -11,6 +11,10 @@ A run directory holds::
 
 The lock is what makes a run's state known without guessing: the kernel drops it when the
 process dies, even by kill -9, so "running" with a free lock means the run died.
+
+Every kind of run (an identifier's training, a study and each of its runs, a launched job, a
+tuning trial) goes through one lifecycle, :func:`lifecycle`: lock, "running", then "finished",
+"stopped" (Ctrl-C, SIGTERM) or "failed" (any other exception, with its message).
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from core.errors import DeepLanguageError
 from core.files import write_json, write_text
@@ -55,10 +63,14 @@ def create_run(kind: str, config: dict, runs_dir: str | Path = RUNS_DIR, name: s
 
 
 class RunLock:
-    """Exclusive ownership of a run by one live process (``with RunLock(run_dir): train...``)."""
+    """Exclusive ownership of a run by one live process (``with RunLock(run_dir): train...``).
 
-    def __init__(self, run_dir: str | Path):
+    ``what`` names the run in the refusal ("run", "study").
+    """
+
+    def __init__(self, run_dir: str | Path, what: str = "run"):
         self.run_dir = Path(run_dir)
+        self.what = what
         self.handle = None
 
     def __enter__(self) -> "RunLock":
@@ -68,7 +80,8 @@ class RunLock:
         except BlockingIOError:
             self.handle.close()
             raise DeepLanguageError(
-                f"run {self.run_dir.name} is already being trained by another process; stop it first."
+                f"{self.what} {self.run_dir.name} is already running (being trained by another process); "
+                f"stop it first, or wait for it to finish."
             ) from None
         return self
 
@@ -97,6 +110,54 @@ def set_status(run_dir: str | Path, state: str, **extra) -> None:
     if state == "running":
         status.update(pid=os.getpid(), host=socket.gethostname(), error="")
     write_json(run_dir / "status.json", status)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def lifecycle(run_dir: str | Path, *, what: str = "run", resume: str = "run the same command again",
+              stop_on: tuple[type[BaseException], ...] = (), own: bool = True) -> Iterator[dict]:
+    """Own ``run_dir`` for the block: the one place where a run's state changes.
+
+    Takes the run's lock (a second process is refused with a :class:`DeepLanguageError`) and
+    marks the run "running". Leaving the block marks it:
+
+    * "finished", with the fields the block put in the yielded dict (``state`` and ``error``
+      there override, e.g. a study whose runs failed);
+    * "stopped" on KeyboardInterrupt, on SIGTERM (turned into one while the block runs, in the
+      main thread) or on an exception of ``stop_on`` (e.g. a pruned tuning trial), its error
+      saying how to resume (``resume``: the command to run; "" for a run that is not resumed);
+    * "failed" on any other exception, its error the message (``"<Type>: <message>"`` for a bug).
+
+    The exception is re-raised. ``own=False`` (a DDP rank other than 0) does none of this: only
+    one process writes a run's files.
+    """
+    outcome: dict = {}
+    if not own:
+        yield outcome
+        return
+    run_dir = Path(run_dir)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    try:
+        with RunLock(run_dir, what):
+            set_status(run_dir, "running")
+            try:
+                yield outcome
+            except (KeyboardInterrupt, *stop_on) as error:
+                detail = str(error) if isinstance(error, stop_on) and str(error) else "interrupted"
+                set_status(run_dir, "stopped", error=f"{detail}; resume with: {resume}" if resume else detail)
+                raise
+            except BaseException as error:  # a user's error reads as it is; a bug says what kind it is
+                set_status(run_dir, "failed", error=str(error) if isinstance(error, DeepLanguageError)
+                           else f"{type(error).__name__}: {error}")
+                raise
+            set_status(run_dir, outcome.pop("state", "finished"), **outcome)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_status(run_dir: str | Path) -> dict:

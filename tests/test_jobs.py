@@ -14,7 +14,7 @@ from core import runs
 from core.jobs import launch
 from core.jobs import registry
 from core.audio.decode import SAMPLE_RATE, write_wav
-from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
+from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, model_record, save_checkpoint
 from core.errors import DeepLanguageError
 
 TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
@@ -127,8 +127,9 @@ def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path)
 
 def test_a_corrupt_checkpoint_is_a_clear_error_and_resume_falls_back(tmp_path):
     path = tmp_path / "last.pt"
-    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path, keep_previous=True)
-    save_checkpoint({"epoch": 2, "w": torch.ones(3)}, path, keep_previous=True)
+    for epoch in (1, 2):
+        save_checkpoint({**model_record("cnn-baseline", TINY_MODEL, {"w": torch.ones(3)}), "epoch": epoch}, path,
+                        keep_previous=True)
     assert load_checkpoint(tmp_path / "last-prev.pt")["epoch"] == 1
     path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
     with pytest.raises(DeepLanguageError, match="truncated or corrupt"):

@@ -103,7 +103,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_
 
 def test_second_trainer_on_the_same_run_is_refused(config, tmp_path):
     run_dir = runs.create_run("identify", {"train": asdict(config)}, tmp_path, name="busy")
-    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already being trained"):
+    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already running"):
         train(None, run_dir)
 
 
@@ -131,6 +131,45 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(DeepLanguageError, match="truncated or corrupt"):
         load_identifier(path)
+
+
+def test_resume_from_a_malformed_checkpoint_is_a_clear_error(config, tmp_path, capsys):
+    import signal
+
+    from core.__main__ import main
+
+    run_dir = runs.create_run("identify", {"train": asdict(config)}, tmp_path, name="malformed")
+    torch.save({"format": 1, "model": {"kind": "cnn-baseline"}, "state_dict": {}, "labels": ["high", "low"],
+                "features": {}}, run_dir / "last.pt")
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["train", "--resume", str(run_dir), "--threads", "1"]) == 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    err = capsys.readouterr().err
+    assert str(run_dir / "last.pt") in err and "model.config" in err and "internal error" not in err
+    status = runs.run_status(run_dir)
+    assert status["state"] == "failed" and "model.config" in status["error"]
+
+
+def test_checkpoints_store_paths_relative_to_the_repository(tmp_path):
+    import pandas as pd
+
+    from core.identify.clips import ClipSet, base_checkpoint
+    from core.paths import CV_SAMPLE_DIR, REPO_ROOT, portable, resolve
+
+    assert portable(CV_SAMPLE_DIR) == "data/cv-sample" and resolve("data/cv-sample") == CV_SAMPLE_DIR
+    assert portable(tmp_path) == str(tmp_path.resolve()) and resolve(str(tmp_path)) == tmp_path
+    assert portable("") == "" and resolve(portable(REPO_ROOT / "data" / ".." / "data")) == REPO_ROOT / "data"
+    manifest = pd.DataFrame({"language": ["en", "es", "es"], "speaker": ["a", "b", "c"],
+                             "split": ["train", "validation", "test"]})
+    clips = ClipSet(manifest, [np.zeros((64, 10), np.float32)] * 3, ["en", "es"], 10)
+    config = TrainConfig(data_dir=str(CV_SAMPLE_DIR), cache_dir=str(tmp_path / "cache"), model="cnn-baseline")
+    base = base_checkpoint(config, clips, clips.rows("train"), clips.rows("validation"), {"n_classes": 2})
+    assert base["data"]["dir"] == base["train_config"]["data_dir"] == "data/cv-sample"
+    assert base["train_config"]["cache_dir"] == str((tmp_path / "cache").resolve())
+    assert base["data"]["test_speakers"] == ["c"] and base["model"] == {"kind": "cnn-baseline",
+                                                                        "config": {"n_classes": 2}}
 
 
 def test_evaluate_scores_only_unseen_speakers(config, tmp_path):

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from core.checkpoint import model_record
 from core.configs import known_fields
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
@@ -25,9 +26,8 @@ from core.identify.models import (DEFAULT_MODEL, clip_windows, input_normalizati
                          predict_batches, predict_whole_clip, scores_whole_clip)
 from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits, select_languages
-from core.paths import default_cache_dir
+from core.paths import default_cache_dir, portable, resolve
 
-CHECKPOINT_FORMAT = 1
 NORMALIZATION = {"kind": "per-window", "eps": 1e-5}  # what the model expects of its input
 
 
@@ -112,8 +112,9 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
     if not config.data_dir:
         raise DeepLanguageError("no dataset given: pass --data DIR (a Common Voice folder or <lang>/*.wav).")
     features = FeatureConfig.from_dict(config.features)
-    cache_dir = config.cache_dir or default_cache_dir(config.data_dir)
-    manifest = prepared_dataset(config.data_dir, cache_dir, features, on_progress=on_progress)
+    data_dir = resolve(config.data_dir)  # a config from a checkpoint holds it relative to the repository
+    cache_dir = resolve(config.cache_dir) if config.cache_dir else default_cache_dir(data_dir)
+    manifest = prepared_dataset(data_dir, cache_dir, features, on_progress=on_progress)
     manifest = select_languages(manifest, list(config.languages) or None)
     manifest = manifest[~(manifest["duration"] < config.min_seconds)]
     if manifest_filter:
@@ -127,6 +128,30 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
     crop = round(config.crop_seconds * features.frames_per_second)
     return ClipSet(manifest, arrays, labels, crop)
 
+
+
+def base_checkpoint(config: TrainConfig, clips: ClipSet, train_rows: torch.Tensor, val_rows: torch.Tensor,
+                    model_values: dict, normalization: dict = NORMALIZATION, **data: object) -> dict:
+    """Everything an identifier's checkpoint holds but its weights and training state, for every kind.
+
+    ``model_values``: the model's config as a dict; ``normalization``: what its input expects;
+    ``data``: more facts about the training data (e.g. ``n_background_clips``). Paths are stored
+    relative to the repository when inside it (:func:`core.paths.portable`).
+    """
+    manifest = clips.manifest
+    return {
+        **model_record(config.model, model_values, {}), "labels": clips.labels,
+        "features": asdict(FeatureConfig.from_dict(config.features)), "normalization": dict(normalization),
+        "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds,
+        "train_config": {**asdict(config), "data_dir": portable(config.data_dir),
+                         "cache_dir": portable(config.cache_dir)},
+        "data": {"dir": portable(config.data_dir), "split_seed": config.split_seed,
+                 "split_fractions": list(config.split_fractions),
+                 "n_train_clips": len(train_rows), "n_val_clips": len(val_rows), **data,
+                 "train_speakers": sorted(manifest.loc[train_rows.numpy(), "speaker"].unique()),
+                 "val_speakers": sorted(manifest.loc[val_rows.numpy(), "speaker"].unique()),
+                 "test_speakers": sorted(manifest.loc[manifest["split"] == "test", "speaker"].unique())},
+    }
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -26,11 +26,12 @@ from core.study.layout import AE, NONE, StudyConfig
 from core.study.plan import plan_study
 from core.study.trainer import train_run
 from core.jobs import registry
+from core.identify.models import MODELS
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
 from core.checkpoint import load_checkpoint, previous_path
 
-IDENTIFY_MODELS = ("cnn-baseline", "resnet-asp", "gmm-supervector")  # core.models kinds, trained by core.train
+IDENTIFY_MODELS = tuple(MODELS)  # the identifier kinds, trained by core.identify.train
 STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
 KINDS = IDENTIFY_MODELS + STUDY_KINDS
 LOG_FILE = "log.txt"
@@ -221,19 +222,11 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
         if on_progress and args:
             on_progress(*args, **kwargs)
 
-    with runs.RunLock(run_dir):
-        runs.set_status(run_dir, "running")
+    with runs.lifecycle(run_dir, resume=f"python -m core train --resume {run_dir}"):
         try:
             study_dir = plan_study(config, spec["data_dir"], run_dir / "study")
             result = train_run(study_dir / "runs" / inner_name, on_progress=mirror)
-            mirror()
-        except KeyboardInterrupt:
-            mirror()
-            runs.set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
-            raise
-        except BaseException as error:
-            runs.set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
-            raise
+        finally:
+            mirror()  # what the inner run reached, even when it stopped or failed
         runs.write_json(run_dir / "result.json", result)
-        runs.set_status(run_dir, "finished")
     return result

@@ -15,7 +15,7 @@ from core.configs import known_fields
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
 from core.files import atomic_path
-from core.paths import CHECKPOINTS_DIR, REPO_ROOT
+from core.paths import CHECKPOINTS_DIR
 
 STUDIES_DIR = CHECKPOINTS_DIR / "studies"
 DEMO_STUDY_DIR = CHECKPOINTS_DIR / "demo-study"
@@ -79,21 +79,6 @@ def feature_config(config: StudyConfig, base: FeatureConfig = FeatureConfig()) -
 def default_study_dir(data_dir: str | Path, config: StudyConfig) -> Path:
     """Same dataset and settings -> same folder, so rerunning a command resumes its study."""
     return STUDIES_DIR / f"{Path(data_dir).resolve().name}-{config.target}-{config.key()}"
-
-
-def portable(path: str | Path) -> str:
-    """A path relative to the repository when inside it, so a shipped study works from any clone."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def resolve(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
-
 
 
 def write_tsv(path: Path, table: pd.DataFrame) -> None:

@@ -15,7 +15,8 @@ import pandas as pd
 from core import runs
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
-from core.study.layout import AE, NONE, StudyConfig, portable, default_study_dir, feature_config, write_tsv
+from core.paths import portable
+from core.study.layout import AE, NONE, StudyConfig, default_study_dir, feature_config, write_tsv
 from core.study.trainer import fixed_crops
 from core.data.cache import prepared_dataset
 from core.data.datasets import assign_splits, balance, filter_min_duration, select_languages

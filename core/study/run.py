@@ -40,23 +40,15 @@ def run_study(
     ``on_progress(done, total, finished=, failed=)`` counts optimisation steps over all runs.
     """
     study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
-    with runs.RunLock(study_dir):
-        runs.set_status(study_dir, "running")
-        try:
-            _train_all(study_dir, workers, on_progress)
-
-            extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
-            if probe:
-
-                probe_study(study_dir, n_permutations or N_PERMUTATIONS)
-                study_report(study_dir)  # summary.json
-        except BaseException as error:
-            state = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
-            runs.set_status(study_dir, state, error=str(error))
-            raise
+    with runs.lifecycle(study_dir, what="study") as outcome:
+        _train_all(study_dir, workers, on_progress)
+        extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+        if probe:
+            probe_study(study_dir, n_permutations or N_PERMUTATIONS)
+            study_report(study_dir)  # summary.json
         failed = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
-        runs.set_status(study_dir, "failed" if failed else "finished",
-                        error=f"runs failed: {', '.join(failed)}" if failed else "")
+        if failed:
+            outcome.update(state="failed", error=f"runs failed: {', '.join(failed)}")
     return study_dir
 
 

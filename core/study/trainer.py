@@ -14,7 +14,8 @@ import pandas as pd
 
 from core import progress, runs
 from core.audio.features import FeatureConfig
-from core.study.layout import AE, NONE, StudyConfig, load_study, resolve
+from core.paths import resolve
+from core.study.layout import AE, NONE, StudyConfig, load_study
 from core.study.latents import extract_run_latents
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.study.autoencoder import AutoencoderConfig, ConvAutoencoder
@@ -30,20 +31,12 @@ def train_run(run_dir: str | Path, on_progress: Callable[..., None] | None = Non
     Returns the run's result (also in ``result.json``).
     """
     run_dir = Path(run_dir)
-    with runs.RunLock(run_dir):
-        if runs.run_status(run_dir)["state"] == "finished" and (run_dir / "result.json").exists():
-            return runs.read_json(run_dir / "result.json")
-        runs.set_status(run_dir, "running")
-        try:
-            result = _train(run_dir, on_progress)
-
-            extract_run_latents(run_dir)
-            runs.write_json(run_dir / "result.json", result)
-        except BaseException as error:
-            runs.set_status(run_dir, "stopped" if isinstance(error, KeyboardInterrupt) else "failed",
-                            error=f"{type(error).__name__}: {error}")
-            raise
-        runs.set_status(run_dir, "finished")
+    if runs.run_status(run_dir)["state"] == "finished" and (run_dir / "result.json").exists():
+        return runs.read_json(run_dir / "result.json")  # finished is final: no lock needed to read it
+    with runs.lifecycle(run_dir):
+        result = _train(run_dir, on_progress)
+        extract_run_latents(run_dir)
+        runs.write_json(run_dir / "result.json", result)
     return result
 
 
@@ -73,7 +66,7 @@ def _train(run_dir: Path, on_progress: Callable[..., None] | None) -> dict:
     state = {"epoch": 0, "steps": 0, "seconds": {}, "crossed": None, "start_val_loss": None, "val_loss": None}
     if (run_dir / "last.pt").exists():
         checkpoint = load_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(checkpoint["state_dict"])
         state = json.loads(checkpoint["state"])
         if "optimizer" in checkpoint:  # absent once training has ended: the loop below then does nothing
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -210,7 +203,7 @@ def _batches(clips: list[np.ndarray], rng: np.random.Generator, length: int, cro
             clip = clips[i]
             offset = rng.integers(0, max(1, len(clip) - length + 1))
             crop = clip[offset:offset + length]
-            if len(crop) < length:  # only a clip shorter than one crop: pad with its mean
+            if len(crop) < length:  # only a clip shorter than one crop: pad with zeros (the normalised mean)
                 crop = np.pad(crop, ((0, length - len(crop)), (0, 0)))
             batch.append(crop)
         yield np.stack(batch)
