@@ -18,18 +18,29 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 import socket
 import time
 from pathlib import Path
 
-from core.errors import DeepLanguageError
+from core.errors import DeepLanguageError, UsageError
 from core.files import write_json, write_text
 from core.paths import CHECKPOINTS_DIR
 
 # $DEEPLANGUAGE_RUNS_DIR moves them, e.g. to keep a test server's runs out of the checkout.
 RUNS_DIR = Path(os.environ.get("DEEPLANGUAGE_RUNS_DIR", CHECKPOINTS_DIR / "runs"))
 STATES = ("running", "finished", "failed", "stopped")
+# A run name is one path component: it can never leave the runs folder or hide as a dotfile.
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str, what: str = "--run") -> str:
+    """``name`` if it is a safe single folder name, else a UsageError naming ``what``."""
+    if not RUN_NAME.fullmatch(name or ""):
+        raise UsageError(f"{what} {name!r} is not a valid name: use 1-100 letters, digits, '.', '_' or '-', "
+                         f"not starting with '.' (one folder name, no '/').")
+    return name
 
 
 def read_json(path: Path, default=None):
@@ -42,8 +53,9 @@ def read_json(path: Path, default=None):
 def create_run(kind: str, config: dict, runs_dir: str | Path = RUNS_DIR, name: str | None = None) -> Path:
     """Make a new, never shared run directory ``<kind>-<time>-<random>`` and store its config."""
     runs_dir = Path(runs_dir)
+    stem = check_name(name) if name is not None else None
     runs_dir.mkdir(parents=True, exist_ok=True)
-    stem = name or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    stem = stem or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir = runs_dir / stem
     try:
         run_dir.mkdir()  # atomic: two launches at once can never both get it

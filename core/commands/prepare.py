@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "prepare"
 HELP = "decode every clip of a dataset and cache its log-mel features (parallel, resumable)"
 
@@ -12,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder: Common Voice (<locale>/clips + validated.tsv) or <lang>/*.wav")
     parser.add_argument("--cache", type=Path, default=None,
                         help="cache folder (default: data/cache/<dataset name>-<hash>)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None, help="processes (default: all cores)")
     add_feature_arguments(parser)
 
 
