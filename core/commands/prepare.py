@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
           f"({index.attrs['new']} new, {len(index) - index.attrs['new'] + index.attrs['failed']} cached, "
           f"{index.attrs['failed']} failed), {audio_s / 60:.1f} min of audio in {seconds:.1f} s "
           f"-> {index.attrs['cache_dir']}")
+    if index.attrs["repaired"]:
+        print(f"{index.attrs['repaired']} cached file(s) were damaged (truncated or of the wrong shape) and were "
+              f"computed again")
+    if index.attrs["skipped_lines"]:
+        print(f"{index.attrs['skipped_lines']} line(s) of {index.attrs['cache_dir']}/index.jsonl are not clip "
+              f"records and were skipped")
     if index.attrs["failed"]:
         print(f"{index.attrs['failed']} clip(s) could not be decoded; their reasons are in "
               f"{index.attrs['cache_dir']}/index.jsonl")
