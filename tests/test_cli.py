@@ -179,3 +179,19 @@ def test_train_threads_0_means_torch_default(tone_dataset, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "runs" / "t0" / "best.pt").exists()
+
+
+def test_prepare_max_seconds_refuses_long_clips_and_a_higher_limit_takes_them_in(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    for language in ("low", "high"):
+        (tmp_path / "data" / language).mkdir(parents=True)
+        write_wav(tmp_path / "data" / language / "short.wav", tone_clip(language, rng, seconds=1.0))
+        write_wav(tmp_path / "data" / language / "long.wav", tone_clip(language, rng, seconds=4.0))
+    base = ["prepare", "--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache"), "--workers", "1"]
+    assert main([*base, "--max-seconds", "2"]) == 0
+    assert "2 failed" in capsys.readouterr().out
+    index = next((tmp_path / "cache").glob("*/index.jsonl")).read_text()
+    assert "the limit is 2 s" in index and "--max-seconds 5" in index  # the option the message names exists
+    assert main([*base, "--max-seconds", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "2 new" in out and "0 failed" in out

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None,
                         help="cache folder (default: data/cache/<dataset name>-<hash>)")
     parser.add_argument("--workers", type=number(int, low=1), default=None, help="processes (default: all cores)")
+    parser.add_argument("--max-seconds", type=number(float, above=0), default=None,
+                        help="refuse clips longer than this, s (default 600); raising it takes in clips "
+                             "an earlier prepare refused as too long")
     add_feature_arguments(parser)
 
 
@@ -38,12 +41,13 @@ def feature_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.audio.decode import MAX_SECONDS
     from core.data.cache import prepared_dataset
     from core.progress import tqdm_progress
 
     with tqdm_progress("prepare", unit="clip") as on_progress:
         index = prepared_dataset(args.data, args.cache, feature_config(args), workers=args.workers,
-                                 on_progress=on_progress)
+                                 max_seconds=args.max_seconds or MAX_SECONDS, on_progress=on_progress)
     seconds = index.attrs["seconds"]
     audio_s = index["duration"].sum()
     print(f"prepared {len(index)} clips of {index['language'].nunique()} languages "

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.audio.decode import SAMPLE_RATE, load_audio
+from core.audio.decode import MAX_SECONDS, SAMPLE_RATE, ClipTooLongError, load_audio
 from core.audio.speech import speech_seconds
 from core.errors import DeepLanguageError
 from core.files import save_array, write_json
@@ -72,7 +72,7 @@ class FeatureCache:
                 row = _record(line)
                 rows += [row] if row else []
                 skipped += row is None and bool(line.strip())
-        table = pd.DataFrame(rows, columns=list(COLUMNS))
+        table = pd.DataFrame(rows, columns=[*COLUMNS, "limit_s"])  # limit_s: set on clips refused as too long
         table = table.drop_duplicates("key", keep="last").reset_index(drop=True)
         table.attrs["skipped_lines"] = skipped
         return table
@@ -125,10 +125,12 @@ def prepare(
     config: FeatureConfig = FeatureConfig(),
     *,
     workers: int | None = None,
-    max_seconds: float = 600.0,
+    max_seconds: float = MAX_SECONDS,
     on_progress: Callable[..., None] | None = None,
 ) -> pd.DataFrame:
     """Cache full-band and low-pass log-mels of every clip in ``manifest``, in parallel.
+
+    Clips longer than ``max_seconds`` are refused; a clip refused under a lower limit is tried again.
 
     Returns the manifest with ``key, n_frames, speech_seconds, error`` columns (and the
     decoded ``duration``); clips that failed to decode keep their message in ``error``.
@@ -147,7 +149,10 @@ def prepare(
     # Cached means: a record, and either its decoding error or an intact file (else it is redone).
     damaged = {k for k in set(keys) & set(done.index) if not done.at[k, "error"]
                and cache.damage(k, done.at[k, "n_frames"])}
-    todo = sorted({(k, p) for k, p in zip(keys, manifest["path"]) if k not in done.index or k in damaged})
+    raised = {k for k in set(keys) & set(done.index)
+              if pd.notna(done.at[k, "limit_s"]) and done.at[k, "limit_s"] < max_seconds}
+    todo = sorted({(k, p) for k, p in zip(keys, manifest["path"])
+                   if k not in done.index or k in damaged or k in raised})
     total, n_done, failed = len(set(keys)), len(set(keys)) - len(todo), 0
     if on_progress:
         on_progress(n_done, total, new=0, failed=0)
@@ -242,6 +247,11 @@ def _featurize(job) -> dict:
     row = {"key": key, "path": path, "n_frames": 0, "duration": None, "speech_seconds": 0.0, "error": ""}
     try:
         audio = load_audio(path, config.sample_rate, max_seconds=max_seconds)
+    except ClipTooLongError as error:
+        row["error"] = (f"{error} Or raise the limit: python -m core prepare --data DATASET "
+                        f"--max-seconds {int(error.seconds) + 1}")
+        row["limit_s"] = max_seconds  # a later prepare with a higher limit tries it again
+        return row
     except DeepLanguageError as error:
         row["error"] = str(error)
         return row
@@ -262,17 +272,19 @@ def prepared_dataset(
     config: FeatureConfig = FeatureConfig(),
     *,
     workers: int | None = None,
+    max_seconds: float = MAX_SECONDS,
     on_progress: Callable[..., None] | None = None,
 ) -> pd.DataFrame:
     """Read a dataset and make sure its features are cached: the start of every training job.
 
-    Clips that failed to decode are dropped (and counted in ``attrs["failed"]``).
+    Clips that failed to decode are dropped (and counted in ``attrs["failed"]``); clips over
+    ``max_seconds`` fail, and a later call with a higher limit takes them in.
     """
 
     manifest = read_dataset(data_dir, durations=False)
     started = time.perf_counter()
     result = prepare(manifest, cache_dir or default_cache_dir(data_dir), config,
-                     workers=workers, on_progress=on_progress)
+                     workers=workers, max_seconds=max_seconds, on_progress=on_progress)
     failed = result["error"].astype(bool)
     kept = result[~failed].reset_index(drop=True)
     kept.attrs.update(result.attrs, failed=int(failed.sum()), seconds=time.perf_counter() - started)
