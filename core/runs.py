@@ -69,9 +69,10 @@ def create_run(kind: str, config: dict, runs_dir: str | Path = RUNS_DIR, name: s
 class RunLock:
     """Exclusive ownership of a run by one live process (``with RunLock(run_dir): train...``)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, busy: str = ""):
         self.run_dir = Path(run_dir)
         self.handle = None
+        self.busy = busy or f"run {self.run_dir.name} is already being trained by another process; stop it first."
 
     def __enter__(self) -> "RunLock":
         self.handle = open(self.run_dir / "lock", "a+")
@@ -79,9 +80,7 @@ class RunLock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.handle.close()
-            raise DeepLanguageError(
-                f"run {self.run_dir.name} is already being trained by another process; stop it first."
-            ) from None
+            raise DeepLanguageError(self.busy) from None
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import runs
+from core import paths, runs
 from core.__main__ import COMMANDS, build_parser, main
 from core.audio.decode import write_wav
 from core.errors import DeepLanguageError
@@ -195,3 +195,14 @@ def test_prepare_max_seconds_refuses_long_clips_and_a_higher_limit_takes_them_in
     assert main([*base, "--max-seconds", "10"]) == 0
     out = capsys.readouterr().out
     assert "2 new" in out and "0 failed" in out
+
+
+def test_a_second_study_on_the_same_folder_says_study_already_running(capsys, tone_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")  # the study's features stay out of data/cache
+    study = tmp_path / "study"
+    study.mkdir()
+    with runs.RunLock(study):  # what a first `python -m core study` holds while it runs
+        code, err = run_main(capsys, "study", "--data", str(tone_dataset), "--target", "low", "--pretrain", "none",
+                             "--seeds", "1", "--no-autoencoder", "--out", str(study))
+    assert code == 1
+    assert "study already running" in err and "being trained" not in err

@@ -40,7 +40,8 @@ def run_study(
     ``on_progress(done, total, finished=, failed=)`` counts optimisation steps over all runs.
     """
     study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
-    with runs.RunLock(study_dir):
+    busy = f"study already running: {study_dir} is held by another process; wait for it to end or stop it first."
+    with runs.RunLock(study_dir, busy=busy):
         runs.set_status(study_dir, "running")
         try:
             _train_all(study_dir, workers, on_progress)
@@ -118,7 +119,7 @@ def launch_study(config: StudyConfig, data_dir: str | Path, study_dir: str | Pat
     study_dir = Path(study_dir) if study_dir else default_study_dir(data_dir, config)
     study_dir.mkdir(parents=True, exist_ok=True)
     if runs.is_locked(study_dir):
-        raise DeepLanguageError(f"study {study_dir.name} is already running.")
+        raise DeepLanguageError(f"study already running: {study_dir.name}; wait for it to end or stop it first.")
     command = [sys.executable, "-m", "core", "study", "--data", str(data_dir), "--out", str(study_dir),
                *study_arguments(config)]
     if workers:
