@@ -1,6 +1,7 @@
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,14 @@ def test_a_second_study_on_the_same_folder_says_study_already_running(capsys, to
                              "--seeds", "1", "--no-autoencoder", "--out", str(study))
     assert code == 1
     assert "study already running" in err and "being trained" not in err
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
+def test_make_run_ignores_a_host_variable_from_the_environment():
+    env = {**os.environ, "HOST": "public-name.example", "PORT": "9999"}
+    plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    assert "--server.address 127.0.0.1 --server.port 8501" in plan.stdout
+    env["DEEPLANGUAGE_HOST"], env["DEEPLANGUAGE_PORT"] = "0.0.0.0", "8080"
+    plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    assert "--server.address 0.0.0.0 --server.port 8080" in plan.stdout
