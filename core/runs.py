@@ -21,6 +21,8 @@ import os
 import re
 import secrets
 import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +87,15 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.handle.close()  # closing releases the lock
+
+
+def reap_when_done(process: subprocess.Popen) -> None:
+    """Collect a detached job's exit status as soon as it ends, from a daemon thread.
+
+    Without it a finished job stays a zombie child of the launcher (the Streamlit server) until
+    the next Popen happens to reap it; a SIGCHLD handler would instead steal other code's children.
+    """
+    threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
 
 
 def is_locked(run_dir: str | Path) -> bool:

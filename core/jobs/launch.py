@@ -84,6 +84,7 @@ def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
         log.flush()
         process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    runs.reap_when_done(process)
     runs.write_json(run_dir / registry.JOB_FILE, {
         "pid": process.pid, "pgid": process.pid, "proc_start": registry.process_start_time(process.pid),
         "command": args, "started": time.time(), "threads": threads, "nproc": nproc})

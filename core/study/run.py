@@ -127,6 +127,7 @@ def launch_study(config: StudyConfig, data_dir: str | Path, study_dir: str | Pat
     with open(study_dir / "study.log", "ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
+    runs.reap_when_done(process)
     return study_dir, process.pid
 
 
