@@ -33,6 +33,9 @@ from core.paths import CHECKPOINTS_DIR
 # $DEEPLANGUAGE_RUNS_DIR moves them, e.g. to keep a test server's runs out of the checkout.
 RUNS_DIR = Path(os.environ.get("DEEPLANGUAGE_RUNS_DIR", CHECKPOINTS_DIR / "runs"))
 STATES = ("running", "finished", "failed", "stopped")
+# Why a stopped run stopped, as status.json keeps it. No command in it: the page offers a Resume
+# button, and the CLI prints its own `--resume` line when interrupted.
+STOPPED = "stopped: the last finished epoch is kept, the unfinished one discarded; resume to continue from it"
 # A run name is one path component: it can never leave the runs folder or hide as a dotfile.
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 

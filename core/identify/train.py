@@ -33,6 +33,7 @@ from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
 from core.identify.models import (build_model, count_parameters, model_config)
 from core.identify import gmm, supervector
+from core.runs import STOPPED
 from core.identify.clips import CHECKPOINT_FORMAT, ClipSet, NORMALIZATION, TrainConfig, epoch_generator, evaluate_clips, load_clips, make_batch
 
 def learning_rate(step: int, total_steps: int, steps_per_epoch: int, config: TrainConfig) -> float:
@@ -174,7 +175,9 @@ def fit(
             now = time.perf_counter()
             if now - last_report >= progress.PROGRESS_EVERY_S or i == len(batches) - 1:
                 last_report = now
-                live = {"epoch": epoch + 1, "epochs": config.epochs, "loss": loss_sum / seen}
+                # epoch_steps/epoch_seconds: this epoch's measured pace, what the first ETA is computed from
+                live = {"epoch": epoch + 1, "epochs": config.epochs, "loss": loss_sum / seen,
+                        "epoch_steps": i + 1, "epoch_seconds": now - started}
                 if on_progress and ddp.is_main:
                     on_progress(epoch * per_epoch + i + 1, total_steps, **live)
                 if run_dir and ddp.is_main:
@@ -240,7 +243,7 @@ def train(
                                                         "splits": clips.manifest["split"].value_counts().to_dict()})
             best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
         except KeyboardInterrupt:
-            set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
+            set_status(run_dir, "stopped", error=STOPPED)
             raise
         except BaseException as error:
             set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")

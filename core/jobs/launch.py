@@ -230,7 +230,7 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
             mirror()
         except KeyboardInterrupt:
             mirror()
-            runs.set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
+            runs.set_status(run_dir, "stopped", error=runs.STOPPED)
             raise
         except BaseException as error:
             runs.set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
