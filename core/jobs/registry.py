@@ -71,6 +71,8 @@ def run_state(run_dir: str | Path) -> dict:
     state = status.get("state", "created")
     died = state == "failed" and runs.read_json(run_dir / "status.json", {}).get("state") == "running"
     launched_after = job.get("started", 0) >= status.get("updated", status.get("created", 0))
+    if state != "running" and job and launched_after and runs.is_locked(run_dir):
+        return {**status, "state": "starting", "error": ""}  # locked, its "running" not written yet
     if state != "running" and job and launched_after and not runs.is_locked(run_dir):
         # A job launched after the last status change: still starting up, or gone before training.
         if process_alive(job.get("pid"), job.get("proc_start")):
