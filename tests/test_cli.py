@@ -1,9 +1,12 @@
 import subprocess
 import sys
 
+import pytest
 
 from core.__main__ import COMMANDS, build_parser
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # every test here spawns a process
 
 
 def cli(*args, timeout=120):

@@ -55,6 +55,7 @@ def test_a_finished_run_and_a_search_are_shown(dirs):
     assert "Best:" in _texts(at)
 
 
+@pytest.mark.slow
 def test_launch_from_the_page_trains_in_the_background(dirs):
     data = make_tiny_dataset(dirs / "data")
     at = AppTest.from_file(PAGE, default_timeout=60)

@@ -36,7 +36,7 @@ class TrainConfig:
     data_dir: str = ""  # dataset folder (Common Voice layout or <lang>/*.wav)
     cache_dir: str = ""  # feature cache base folder; empty = core.paths.default_cache_dir(data_dir)
     languages: tuple[str, ...] = ()  # languages to learn; empty = all in the dataset
-    model: str = DEFAULT_MODEL  # a kind from core.models.MODELS
+    model: str = DEFAULT_MODEL  # a kind from core.identify.models.MODELS
     model_config: dict = field(default_factory=dict)  # overrides of the model's config defaults
     epochs: int = 40  # upper bound; early stopping usually ends sooner
     batch_size: int = 32
@@ -53,7 +53,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_weights: bool = True  # weight the loss by inverse language frequency
     min_seconds: float = 1.5  # drop single-word prompts shorter than this
-    split_seed: int = 0  # speaker-disjoint train/validation/test split (core.datasets.assign_splits)
+    split_seed: int = 0  # speaker-disjoint train/validation/test split (core.data.datasets.assign_splits)
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     patience: int = 10  # epochs without a better validation metric before stopping; 0 = never stop early
     window_seconds: float = 3.0  # evaluation and inference windows (as identify) ...
@@ -106,7 +106,7 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
                manifest_filter: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> ClipSet:
     """Prepare (cache) the dataset, keep the configured languages and long-enough clips, split by speaker.
 
-    The manifest gets a ``split`` column from :func:`core.datasets.assign_splits` (``split_seed``).
+    The manifest gets a ``split`` column from :func:`core.data.datasets.assign_splits` (``split_seed``).
     """
 
     if not config.data_dir:
