@@ -21,8 +21,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 PAGES = {"": "deepLanguage", "data": "Data", "identify": "Identify", "train": "Train",
          "convergence": "Convergence", "latent_space": "Latent"}
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                                   reason="Debian's chromium is not installed (apt-get install chromium)")]
 
 
 def _free_port() -> int:

@@ -27,6 +27,7 @@ def small_dataset(cv_sample, tmp_path):
     return tmp_path / "data", broken
 
 
+@pytest.mark.slow
 def test_prepare_caches_both_variants_and_resumes(small_dataset, tmp_path):
     data, _ = small_dataset
     manifest = datasets.read_dataset(data)
@@ -75,6 +76,7 @@ def test_changed_parameters_or_files_invalidate(small_dataset, tmp_path):
     assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["new"] == 1
 
 
+@pytest.mark.slow
 def test_broken_clips_are_reported_not_fatal(small_dataset, tmp_path):
     data, broken = small_dataset
     broken.write_bytes(b"garbage" * 50)

@@ -17,6 +17,8 @@ from tests.conftest import ROOT, tone_clip
 
 TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
 
+pytestmark = pytest.mark.slow  # every test here spawns a process
+
 
 def cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,

@@ -64,6 +64,7 @@ def _wait_for_epochs(run_dir: Path, n_epochs: int, timeout: float = 60.0) -> Non
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
     run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=2), runs_dir=tmp_path)
     assert registry.run_state(run_dir)["state"] in ("starting", "running")
@@ -79,6 +80,7 @@ def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
         launch.launch("gpt", tiny_config(*tiny), runs_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_gmm_identifier_trains_as_a_job_in_one_pass(tiny, tmp_path):
     config = tiny_config(*tiny, model="gmm-supervector", epochs=1,
                          model_config={"n_components": 8, "relevance": 4, "fit_on": "clips"})
@@ -89,6 +91,7 @@ def test_the_gmm_identifier_trains_as_a_job_in_one_pass(tiny, tmp_path):
     assert record["final_val_accuracy"] > 0.8  # a hum and a whistle: trivially told apart
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
     _wait_for_epochs(run_dir, 1)
@@ -103,6 +106,7 @@ def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     assert len(runs.read_metrics(run_dir)) > done
 
 
+@pytest.mark.slow
 def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path):
     from core.identify.train import train
 
@@ -142,6 +146,7 @@ def test_a_corrupt_checkpoint_is_a_clear_error_and_resume_falls_back(tmp_path):
     assert launch.recover_checkpoint(tmp_path) is None and not path.exists()  # nothing good: start over
 
 
+@pytest.mark.slow
 def test_a_corrupt_last_checkpoint_in_a_real_run_resumes_from_the_previous(tiny, tmp_path):
     from core.identify.train import train
 
@@ -165,6 +170,7 @@ def _interrupt_in_epoch(epoch: int):
     return on_progress
 
 
+@pytest.mark.slow
 def test_a_study_run_launches_like_any_other(tiny, tmp_path):
     config = launch.study_run_config(tiny[0], "high", 0, target="low", hidden_size=8, max_epochs=2, crops_per_clip=1,
                                    pretrain_epochs=1)

@@ -23,6 +23,7 @@ def smooth_sequences(n: int = 8, n_frames: int = 60, n_mels: int = 16, seed: int
     return torch.from_numpy(np.sin(freq * t + phase).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_the_next_frame_loss_falls():
     torch.manual_seed(0)
     model = NextFrameLSTM(NextFrameConfig(n_mels=16, hidden_size=32))

@@ -37,6 +37,7 @@ def _kill9(process: subprocess.Popen) -> None:
     process.wait()
 
 
+@pytest.mark.slow
 def test_created_running_then_killed_reads_failed(tmp_path):
     run_dir = runs.create_run("identify", {"train": {"epochs": 3}}, tmp_path)
     assert registry.run_state(run_dir)["state"] == "created"
@@ -47,6 +48,7 @@ def test_created_running_then_killed_reads_failed(tmp_path):
     assert status["state"] == "failed" and "died" in status["error"]
 
 
+@pytest.mark.slow
 def test_killed_after_a_stop_request_reads_stopped(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
     holder = _hold(run_dir)
@@ -56,6 +58,7 @@ def test_killed_after_a_stop_request_reads_stopped(tmp_path):
     assert registry.run_state(run_dir)["state"] == "stopped"
 
 
+@pytest.mark.slow
 def test_a_launched_process_is_starting_until_it_locks_and_failed_if_it_dies_first(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -81,6 +84,7 @@ def test_two_launches_at_once_never_share_a_directory(tmp_path):
         runs.create_run("identify", {}, tmp_path, name=made[0].name)
 
 
+@pytest.mark.slow
 def test_a_run_cannot_be_trained_twice_at_once(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
     holder = _hold(run_dir)

@@ -16,7 +16,7 @@ from core.study.plan import plan_study
 from core.study.run import run_study
 from core.study.results import study_curves, study_results
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 SR = 16000
 TINY = StudyConfig(target="aa", pretrain=("none", "bb"), seeds=2, threshold=10.0, hidden_size=16,

@@ -63,6 +63,7 @@ def test_splits_are_speaker_disjoint(config):
     assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["validation"])
 
 
+@pytest.mark.slow
 def test_loss_falls_and_run_directory_is_complete(config, tmp_path):
     run_dir = train(replace(config, epochs=6), runs_dir=tmp_path / "runs", name="learn")
     metrics = runs.read_metrics(run_dir)
@@ -81,6 +82,7 @@ def test_loss_falls_and_run_directory_is_complete(config, tmp_path):
         torch.load(run_dir / name, weights_only=True)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_path):
     clips = load_clips(config)
     whole = train(config, runs_dir=tmp_path, name="whole", clips=clips)
@@ -133,6 +135,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_identifier(path)
 
 
+@pytest.mark.slow  # prepares the dataset with worker processes
 def test_resume_from_a_malformed_checkpoint_is_a_clear_error(config, tmp_path, capsys):
     import signal
 
@@ -172,6 +175,7 @@ def test_checkpoints_store_paths_relative_to_the_repository(tmp_path):
                                                                         "config": {"n_classes": 2}}
 
 
+@pytest.mark.slow
 def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
     from core.identify.evaluate import evaluate_checkpoint
 
@@ -186,6 +190,7 @@ def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
     assert everything["dropped_seen_speaker_clips"] > 0
 
 
+@pytest.mark.slow
 def test_cross_validation_reports_folds_and_interval(config):
     from core.identify.evaluate import cross_validate
 
@@ -195,6 +200,7 @@ def test_cross_validation_reports_folds_and_interval(config):
     assert 0 <= low <= report["accuracy"] <= high <= 1
 
 
+@pytest.mark.slow
 def test_cli_trains_and_resume_of_a_non_run_is_an_error(tiny_dataset, tmp_path):
     out = tmp_path / "cli-run"
     command = [sys.executable, "-m", "core", "train", "--data", str(tiny_dataset), "--model", "cnn-baseline",

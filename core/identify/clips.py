@@ -36,7 +36,7 @@ class TrainConfig:
     data_dir: str = ""  # dataset folder (Common Voice layout or <lang>/*.wav)
     cache_dir: str = ""  # feature cache base folder; empty = core.paths.default_cache_dir(data_dir)
     languages: tuple[str, ...] = ()  # languages to learn; empty = all in the dataset
-    model: str = setting(DEFAULT_MODEL, choices=tuple(MODELS))  # a kind from core.models.MODELS
+    model: str = setting(DEFAULT_MODEL, choices=tuple(MODELS))  # a kind from core.identify.models.MODELS
     model_config: dict = field(default_factory=dict)  # overrides of the model's config defaults
     epochs: int = setting(40, low=1)  # upper bound; early stopping usually ends sooner
     batch_size: int = setting(32, low=1)
@@ -53,7 +53,7 @@ class TrainConfig:
     label_smoothing: float = setting(0.1, low=0, below=1)
     class_weights: bool = True  # weight the loss by inverse language frequency
     min_seconds: float = setting(1.5, low=0)  # drop single-word prompts shorter than this
-    split_seed: int = setting(0, low=0)  # speaker-disjoint train/validation/test split (core.datasets.assign_splits)
+    split_seed: int = setting(0, low=0)  # speaker-disjoint train/validation/test split (core.data.datasets.assign_splits)
     split_fractions: tuple[float, float, float] = setting((0.7, 0.15, 0.15), low=0, high=1)
     patience: int = setting(10, low=0)  # epochs without a better validation metric before stopping; 0 = never stop early
     window_seconds: float = setting(3.0, above=0)  # evaluation and inference windows (as identify) ...
@@ -110,7 +110,7 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
                manifest_filter: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> ClipSet:
     """Prepare (cache) the dataset, keep the configured languages and long-enough clips, split by speaker.
 
-    The manifest gets a ``split`` column from :func:`core.datasets.assign_splits` (``split_seed``).
+    The manifest gets a ``split`` column from :func:`core.data.datasets.assign_splits` (``split_seed``).
     """
 
     if not config.data_dir:

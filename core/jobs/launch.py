@@ -4,7 +4,7 @@ A job is ``python -m core train --resume RUN_DIR`` (or ``torchrun ... -m core tr
 several processes) started in its own session with its output in ``RUN_DIR/log.txt``: it
 survives a page reload and a restart of the Streamlit server, and nothing but the run
 directory ties it to whoever launched it. ``job.json`` records the process; the trainer
-takes the run's lock, so :func:`core.registry.run_state` always knows whether it lives.
+takes the run's lock, so :func:`core.jobs.registry.run_state` always knows whether it lives.
 
 Stopping sends SIGINT to the job's process group: the trainer abandons the current epoch,
 keeps the last finished one in ``last.pt`` and marks the run "stopped". A job that does not
@@ -42,7 +42,7 @@ def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str
     """Create a run for ``config`` and start training it in the background; returns the run directory.
 
     ``kind``: a model of :data:`KINDS`. For the identify models ``config`` is a
-    :class:`core.train.TrainConfig` (or its dict); its ``model`` is set to ``kind``. For the
+    :class:`core.identify.clips.TrainConfig` (or its dict); its ``model`` is set to ``kind``. For the
     study kinds it is the dict :func:`study_run_config` makes. ``nproc`` > 1
     trains with that many processes under torchrun (DDP). ``threads``: torch threads per process.
     """
@@ -191,7 +191,7 @@ def study_run_config(data_dir: str | Path, condition: str = "none", seed: int = 
     """The config of a one-run job of the pretraining study: a next-frame LSTM pretrained (low-pass)
     on ``condition`` ("none" or a language) then trained on ``study["target"]``, or the autoencoder.
 
-    ``study``: :class:`core.study.StudyConfig` fields (target, hidden_size, max_epochs, ...).
+    ``study``: :class:`core.study.layout.StudyConfig` fields (target, hidden_size, max_epochs, ...).
     """
     return {"data_dir": str(Path(data_dir).resolve()), "condition": condition, "seed": int(seed), "study": study}
 

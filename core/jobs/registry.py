@@ -5,7 +5,7 @@ A run's state comes from three facts on disk (see :mod:`core.runs`):
 * ``status.json``, written by the trainer (running, finished, failed, stopped);
 * the run's ``lock``, held by the live trainer: the kernel drops it when the process dies,
   even by ``kill -9``, so "running" with a free lock means the trainer died;
-* ``job.json`` and ``stop-requested``, written by :mod:`core.jobs` when it launches or stops
+* ``job.json`` and ``stop-requested``, written by :mod:`core.jobs.launch` when it launches or stops
   a run: a launched process that has not taken the lock yet is "starting", and a run that
   died after a stop was asked for is "stopped", not "failed".
 
@@ -21,7 +21,7 @@ import pandas as pd
 
 from core import runs
 
-JOB_FILE = "job.json"  # the launched process: pid, command, time (core.jobs)
+JOB_FILE = "job.json"  # the launched process: pid, command, time (core.jobs.launch)
 STOP_FILE = "stop-requested"  # exists once a stop was asked for; removed on resume
 RECORD_COLUMNS = ["run", "kind", "model", "state", "created", "epochs_done", "epochs", "best_epoch", "best_metric",
                   "best_value", "final_val_accuracy", "final_val_loss", "final_train_loss", "config", "error", "path"]
