@@ -33,7 +33,6 @@ from core.paths import CHECKPOINTS_DIR
 from core.identify.models import model_config
 from core.identify.clips import TrainConfig, load_clips
 from core.identify.train import fit
-from core.identify.clips import TrainConfig
 
 TUNE_DIR = CHECKPOINTS_DIR / "tune"
 OBJECTIVE = "val_balanced_accuracy"

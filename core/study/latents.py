@@ -27,7 +27,6 @@ from core.study.layout import load_study
 from core.study import autoencoder
 from core.study import nextframe
 from core.checkpoint import load_checkpoint
-from core.study.layout import load_study
 from core.paths import resolve
 
 LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
