@@ -44,13 +44,13 @@ STATES = ("running", "finished", "failed", "stopped")
 # button, and the CLI prints its own `--resume` line when interrupted.
 STOPPED = "stopped: the last finished epoch is kept, the unfinished one discarded; resume to continue from it"
 # A run name is one path component: it can never leave the runs folder or hide as a dotfile.
-RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._+-]{0,99}")  # "+": a study run's "es+full"
 
 
 def check_name(name: str, what: str = "--run") -> str:
     """``name`` if it is a safe single folder name, else a UsageError naming ``what``."""
     if not RUN_NAME.fullmatch(name or ""):
-        raise UsageError(f"{what} {name!r} is not a valid name: use 1-100 letters, digits, '.', '_' or '-', "
+        raise UsageError(f"{what} {name!r} is not a valid name: use 1-100 letters, digits, '.', '_', '+' or '-', "
                          f"not starting with '.' (one folder name, no '/').")
     return name
 
