@@ -140,7 +140,8 @@ def test_tune_checks_its_names_and_settings_before_any_trial(capsys, tone_datase
 
 
 @pytest.mark.parametrize("option, value", [("--seeds", "0"), ("--cutoff", "nan"), ("--threshold", "-1"),
-                                           ("--max-epochs", "0"), ("--hidden-size", "0"), ("--pretrain", ",")])
+                                           ("--budget", "0"), ("--hidden-size", "0"), ("--pretrain", ","),
+                                           ("--pretrain-epochs", "-1"), ("--group-size", "0")])
 def test_study_refuses_bad_settings_before_making_a_study(capsys, tone_dataset, tmp_path, option, value):
     code, err = run_main(capsys, "study", "--data", str(tone_dataset), "--target", "low",
                          "--out", str(tmp_path / "study"), option, value)

@@ -38,11 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated languages learnt after pretraining, full band (default %(default)s)")
     parser.add_argument("--target", default=None, help="one target: shorthand for --targets LANG")
     parser.add_argument("--pretrain", type=_list, default=d.pretrain, help=CONDITIONS_HELP)
-    parser.add_argument("--seeds", type=number(int, low=1), default=d.seeds, help="runs per cell (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=d.seeds, help="runs per cell (default %(default)s)")
     parser.add_argument("--pretrain-epochs", type=_ints, default=d.pretrain_epochs,
                         help="dose: comma-separated pretraining lengths in epochs of "
                              f"{d.pretrain_epoch_steps} steps, e.g. 0,1,2,4 (0 = none; default %(default)s)")
-    parser.add_argument("--budget", type=number(int, low=1), default=d.budget_steps,
+    parser.add_argument("--budget", type=int, default=d.budget_steps,
                         help="target-phase steps of every run (default %(default)s)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="validation MSE that counts as learnt (default: the rule of --threshold-step)")
@@ -54,13 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
     parser.add_argument("--cutoff", type=float, default=d.cutoff_hz,
                         help="low-pass cutoff of the pretraining features, Hz (default %(default)s)")
-    parser.add_argument("--hidden-size", type=number(int, low=1), default=d.hidden_size, help="LSTM units (default %(default)s)")
+    parser.add_argument("--hidden-size", type=int, default=d.hidden_size, help="LSTM units (default %(default)s)")
     parser.add_argument("--latent-languages", type=_list, default=(),
                         help="comma-separated languages whose latents are probed (default: all)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")
     parser.add_argument("--no-keep-models", action="store_true",
                         help="delete each run's weights once its latents are written (a small study)")
-    parser.add_argument("--group-size", type=number(int, low=1), default=d.group_size,
+    parser.add_argument("--group-size", type=int, default=d.group_size,
                         help="runs trained together in one process (default %(default)s)")
     parser.add_argument("--backend", choices=("grouped", "sequential"), default=d.group_backend,
                         help="grouped: one batched model per group; sequential: one nn.LSTM after another "
