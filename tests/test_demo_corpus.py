@@ -174,8 +174,8 @@ def test_progress_counts_every_clip(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"languages": ("es", "xx")}, "choose from"),
-    ({"n_clips": 0}, "at least 1"),
-    ({"seed": -1}, "0 or more"),
+    ({"n_clips": 0}, ">= 1"),
+    ({"seed": -1}, ">= 0"),
 ])
 def test_bad_settings_give_a_clear_error(tmp_path, kwargs, message):
     with pytest.raises(DeepLanguageError, match=message):

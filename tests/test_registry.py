@@ -144,7 +144,7 @@ def test_sigterm_stops_a_run(tmp_path):
     holder.send_signal(signal.SIGTERM)
     holder.wait(timeout=20)
     status = runs.run_status(run_dir)
-    assert status["state"] == "stopped" and "interrupted" in status["error"]
+    assert status["state"] == "stopped" and status["error"] == runs.STOPPED
 
 
 def test_records_summarise_state_metrics_and_config(tmp_path):

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "study"
 HELP = ("pretrain next-frame LSTMs on low-pass speech of each language, train them on a target language "
         "to a loss threshold, then probe their latents (parallel, resumable)")
@@ -31,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-languages", default="",
                         help="comma-separated languages whose latents are probed (default: all)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")
-    parser.add_argument("--permutations", type=int, default=None, help="permutations per probe p-value (default 30)")
-    parser.add_argument("--workers", type=int, default=None, help="runs trained at once (default: all cores)")
+    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value (default 30)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None, help="runs trained at once (default: all cores)")
     parser.add_argument("--out", type=Path, default=None,
                         help="study folder (default: checkpoints/studies/<dataset>-<target>-<settings hash>)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -52,15 +54,12 @@ def study_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.errors import DeepLanguageError
     from core.progress import tqdm_progress
     from core.study.probes import study_report
     from core.study.plan import plan_study
     from core.study.run import run_study
 
-    config = study_config(args)
-    if config.seeds < 1 or not config.pretrain:
-        raise DeepLanguageError("a study needs at least one seed and one pretraining condition.")
+    config = study_config(args)  # StudyConfig checks every setting before anything is written
     study_dir = plan_study(config, args.data, args.out, workers=args.workers)
     with tqdm_progress("study", unit="step") as on_progress:
         run_study(config, args.data, study_dir, workers=args.workers, n_permutations=args.permutations,

@@ -18,10 +18,10 @@ import torch
 from torch.nn import functional as F
 
 from core.checkpoint import model_record
-from core.configs import known_fields
+from core.configs import known_fields, setting, validate
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
-from core.identify.models import (DEFAULT_MODEL, clip_windows, input_normalization,
+from core.identify.models import (DEFAULT_MODEL, MODELS, clip_windows, input_normalization,
                          normalize_windows,
                          predict_batches, predict_whole_clip, scores_whole_clip)
 from core.data.cache import FeatureCache, prepared_dataset
@@ -36,31 +36,35 @@ class TrainConfig:
     data_dir: str = ""  # dataset folder (Common Voice layout or <lang>/*.wav)
     cache_dir: str = ""  # feature cache base folder; empty = core.paths.default_cache_dir(data_dir)
     languages: tuple[str, ...] = ()  # languages to learn; empty = all in the dataset
-    model: str = DEFAULT_MODEL  # a kind from core.identify.models.MODELS
+    model: str = setting(DEFAULT_MODEL, choices=tuple(MODELS))  # a kind from core.identify.models.MODELS
     model_config: dict = field(default_factory=dict)  # overrides of the model's config defaults
-    epochs: int = 40  # upper bound; early stopping usually ends sooner
-    batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, as the original project)
-    lr: float = 0.01  # peak learning rate, the original project's
-    weight_decay: float = 0.05  # decoupled for adamw, L2 for sgd
-    warmup_epochs: float = 2.0  # linear warm-up, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.02
-    crop_seconds: float = 3.0  # random training crops; shorter clips are tiled to this length
-    freq_masks: int = 2  # SpecAugment: masks per crop and their maximum widths
-    freq_mask_bands: int = 8
-    time_masks: int = 2
-    time_mask_frames: int = 30
-    label_smoothing: float = 0.1
+    epochs: int = setting(40, low=1)  # upper bound; early stopping usually ends sooner
+    batch_size: int = setting(32, low=1)
+    optimizer: str = setting("adamw", choices=("adamw", "sgd"))  # adamw | sgd (momentum 0.9, as the original project)
+    lr: float = setting(0.01, above=0)  # peak learning rate, the original project's
+    weight_decay: float = setting(0.05, low=0)  # decoupled for adamw, L2 for sgd
+    warmup_epochs: float = setting(2.0, low=0)  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = setting(0.02, low=0, high=1)
+    crop_seconds: float = setting(3.0, above=0)  # random training crops; shorter clips are tiled to this length
+    freq_masks: int = setting(2, low=0)  # SpecAugment: masks per crop and their maximum widths
+    freq_mask_bands: int = setting(8, low=0)
+    time_masks: int = setting(2, low=0)
+    time_mask_frames: int = setting(30, low=0)
+    label_smoothing: float = setting(0.1, low=0, below=1)
     class_weights: bool = True  # weight the loss by inverse language frequency
-    min_seconds: float = 1.5  # drop single-word prompts shorter than this
-    split_seed: int = 0  # speaker-disjoint train/validation/test split (core.data.datasets.assign_splits)
-    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    patience: int = 10  # epochs without a better validation metric before stopping; 0 = never stop early
-    window_seconds: float = 3.0  # evaluation and inference windows (as identify) ...
-    hop_seconds: float = 1.0  # ... and their hop
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    min_seconds: float = setting(1.5, low=0)  # drop single-word prompts shorter than this
+    split_seed: int = setting(0, low=0)  # speaker-disjoint train/validation/test split (core.data.datasets.assign_splits)
+    split_fractions: tuple[float, float, float] = setting((0.7, 0.15, 0.15), low=0, high=1)
+    patience: int = setting(10, low=0)  # epochs without a better validation metric before stopping; 0 = never stop early
+    window_seconds: float = setting(3.0, above=0)  # evaluation and inference windows (as identify) ...
+    hop_seconds: float = setting(1.0, above=0)  # ... and their hop
+    seed: int = setting(0, low=0)
+    threads: int = setting(0, low=0)  # torch CPU threads; 0 = leave torch's default
     features: dict = field(default_factory=lambda: asdict(FeatureConfig()))  # asdict(FeatureConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        FeatureConfig.from_dict(self.features)  # checks the feature settings the same way
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -103,6 +103,7 @@ class _Loop:
                                                 "loss": math.inf, "epoch": 0})
     best_state: dict | None = None  # the checkpoint of the best epoch so far
     last_report: float = 0.0  # perf_counter of the last progress report
+    epoch_started: float = 0.0  # perf_counter at the start of this epoch: its measured pace gives the ETA
 
     def should_continue(self) -> bool:
         patience = self.config.patience
@@ -132,7 +133,7 @@ def fit(
         _resume(loop, run_dir / "last.pt")
     loop.net.train()
     while loop.should_continue():
-        started = time.perf_counter()
+        started = loop.epoch_started = time.perf_counter()
         totals = _train_epoch(loop, on_progress)
         _end_epoch(loop, totals, time.perf_counter() - started)
     if loop.best_state is not None:
@@ -208,18 +209,21 @@ def _train_epoch(loop: _Loop, on_progress: Callable[..., None] | None) -> dict:
         loss_sum += float(loss.detach()) * len(y)
         correct += float((logits.argmax(1) == y).sum())
         seen += len(y)
-        _report(loop, loop.epoch * loop.per_epoch + i + 1, loss_sum / seen, i == len(batches) - 1, on_progress)
+        _report(loop, i + 1, loss_sum / seen, i == len(batches) - 1, on_progress)
     loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], ddp)  # the global batch's
     return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "lr": lr}
 
 
-def _report(loop: _Loop, done: int, loss: float, last: bool, on_progress: Callable[..., None] | None) -> None:
+def _report(loop: _Loop, epoch_steps: int, loss: float, last: bool, on_progress: Callable[..., None] | None) -> None:
     """Progress to the callback and progress.json, at most every PROGRESS_EVERY_S (and at an epoch's end)."""
     now = time.perf_counter()
     if now - loop.last_report < progress.PROGRESS_EVERY_S and not last:
         return
     loop.last_report = now
-    live = {"epoch": loop.epoch + 1, "epochs": loop.config.epochs, "loss": loss}
+    done = loop.epoch * loop.per_epoch + epoch_steps
+    # epoch_steps/epoch_seconds: this epoch's measured pace, what the first ETA is computed from
+    live = {"epoch": loop.epoch + 1, "epochs": loop.config.epochs, "loss": loss,
+            "epoch_steps": epoch_steps, "epoch_seconds": now - loop.epoch_started}
     if on_progress and loop.ddp.is_main:
         on_progress(done, loop.total_steps, **live)
     if loop.run_dir and loop.ddp.is_main:
@@ -276,7 +280,7 @@ def train(
             raise DeepLanguageError(f"{run_dir} is not a training run (no config.json). Check the path.")
         config = TrainConfig.from_dict(stored["train"])
     main = distributed.current().is_main  # under torchrun only rank 0 owns the run directory
-    with runs.lifecycle(run_dir, resume=f"python -m core train --resume {run_dir}", own=main) as outcome:
+    with runs.lifecycle(run_dir, own=main) as outcome:  # stopped: runs.STOPPED (the CLI prints --resume)
         clips = clips or load_clips(config)
         if main:
             runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),

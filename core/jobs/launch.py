@@ -85,6 +85,7 @@ def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
         log.flush()
         process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    runs.reap_when_done(process)
     runs.write_json(run_dir / registry.JOB_FILE, {
         "pid": process.pid, "pgid": process.pid, "proc_start": registry.process_start_time(process.pid),
         "command": args, "started": time.time(), "threads": threads, "nproc": nproc})
@@ -222,7 +223,7 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
         if on_progress and args:
             on_progress(*args, **kwargs)
 
-    with runs.lifecycle(run_dir, resume=f"python -m core train --resume {run_dir}"):
+    with runs.lifecycle(run_dir, resume=""):  # stopped: runs.STOPPED; the Train page offers Resume
         try:
             study_dir = plan_study(config, spec["data_dir"], run_dir / "study")
             result = train_run(study_dir / "runs" / inner_name, on_progress=mirror)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from core import runs
-from core.configs import known_fields
-from core.errors import DeepLanguageError
+from core.configs import known_fields, setting, validate
+from core.errors import DeepLanguageError, UsageError
 from core.audio.features import FeatureConfig
 from core.files import atomic_path
 from core.paths import CHECKPOINTS_DIR
@@ -27,29 +27,34 @@ AE = "ae"  # the autoencoder's runs: runs/ae-s<seed>
 class StudyConfig:
     target: str = "es"  # the language learnt after pretraining (full band)
     pretrain: tuple[str, ...] = (NONE, "es", "it", "ja")  # conditions: "none" or a language
-    seeds: int = 3  # runs per condition
+    seeds: int = setting(3, low=1)  # runs per condition
     # Validation MSE (normalised log-mel) that counts as learnt. None: threshold_ratio times the
     # loss of repeating the last frame on the target's validation clips (the copy baseline), so
     # one default suits any dataset; 0.85 takes ~150 steps (~10 s) on the demo corpus.
-    threshold: float | None = None
-    threshold_ratio: float = 0.85
-    cutoff_hz: float = 500.0  # low-pass cutoff of the pretraining features, Hz
-    pretrain_epochs: int = 1
-    max_epochs: int = 30  # target-language epochs before a run that never crosses stops
-    hidden_size: int = 128
-    n_layers: int = 1
-    crop_frames: int = 100  # frames per training example (1 s at 10 ms)
-    crops_per_clip: int = 8  # random crops of every training clip per epoch
-    batch_size: int = 32
-    eval_every: int = 10  # target-phase steps between validation checks against the threshold
-    learning_rate: float = 2e-3
-    split_fractions: tuple[float, float, float] = (0.6, 0.1, 0.3)  # train/validation/test, by speaker
-    split_seed: int = 0  # splits are shared by every run of the study
-    min_seconds: float = 1.5  # shorter clips (one-word prompts) are left out
+    threshold: float | None = setting(None, above=0)
+    threshold_ratio: float = setting(0.85, above=0)
+    cutoff_hz: float = setting(500.0, above=0, high=8000, option="--cutoff")  # low-pass cutoff of the pretraining features, Hz
+    pretrain_epochs: int = setting(1, low=0)
+    max_epochs: int = setting(30, low=1)  # target-language epochs before a run that never crosses stops
+    hidden_size: int = setting(128, low=1)
+    n_layers: int = setting(1, low=1)
+    crop_frames: int = setting(100, low=2)  # frames per training example (1 s at 10 ms)
+    crops_per_clip: int = setting(8, low=1)  # random crops of every training clip per epoch
+    batch_size: int = setting(32, low=1)
+    eval_every: int = setting(10, low=1)  # target-phase steps between validation checks against the threshold
+    learning_rate: float = setting(2e-3, above=0)
+    split_fractions: tuple[float, float, float] = setting((0.6, 0.1, 0.3), low=0, high=1)  # train/validation/test, by speaker
+    split_seed: int = setting(0, low=0)  # splits are shared by every run of the study
+    min_seconds: float = setting(1.5, low=0)  # shorter clips (one-word prompts) are left out
     autoencoder: bool = True  # train one conv autoencoder per seed as a reference code
-    ae_epochs: int = 8
+    ae_epochs: int = setting(8, low=1)
     latent_languages: tuple[str, ...] = ()  # languages whose latents are probed; () = all
-    n_per_language: int | None = None  # latent sample per language; None = the smallest test split
+    n_per_language: int | None = setting(None, low=1)  # latent sample per language; None = the smallest test split
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.pretrain:
+            raise UsageError("--pretrain (StudyConfig.pretrain) must name at least one condition: 'none' or a language.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "StudyConfig":
