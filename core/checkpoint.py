@@ -91,6 +91,9 @@ def load_checkpoint(path: str | Path, fields: dict[str, type] | None = None) -> 
     path = Path(path)
     if not path.exists():
         raise DeepLanguageError(f"checkpoint {path} does not exist. Check the path, or train a model first.")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else would be read as a bare pickle
+        raise DeepLanguageError(f"checkpoint {path} is truncated or corrupt (not a torch checkpoint file). "
+                                f"Delete it, or resume from an earlier one.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

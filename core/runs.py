@@ -182,8 +182,8 @@ def lifecycle(run_dir: str | Path, *, what: str = "run", resume: str = "",
                 raise
             set_status(run_dir, outcome.pop("state", "finished"), **outcome)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main:  # None: the previous handler was not set from Python; the default is the closest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def run_status(run_dir: str | Path) -> dict:

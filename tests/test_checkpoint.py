@@ -76,6 +76,13 @@ def test_the_cli_reports_a_malformed_checkpoint_without_an_internal_error(tmp_pa
         assert "internal error" not in err and str(path) in err and "model.config" in err
 
 
+def test_garbage_is_corrupt_not_code(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(DeepLanguageError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
 def test_pickled_code_is_refused(tmp_path):
     path = tmp_path / "code.pt"
     torch.save({**_numbered(1), "extra": Fraction(1, 2)}, path)  # any class outside the allow-list

@@ -17,14 +17,13 @@ from tests.conftest import ROOT, tone_clip
 
 TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
 
-pytestmark = pytest.mark.slow  # every test here spawns a process
-
 
 def cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 
+@pytest.mark.slow  # spawns a process
 def test_help_lists_every_subcommand_and_each_has_its_own_help():
     result = cli("--help")
     assert result.returncode == 0
@@ -36,6 +35,7 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help():
         assert sub.returncode == 0 and "usage: python -m core " + name in sub.stdout
 
 
+@pytest.mark.slow  # spawns a process
 def test_prepare_a_missing_folder_is_a_message_not_a_traceback(tmp_path):
     result = cli("prepare", "--data", str(tmp_path / "nowhere"))
     assert result.returncode == 1
@@ -43,6 +43,7 @@ def test_prepare_a_missing_folder_is_a_message_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # spawns a process
 def test_prepare_runs_and_resumes(cv_sample, tmp_path):
     first = cli("prepare", "--data", str(cv_sample / "pt"), "--cache", str(tmp_path), "--workers", "2")
     assert first.returncode == 0, first.stderr
@@ -51,6 +52,7 @@ def test_prepare_runs_and_resumes(cv_sample, tmp_path):
     assert "0 new" in second.stdout
 
 
+@pytest.mark.slow  # spawns a process
 def test_usage_errors_exit_2():
     assert cli("prepare").returncode == 2
     assert cli("no-such-command").returncode == 2
@@ -212,6 +214,7 @@ def test_a_second_study_on_the_same_folder_says_study_already_running(capsys, to
     assert "study already running" in err and "being trained" not in err
 
 
+@pytest.mark.slow  # spawns a process
 @pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
 def test_make_run_ignores_a_host_variable_from_the_environment():
     env = {**os.environ, "HOST": "public-name.example", "PORT": "9999"}

@@ -158,7 +158,11 @@ def test_a_corrupt_last_checkpoint_in_a_real_run_resumes_from_the_previous(tiny,
         train(None, run_dir, on_progress=_interrupt_in_epoch(3))
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
     (run_dir / "last.pt").write_bytes(b"not a checkpoint")
-    train(None, run_dir)  # the trainer itself falls back to last-prev.pt (epoch 1) and redoes 2 and 3
+    with pytest.raises(KeyboardInterrupt):  # falls back to last-prev.pt (epoch 1), saves epoch 2, stops in 3
+        train(None, run_dir, on_progress=_interrupt_in_epoch(3))
+    assert load_checkpoint(run_dir / "last-prev.pt")["epoch"] == 1  # the corrupt file was not rotated in
+    (run_dir / "last.pt").write_bytes(b"corrupt again")
+    train(None, run_dir)  # still a good fallback: epoch 1 again, then 2 and 3
     assert _comparable(runs.read_metrics(run_dir)) == _comparable(runs.read_metrics(reference))
 
 
