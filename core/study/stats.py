@@ -109,13 +109,13 @@ def cohen_dz(x: np.ndarray) -> float:
     return float(x.mean() / sd) if sd > 0 else math.copysign(math.inf, x.mean()) if x.mean() else 0.0
 
 
-def bootstrap_ci(x: np.ndarray, statistic=np.mean, n: int = N_BOOTSTRAP, seed: int = 0) -> list[float]:
-    """Percentile-bootstrap 95 % interval of ``statistic`` over resamples of ``x`` ([nan, nan] if empty)."""
+def bootstrap_ci(x: np.ndarray, n: int = N_BOOTSTRAP, seed: int = 0) -> list[float]:
+    """Percentile-bootstrap 95 % interval of the mean of ``x`` over resamples of it ([nan, nan] if empty)."""
     x = np.asarray(x, dtype=float)
     if len(x) == 0:
         return [math.nan, math.nan]
     draws = np.random.default_rng(seed).integers(0, len(x), size=(n, len(x)))
-    values = np.apply_along_axis(statistic, 1, x[draws])
+    values = x[draws].mean(1)
     alpha = (1 - CONFIDENCE) / 2
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
 
@@ -252,6 +252,8 @@ def similarity_test(results: pd.DataFrame, similarity: pd.DataFrame, measure: st
         return {**out, "rho": math.nan, "p": math.nan, "ci95": [math.nan, math.nan], "n_pairs": len(pairs),
                 "reason": "fewer than 3 (pretraining language, target) pairs of different languages"}
     out.update(mantel_test(pairs, similarity, seed=seed))
+    out["pairs"] = pairs.assign(similarity=lookup(similarity, pairs["language"], pairs["target"])).rename(
+        columns={"value": "log_speedup"}).to_dict("records")
     out["ci95"] = _seed_bootstrap_ci(paired, pairs, similarity, seed)
     out["n_seeds"] = int(paired["seed"].nunique())
     return out
