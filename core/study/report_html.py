@@ -23,11 +23,14 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 
 def write_report(study_dir: str | Path, out: str | Path) -> Path:
     """Write the study's report to ``out`` (atomically) and return its path."""
-    summary = study_summary(study_dir)
-    study = load_study(study_dir)
-    curves = study_curves_long(study_dir, study["config"])
-    write_text(out, render_report(summary, curves))
+    write_text(out, report_html(study_dir))
     return Path(out)
+
+
+def report_html(study_dir: str | Path) -> str:
+    """The study's report as one HTML string (e.g. for a page's download button)."""
+    curves = study_curves_long(study_dir, load_study(study_dir)["config"])
+    return render_report(study_summary(study_dir), curves)
 
 
 def render_report(summary: dict, curves: pd.DataFrame) -> str:
