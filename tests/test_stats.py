@@ -76,6 +76,11 @@ def test_a_run_that_never_crossed_counts_as_the_slowest_and_is_flagged(similarit
     ja_on_es = cells[(cells["pretrain"] == "ja") & (cells["target"] == "es")].iloc[0]
     assert ja_on_es["n_censored"] == 1
     assert ja_on_es["speedup"] < 1.0
+    # With the step budget as the bound, that seed's speed-up is steps(none) / budget.
+    paired = stats.paired_log_speedups(results, censor_at=4000.0)
+    row = paired[(paired["pretrain"] == "ja") & (paired["target"] == "es") & (paired["seed"] == 0)].iloc[0]
+    assert row["censored"] and row["value"] == 4000.0
+    assert row["log_speedup"] == pytest.approx(math.log(row["baseline"] / 4000.0))
 
 
 def test_mantel_finds_a_planted_correlation_and_not_a_shuffled_one(similarity):

@@ -28,10 +28,8 @@ from core.study.results import study_curves, study_results
 CACHE_NAME = "report_summary.json"
 CACHE_VERSION = 1  # bump when the summary's content changes, so old caches are recomputed
 MAX_MISSING_LISTED = 50  # an unfinished study names at most this many missing runs (and counts the rest)
-THRESHOLD_RULE = ("a run has learnt the target when its validation loss (next-frame MSE on normalised "
-                  "log-mels, validation speakers) first falls below the threshold; the threshold is "
-                  "threshold_ratio x the loss of repeating the last frame on the target's validation clips "
-                  "(the copy baseline) unless set explicitly")
+MODEL_FIELDS = ("hidden_size", "n_layers", "crop_frames", "batch_size", "learning_rate", "eval_every",
+                "budget_steps", "pretrain_epoch_steps", "group_size", "max_epochs")
 
 
 def study_summary(study_dir: str | Path, use_cache: bool = True) -> dict:
@@ -82,20 +80,20 @@ def study_curves_long(study_dir: str | Path, config) -> pd.DataFrame:
 def _summarize(study_dir: Path, study: dict) -> dict:
     config = study["config"]
     results = contract_results(study_results(study_dir), config)
-    cells = stats.cell_statistics(results) if len(results) else pd.DataFrame()
+    censor_at = getattr(config, "budget_steps", None)  # a run that never crossed took at least the budget
+    cells = stats.cell_statistics(results, censor_at) if len(results) else pd.DataFrame()
     return {
         "study": portable(study_dir),
         "data": data_summary(study_dir, study),
-        "model": {k: getattr(config, k, None) for k in ("hidden_size", "n_layers", "crop_frames", "batch_size",
-                                                      "learning_rate", "eval_every", "max_epochs")},
+        "model": {"kind": "next-frame LSTM on log-mels", **{k: getattr(config, k) for k in MODEL_FIELDS
+                                                             if hasattr(config, k)}},
         "filters": {"lowpass_cutoff_hz": getattr(config, "cutoff_hz", None),
                     "conditions": list(dict.fromkeys(config.pretrain))},
-        "threshold": {"value": study.get("threshold"), "rule": THRESHOLD_RULE,
-                      "threshold_ratio": getattr(config, "threshold_ratio", None)},
+        "threshold": threshold_summary(results, study),
         "progress": progress_summary(results, config),
         "cells": cell_records(results, cells),
-        "dose": dose_records(results),
-        **similarity_summary(results),
+        "dose": dose_records(results, censor_at),
+        **similarity_summary(results, censor_at),
         "probes": probe_records(study_dir),
         "commands": commands(study_dir, study),
         "definitions": {
@@ -108,6 +106,28 @@ def _summarize(study_dir: Path, study: dict) -> dict:
             "ci95": "percentile bootstrap over seeds",
         },
     }
+
+
+def threshold_summary(results: pd.DataFrame, study: dict) -> dict:
+    """The threshold rule in words and its value per target (validation MSE on normalised log-mels)."""
+    config = study["config"]
+    if getattr(config, "threshold", None) is not None:
+        rule = f"an explicit validation MSE of {config.threshold}"
+    elif getattr(config, "threshold_step", None) is not None:
+        rule = (f"the mean validation loss of the target's 'none' runs at step {config.threshold_step}, so "
+                f"'none' needs about {config.threshold_step} steps by construction (without 'none' runs: "
+                f"{config.threshold_ratio} x the loss of repeating the last frame)")
+    else:
+        rule = f"{config.threshold_ratio} x the loss of repeating the last frame on the target's validation clips"
+    per_target = (results.groupby("target")["threshold"].first().to_dict() if "threshold" in results
+                  and results["threshold"].notna().any() else {})
+    value = study.get("threshold")
+    if not per_target and isinstance(value, (int, float)):
+        per_target = {target: value for target in _targets(config)}
+    return {"rule": "a run has learnt its target when its validation loss (next-frame MSE, validation "
+                    f"speakers; checked every {config.eval_every} steps, crossing interpolated) first falls below "
+                    f"the threshold: {rule}", "per_target": per_target,
+            "value": next(iter(per_target.values()), None) if len(set(per_target.values())) == 1 else None}
 
 
 def data_summary(study_dir: Path, study: dict) -> dict:
@@ -180,9 +200,9 @@ def cell_records(results: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
     return records
 
 
-def dose_records(results: pd.DataFrame) -> list[dict]:
+def dose_records(results: pd.DataFrame, censor_at: float | None = None) -> list[dict]:
     """Speed-up against pretraining epochs per condition, pooled over targets (geometric mean, CI over seeds)."""
-    paired = stats.paired_log_speedups(results) if len(results) else pd.DataFrame()
+    paired = stats.paired_log_speedups(results, censor_at=censor_at) if len(results) else pd.DataFrame()
     records = []
     for (condition, dose), group in (paired.groupby(["pretrain", "pretrain_epochs"]) if len(paired) else []):
         per_seed = group.groupby("seed")["log_speedup"].mean().to_numpy()  # seeds are the unit of the CI
@@ -192,13 +212,13 @@ def dose_records(results: pd.DataFrame) -> list[dict]:
     return records
 
 
-def similarity_summary(results: pd.DataFrame) -> dict:
+def similarity_summary(results: pd.DataFrame, censor_at: float | None = None) -> dict:
     """The primary similarity test and every method's, each with rho, p, ci95 (or why there is none)."""
     methods = []
     for method in similarity.METHODS:
         try:
             table = similarity.language_similarity(method)
-            test = stats.similarity_test(results, table) if len(results) else {"rho": None, "p": None,
+            test = stats.similarity_test(results, table, censor_at=censor_at) if len(results) else {"rho": None, "p": None,
                                                                                "ci95": None, "reason": "no results"}
             test["source"] = similarity.similarity_source(method)
         except DeepLanguageError as error:
@@ -252,7 +272,9 @@ def _cache_key(study_dir: Path) -> list:
     """What the summary depends on: result files (count, newest time), study.json, probes, similarities."""
     watched = [study_dir / "study.json", study_dir / "probes.tsv", similarity.CONFUSION_FILE,
                similarity.PHONEMES_FILE, similarity.FAMILIES_FILE]
-    results = [p / "result.json" for p in study_runs(study_dir) if (p / "result.json").exists()]
+    # A finished run leaves result.json (one-target studies) or curve.json (matrix studies).
+    results = [p / name for p in study_runs(study_dir) for name in ("result.json", "curve.json")
+               if (p / name).exists()]
     newest = max((p.stat().st_mtime for p in results), default=0.0)
     return [CACHE_VERSION, len(results), newest] + [p.stat().st_mtime if p.exists() else 0.0 for p in watched]
 

@@ -52,7 +52,8 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
     parts.append(_table(_cell_rows(summary["cells"])))
     parts.append("<h2>Curves</h2>")
     for target in sorted(curves["target"].unique()) if len(curves) else []:
-        parts.append(figures.add(transfer.condition_curves_figure(curves, target, summary["threshold"]["value"])))
+        parts.append(figures.add(transfer.condition_curves_figure(curves, target,
+                                                                     summary["threshold"]["per_target"].get(target))))
     parts += ["<h2>Dose-response</h2>", figures.add(transfer.dose_figure(summary["dose"])),
               _table(pd.DataFrame(summary["dose"]))]
     parts += _similarity_sections(summary, figures)
@@ -82,14 +83,14 @@ def _setup_sections(summary: dict) -> list[str]:
         table.columns.name = None
         parts.append("<p>Clips / speakers per language and split:</p>" + _table(table.reset_index()))
     threshold = summary["threshold"]
-    value = "n/a" if threshold["value"] is None else f"{threshold['value']:.4f}"
+    values = ", ".join(f"{t} {v:.4f}" for t, v in threshold["per_target"].items() if v is not None) or "n/a"
     parts += ["<h2>Model, filters, threshold</h2>",
               _table(pd.DataFrame([{**summary["model"]}])),
               f"<p>Pretraining conditions: {_e(', '.join(summary['filters']['conditions']))}; low-pass cutoff "
               f"{summary['filters']['lowpass_cutoff_hz']} Hz (plain language = low-pass; <code>:full</code> = "
               "full band; <code>:utero</code> = in-utero attenuation; <code>noise</code> = speech-shaped "
               "noise).</p>",
-              f"<p>Threshold {value}. Rule: {_e(threshold['rule'])}.</p>"]
+              f"<p>Threshold (validation MSE per target): {_e(values)}. Rule: {_e(threshold['rule'])}.</p>"]
     return parts
 
 

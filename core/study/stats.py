@@ -19,9 +19,9 @@ Every number is compared with a stated null.
   permutation when there are at most 8 languages). CI: bootstrap over seeds (whole seeds resampled,
   as a seed's pretraining is shared by every target).
 
-Runs that never crossed the threshold have no step count; they count as taking as long as the
-slowest run of the same target that did cross (a lower bound, which pulls speed-ups towards 1), and
-each cell reports how many such runs it holds.
+Runs that never crossed the threshold have no step count; they count as taking the whole step budget
+(``censor_at``; without one, as long as the slowest run of the same target that did cross): a lower
+bound, which pulls speed-ups towards 1. Each cell reports how many such runs it holds.
 """
 
 from __future__ import annotations
@@ -52,13 +52,15 @@ def condition_language(condition: str) -> tuple[str | None, str]:
     return language, variant or "lowpass"
 
 
-def paired_log_speedups(results: pd.DataFrame, measure: str = "steps_to_threshold") -> pd.DataFrame:
+def paired_log_speedups(results: pd.DataFrame, measure: str = "steps_to_threshold",
+                        censor_at: float | None = None) -> pd.DataFrame:
     """One row per pretrained run with its ``none`` partner (same target and seed).
 
     ``results`` holds study_results' columns (pretrain, target, seed, pretrain_epochs and the
     measure). Returns pretrain, target, pretrain_epochs, seed, baseline, value, log_speedup
     (natural log of baseline / value; > 0 = faster than none) and censored (either run never
-    crossed; only for steps_to_threshold).
+    crossed; only for steps_to_threshold). A run that never crossed counts as taking ``censor_at``
+    steps (the step budget, a lower bound), or without it as many as the slowest run of its target.
     """
     table = results.copy()
     table["censored"] = False
@@ -66,7 +68,7 @@ def paired_log_speedups(results: pd.DataFrame, measure: str = "steps_to_threshol
         # A run that never crossed took at least as long as the slowest one that did.
         slowest = table.groupby("target")[measure].transform("max")
         table["censored"] = table[measure].isna()
-        table[measure] = table[measure].fillna(slowest)
+        table[measure] = table[measure].fillna(slowest if censor_at is None else censor_at)
     baseline = (table[table["pretrain"] == NONE]
                 .drop_duplicates(["target", "seed"])
                 [["target", "seed", measure, "censored"]]
@@ -134,7 +136,7 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
-def cell_statistics(results: pd.DataFrame) -> pd.DataFrame:
+def cell_statistics(results: pd.DataFrame, censor_at: float | None = None) -> pd.DataFrame:
     """Every pretrained cell's paired statistics, on steps to threshold and on AUC.
 
     Returns one row per (pretrain, target, pretrain_epochs): n_pairs, n_censored, speedup (geometric
@@ -147,7 +149,7 @@ def cell_statistics(results: pd.DataFrame) -> pd.DataFrame:
     for measure, prefix in (("steps_to_threshold", ""), ("auc", "auc_")):
         if measure not in results or results[measure].isna().all():
             continue
-        paired = paired_log_speedups(results, measure)
+        paired = paired_log_speedups(results, measure, censor_at)
         for key, group in paired.groupby(keys, sort=True):
             x = group.sort_values("seed")["log_speedup"].to_numpy()
             row = rows.setdefault(key, dict(zip(keys, key)))
@@ -235,13 +237,13 @@ def similarity_pairs(paired: pd.DataFrame) -> pd.DataFrame:
 
 
 def similarity_test(results: pd.DataFrame, similarity: pd.DataFrame, measure: str = "steps_to_threshold",
-                    pretrain_epochs: int | None = None, seed: int = 0) -> dict:
+                    pretrain_epochs: int | None = None, seed: int = 0, censor_at: float | None = None) -> dict:
     """Do pairs of more similar languages speed up more? rho, Mantel p and a CI over seeds.
 
     Uses one dose: ``pretrain_epochs`` (default: the largest in ``results``). The CI resamples whole
     seeds (with replacement) and recomputes rho over the same pairs.
     """
-    paired = paired_log_speedups(results, measure)
+    paired = paired_log_speedups(results, measure, censor_at)
     if pretrain_epochs is None and len(paired):
         pretrain_epochs = paired["pretrain_epochs"].max()
     paired = paired[paired["pretrain_epochs"] == pretrain_epochs]
