@@ -213,13 +213,18 @@ def dose_records(results: pd.DataFrame, censor_at: float | None = None) -> list[
 
 
 def similarity_summary(results: pd.DataFrame, censor_at: float | None = None) -> dict:
-    """The primary similarity test and every method's, each with rho, p, ci95 (or why there is none)."""
+    """The primary similarity test and every method's, each with rho, p, ci95 (or why there is none);
+    each also on the AUC speed-up (``auc``), so the threshold alone does not decide."""
     methods = []
     for method in similarity.METHODS:
+        test: dict = {"rho": None, "p": None, "ci95": None, "reason": "no finished runs"}
         try:
             table = similarity.language_similarity(method)
-            test = stats.similarity_test(results, table, censor_at=censor_at) if len(results) else {"rho": None, "p": None,
-                                                                               "ci95": None, "reason": "no results"}
+            if len(results):
+                test = stats.similarity_test(results, table, censor_at=censor_at)
+                if results["auc"].notna().any():
+                    auc = stats.similarity_test(results, table, measure="auc")
+                    test["auc"] = {k: auc.get(k) for k in ("rho", "p", "ci95", "n_pairs")}
             test["source"] = similarity.similarity_source(method)
         except DeepLanguageError as error:
             test = {"rho": None, "p": None, "ci95": None, "reason": str(error)}

@@ -105,8 +105,10 @@ def _similarity_sections(summary: dict, figures: "_Figures") -> list[str]:
     for test in summary["similarity_methods"]:
         parts.append(figures.add(transfer.similarity_figure(test)) if test.get("pairs")
                      else f"<p>{_e(test['method'])}: {_e(test.get('reason', 'no test'))}</p>")
-        rows.append({key: test.get(key) for key in ("method", "rho", "ci95", "p", "n_pairs", "n_permutations",
-                                                    "pretrain_epochs", "source")})
+        auc = test.get("auc") or {}
+        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "n_pairs", "n_permutations",
+                                                      "pretrain_epochs")},
+                     "AUC rho": auc.get("rho"), "AUC p": auc.get("p"), "source": test.get("source")})
     return parts + [_table(pd.DataFrame(rows))]
 
 
