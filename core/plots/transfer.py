@@ -21,7 +21,8 @@ def _fmt_ci(ci) -> str:
 
 def matrix_figure(cells: list[dict], pretrain_epochs: int | None = None) -> go.Figure:
     """Pretraining condition (rows) x target (columns); colour = log2 speed-up over none (0 = none's
-    pace; red = faster), text = speed-up and "*" where the Holm-adjusted p < 0.05; CI and p in the hover."""
+    pace; red = faster), text = speed-up and "*" where the Holm-adjusted paired t-test p < 0.05; CI and
+    both p-values (t-test, exact sign-flip) in the hover."""
     table = pd.DataFrame([c for c in cells if c["pretrain"] != "none"])
     if table.empty:
         return go.Figure().update_layout(title="no finished pretrained cell yet", height=200)
@@ -37,17 +38,18 @@ def matrix_figure(cells: list[dict], pretrain_epochs: int | None = None) -> go.F
         if speedup is None:
             continue
         z[i, j] = math.log2(speedup)
-        star = "*" if cell["p_holm"] is not None and cell["p_holm"] < SIGNIFICANT else ""
+        star = "*" if cell.get("p_t_holm") is not None and cell["p_t_holm"] < SIGNIFICANT else ""
         text[i, j] = f"{speedup:.2f}x{star}"
         hover[i, j] = (f"{cell['pretrain']} -> {cell['target']}<br>speed-up {speedup:.2f}x "
-                       f"95% CI {_fmt_ci(cell['speedup']['ci95'])}<br>p {_p(cell['p'])}, Holm {_p(cell['p_holm'])}, "
-                       f"d_z {_num(cell['effect_size'])}<br>{cell['n_runs']} seeds")
+                       f"95% CI {_fmt_ci(cell['speedup']['ci95'])}<br>t-test p {_p(cell.get('p_t'))}, Holm "
+                       f"{_p(cell.get('p_t_holm'))}; exact p {_p(cell['p'])}, Holm {_p(cell['p_holm'])}<br>"
+                       f"d_z {_num(cell['effect_size'])}, {cell['n_runs']} seeds")
     limit = max(0.1, float(np.nanmax(np.abs(z)))) if np.isfinite(z).any() else 1.0
     figure = go.Figure(go.Heatmap(z=z, x=cols, y=rows, text=text, texttemplate="%{text}", customdata=hover,
                                   hovertemplate="%{customdata}<extra></extra>", colorscale="RdBu_r",
                                   zmin=-limit, zmax=limit, colorbar={"title": "log2 speed-up"}))
     return figure.update_layout(
-        title=f"Speed-up over no pretraining, steps to threshold ({dose} pretraining epochs; * Holm p < 0.05)",
+        title=f"Speed-up over no pretraining, steps to threshold ({dose} pretraining epochs; * Holm-adjusted t-test p < 0.05)",
         xaxis_title="target language", yaxis_title="pretraining", yaxis_autorange="reversed",
         height=120 + 40 * len(rows))
 

@@ -101,7 +101,9 @@ def _summarize(study_dir: Path, study: dict) -> dict:
             "auc_speedup": "the same with the area under the validation-loss curve over a fixed step budget",
             "p": "exact two-sided sign-flip permutation test of the mean log speed-up (null: speed-up 1); "
                  "p_min is the smallest p attainable with n_runs seeds",
-            "p_holm": "Holm-adjusted over every cell (family-wise error 5 %)",
+            "p_t": "paired t-test of the per-seed log speed-ups against 0 (parametric; it can fall below p_min)",
+            "p_holm, p_t_holm": "Holm-adjusted over every cell (family-wise error 5 %); the matrix marks "
+                                "cells with p_t_holm < 0.05",
             "effect_size": "Cohen's d_z of the per-seed log speed-ups",
             "ci95": "percentile bootstrap over seeds",
         },
@@ -186,8 +188,10 @@ def cell_records(results: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
                         "n_censored": cell.get("n_censored")},
             "auc_speedup": {"mean": cell.get("auc_speedup"), "ci95": cell.get("auc_speedup_ci95"),
                             "p": cell.get("auc_p"), "p_holm": cell.get("auc_p_holm"),
+                            "p_t": cell.get("auc_p_t"), "p_t_holm": cell.get("auc_p_t_holm"),
                             "effect_size": cell.get("auc_effect_size")},
             "p": cell.get("p"), "p_holm": cell.get("p_holm"), "p_min": cell.get("p_min"),
+            "p_t": cell.get("p_t"), "p_t_holm": cell.get("p_t_holm"),
             "effect_size": cell.get("effect_size"),
         })
     baseline = results[results["pretrain"] == stats.NONE]
