@@ -151,13 +151,15 @@ def data_summary(study_dir: Path, study: dict) -> dict:
 
 
 def planned_runs(config) -> pd.DataFrame:
-    """Every (pretrain, target, seed, pretrain_epochs) the study's config asks for; none once per
-    target and seed (it has nothing to dose)."""
-    rows = []
-    for target in _targets(config):
-        for condition in dict.fromkeys(config.pretrain):
-            for dose in ([0] if condition == stats.NONE else _doses(config)):
-                rows += [(condition, target, seed, dose) for seed in range(config.seeds)]
+    """Every (pretrain, target, seed, pretrain_epochs) the study's config asks for; "none" once per
+    target and seed, with 0 epochs (a dose of 0 is "none")."""
+    if hasattr(config, "cells"):
+        cells = config.cells()
+    else:
+        doses = [d for d in _doses(config) if d > 0]
+        cells = [(c, 0) if c == stats.NONE else (c, d) for c in dict.fromkeys(config.pretrain)
+                 for d in ([0] if c == stats.NONE else doses)]
+    rows = [(c, t, s, e) for t in _targets(config) for c, e in cells for s in range(config.seeds)]
     return pd.DataFrame(rows, columns=["pretrain", "target", "seed", "pretrain_epochs"])
 
 
