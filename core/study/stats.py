@@ -42,7 +42,6 @@ N_BOOTSTRAP = 2000
 N_PERMUTATIONS = 9999  # random label permutations when there are too many to enumerate
 MAX_EXACT_LANGUAGES = 8  # 8! = 40320 permutations: enumerated; more languages: random draws
 MAX_EXACT_SEEDS = 16  # 2^16 sign patterns: enumerated; more seeds: random draws
-MEASURES = {"steps_to_threshold": "steps", "auc": "auc"}  # measure -> short name in the summary
 
 
 def condition_language(condition: str) -> tuple[str | None, str]:
@@ -66,7 +65,7 @@ def paired_log_speedups(results: pd.DataFrame, measure: str = "steps_to_threshol
     table = results.copy()
     table["censored"] = False
     if measure == "steps_to_threshold":
-        # A run that never crossed took at least as long as the slowest one that did.
+        # A run that never crossed took at least the budget (or the slowest crossing): a lower bound.
         slowest = table.groupby("target")[measure].transform("max")
         table["censored"] = table[measure].isna()
         table[measure] = table[measure].fillna(slowest if censor_at is None else censor_at)
