@@ -95,3 +95,12 @@ def test_cli_prints_one_json_object_and_writes_html(study, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "core", "report", "--study", str(tmp_path), "--json"],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "not a study" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_study_with_no_finished_run_still_reports(study):
+    shutil.rmtree(study / "runs")
+    summary = study_summary(study)
+    assert summary["cells"] == [] and summary["progress"]["finished"] == 0
+    assert summary["progress"]["n_missing"] == summary["progress"]["planned"] > 0
+    assert summary["similarity"]["rho"] is None and summary["similarity"]["reason"]
+    assert "Unfinished" in write_report(study, study / "report.html").read_text()
