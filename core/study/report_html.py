@@ -101,15 +101,15 @@ def _similarity_sections(summary: dict, figures: "_Figures") -> list[str]:
     parts = ["<h2>Do similar languages converge faster?</h2>",
              "<p>Spearman rho between a pair's similarity and its mean log speed-up (pretraining language "
              "different from the target; low-pass language conditions). Null: rho = 0, the similarity's "
-             "language labels exchangeable; p from a Mantel permutation of labels; 95% CI from a bootstrap "
-             f"over seeds. Primary method (fixed in advance): <b>{_e(primary['method'])}</b>.</p>"]
+             "language labels exchangeable; p from a Mantel permutation of labels (all k! of them for k languages, "
+             "so p cannot go below 1/k!: p_min); 95% CI from a bootstrap over seeds. Primary method (fixed in advance): <b>{_e(primary['method'])}</b>.</p>"]
     rows = []
     for test in summary["similarity_methods"]:
         parts.append(figures.add(transfer.similarity_figure(test)) if test.get("pairs")
                      else f"<p>{_e(test['method'])}: {_e(test.get('reason', 'no test'))}</p>")
         auc = test.get("auc") or {}
-        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "n_pairs", "n_permutations",
-                                                      "pretrain_epochs")},
+        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "p_min", "n_pairs",
+                                                      "n_languages", "n_permutations", "pretrain_epochs")},
                      "AUC rho": auc.get("rho"), "AUC p": auc.get("p"), "source": test.get("source")})
     return parts + [_table(pd.DataFrame(rows))]
 

@@ -238,7 +238,8 @@ def mantel_test(pairs: pd.DataFrame, similarity: pd.DataFrame, seed: int = 0) ->
                                 + [rng.permutation(len(languages)) for _ in range(N_PERMUTATIONS)])
     null = spearman(matrix[permutations[:, rows], permutations[:, cols]], values)
     p = float(np.mean(np.abs(np.nan_to_num(null)) >= abs(rho) - 1e-12))
-    return {**result, "rho": rho, "p": p, "n_permutations": len(permutations),
+    # p_min: the smallest p the test can give (only the observed labelling as extreme).
+    return {**result, "rho": rho, "p": p, "n_permutations": len(permutations), "p_min": 1 / len(permutations),
             "exact": len(languages) <= MAX_EXACT_LANGUAGES}
 
 
