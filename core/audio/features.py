@@ -14,7 +14,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy import sparse
 
 from core.audio.filters import LOWPASS_HZ, lowpass_gain
 from core.audio.decode import SAMPLE_RATE, AudioSource, load_audio
@@ -32,6 +31,7 @@ LOG_FLOOR = 1e-10  # power floor before the log
 # Power below this is 100 dB under LOG_FLOOR, so flooring it changes no output. It matters for
 # speed: near-silent frames of decoded mp3 give float32 denormals, and arithmetic on those crawls.
 POWER_FLOOR = 1e-20
+LOG10_E = np.float32(1 / np.log(10))  # log10(x) = ln(x) * LOG10_E
 FEATURES_VERSION = 1  # bump when the computation changes, so caches are rebuilt
 
 
@@ -103,36 +103,39 @@ def _window(config: FeatureConfig) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _mel_bases(config: FeatureConfig) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """The filterbank as sparse matrices: full band, and full band times the low-pass gain.
+def _mel_bases(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The filterbank transposed for ``power (n_frames, n_bins) @ basis``: full band ``(n_bins, n_mels)``,
+    and full band times the low-pass gain ``(n_kept, n_mels)``.
 
-    Each mel band spans a few STFT bins, so a sparse product does 30x less work than a dense
-    one, and it never calls BLAS, whose threads crawl on a busy 2-core machine. The low-pass
-    basis keeps only bins attenuated by less than 120 dB: the rest can't lift a band above
-    the 80 dB floor.
+    The low-pass basis keeps only bins attenuated by less than 120 dB (40 of 257 at 500 Hz): the
+    rest can't lift a band above the 80 dB floor. Dense products on this layout run in one BLAS
+    call each; they were 3x faster than the sparse ones on frequency-major power.
     """
     filters = mel_filters(config)
     freqs = np.fft.rfftfreq(config.n_fft, 1 / config.sample_rate)
     gain = lowpass_gain(freqs, config.lowpass_hz, config.sample_rate)
     n_kept = int(np.flatnonzero(gain > 1e-12).max()) + 1
-    return sparse.csr_matrix(filters), sparse.csr_matrix(filters[:, :n_kept] * gain[:n_kept])
+    return np.ascontiguousarray(filters.T), np.ascontiguousarray((filters[:, :n_kept] * gain[:n_kept]).T)
 
 
-def _mel(power: np.ndarray, config: FeatureConfig, lowpass: bool) -> np.ndarray:
-    full, low = _mel_bases(config)
-    return np.asarray(low @ power[: low.shape[1]] if lowpass else full @ power)
-
-
-def power_spectrogram(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """|STFT|^2 with centred, zero-padded frames: ``(n_fft // 2 + 1, n_frames)`` float32."""
+def _power_frames(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """|STFT|^2 with centred, zero-padded frames, frame-major: ``(n_frames, n_fft // 2 + 1)`` float32."""
     pad = config.n_fft // 2
     padded = np.pad(audio.astype(np.float32, copy=False), (pad, pad))
     if len(padded) < config.n_fft:
         padded = np.pad(padded, (0, config.n_fft - len(padded)))
     frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length]
-    spectrum = scipy.fft.rfft(frames * _window(config), axis=1)  # float32 in, complex64 out
-    power = spectrum.real**2 + spectrum.imag**2
-    return np.maximum(power, POWER_FLOOR, out=power).T
+    # float32 in, complex64 out; the windowed copy is ours, so the FFT may overwrite it.
+    spectrum = scipy.fft.rfft(frames * _window(config), axis=1, overwrite_x=True)
+    parts = spectrum.view(np.float32)  # (n_frames, 2 * n_bins): re, im, re, im...
+    np.multiply(parts, parts, out=parts)
+    power = parts[:, 0::2] + parts[:, 1::2]
+    return np.maximum(power, POWER_FLOOR, out=power)
+
+
+def power_spectrogram(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """|STFT|^2 with centred, zero-padded frames: ``(n_fft // 2 + 1, n_frames)`` float32 (a transposed view)."""
+    return _power_frames(audio, config).T
 
 
 def log_mel_pair(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, np.ndarray]:
@@ -140,9 +143,11 @@ def log_mel_pair(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> 
 
     The low-pass variant weights the power spectrum by the low-pass filter's gain, which is
     what filtering the waveform with :func:`core.audio.lowpass` does to it, at no extra STFT.
+    Both are transposed views of frame-major arrays: callers that stack or convert them copy anyway.
     """
-    power = power_spectrogram(audio, config)
-    return _log(_mel(power, config, lowpass=False)), _log(_mel(power, config, lowpass=True))
+    power = _power_frames(audio, config)
+    full, low = _mel_bases(config)
+    return _log(power @ full).T, _log(power[:, : low.shape[0]] @ low).T
 
 
 def log_mel(
@@ -161,14 +166,19 @@ def log_mel(
     if hasattr(source, "detach"):  # a torch tensor, without importing torch here
         source = source.detach().cpu().numpy()
     audio = load_audio(source, config.sample_rate)
-    power = power_spectrogram(audio, config)
-    features = _log(_mel(power, config, lowpass))
+    power = _power_frames(audio, config)
+    full, low = _mel_bases(config)
+    mel = power[:, : low.shape[0]] @ low if lowpass else power @ full
+    features = np.ascontiguousarray(_log(mel).T)
     return normalize_utterance(features) if normalize else features
 
 
 def _log(mel: np.ndarray) -> np.ndarray:
-    log = np.log10(np.maximum(mel, LOG_FLOOR))
-    return np.maximum(log, log.max() - DYNAMIC_RANGE).astype(np.float32)
+    """log10 of mel power, clamped to ``DYNAMIC_RANGE`` under its loudest bin; in place, float32."""
+    np.maximum(mel, LOG_FLOOR, out=mel)
+    np.log(mel, out=mel)  # then scaled: numpy's float32 log10 is not vectorised, 3x slower than log here
+    mel *= LOG10_E
+    return np.maximum(mel, mel.max() - DYNAMIC_RANGE, out=mel)
 
 
 def normalize_utterance(features: np.ndarray, eps: float = 1e-5) -> np.ndarray:
