@@ -82,7 +82,7 @@ def stage_costs(paths: list[str], out: Path) -> tuple[dict, dict]:
             ours.mark("resample")
             power = features._power_frames(clip, config)
             ours.mark("STFT (power)")
-            full, low = features._mel_bases(config)
+            full, low = features._frame_major_bases(config)
             pair = features._log(power @ full).T, features._log(power[:, : low.shape[0]] @ low).T
             ours.mark("mel + log, both variants")
             speech_seconds(clip)
