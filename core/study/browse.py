@@ -57,7 +57,9 @@ def progress_line(study_dir: str | Path) -> dict:
     not "n of n runs finished".
     """
     status = study_status(study_dir)
-    state, phase = status.get("state"), status.get("phase") or "training"
+    # The phase is in study_status since the matrix engine; older studies' progress.json may hold it.
+    phase = status.get("phase") or runs.read_json(Path(study_dir) / "progress.json", {}).get("phase") or "training"
+    state = status.get("state")
     done, total = status.get("done") or 0, status.get("total") or 0
     line = _progress_text(study_dir, status, state, phase, done, total)
     # What changes when there is something new to draw (a run or a phase ended), not every step.
