@@ -14,16 +14,14 @@ import pandas as pd
 
 from core import runs
 from core.errors import DeepLanguageError
-from core.paths import CHECKPOINTS_DIR
 from core.study import stats
 from core.study.latents import clip_path, load_latents
-from core.study.layout import DEMO_STUDY_DIR, NONE, StudyConfig, list_studies, load_study, portable, resolve
+from core.study.layout import DEMO_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig, list_studies, load_study, portable, resolve
 from core.study.probes import min_attainable_p
 from core.study.projections import project
 from core.study.report import study_curves_long, study_summary
 from core.study.results import study_status
 
-REAL_STUDY_DIR = CHECKPOINTS_DIR / "real-study"
 SHIPPED = {REAL_STUDY_DIR: "Real-speech study (shipped)", DEMO_STUDY_DIR: "Demo study (shipped, synthetic speech)"}
 IDENTIFY = "identify"  # the language identifier's embedding of the same clips, beside the runs
 PHASES = {"latents": "Computing the latents of the frozen models", "probes": "Probing the latents"}
