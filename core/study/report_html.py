@@ -1,6 +1,7 @@
 """A study's report as ONE self-contained HTML file: plotly's JavaScript is inlined once, nothing is
 fetched, so it opens and draws with the network off. Built from :func:`core.study.report.study_summary`
-and the study's curves; every figure comes from core.plots.transfer."""
+and the study's curves; its figures come from core.plots (study: the matrix and the probes; transfer:
+curves per target, dose-response, similarity)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.files import write_text
+from core.plots import study as study_plots
 from core.plots import transfer
 from core.study.layout import load_study
 from core.study.report import study_curves_long, study_summary
@@ -50,7 +52,7 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
                  "for 5); p t: paired t-test of the log speed-ups; each Holm-adjusted over all cells. d_z: "
                  "Cohen's effect size of the log speed-ups.</p>")
     doses = sorted({c["pretrain_epochs"] for c in summary["cells"] if c["pretrain"] != "none"})
-    parts += [figures.add(transfer.matrix_figure(summary["cells"], dose)) for dose in doses]
+    parts += [figures.add(study_plots.speedup_matrix_figure(summary["cells"], dose)) for dose in doses]
     parts.append(_table(_cell_rows(summary["cells"])))
     parts.append("<h2>Curves</h2>")
     for target in sorted(curves["target"].unique()) if len(curves) else []:
@@ -61,7 +63,9 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
     parts += _similarity_sections(summary, figures)
     parts.append("<h2>Linear probes</h2>")
     if summary["probes"]:
-        parts += [figures.add(transfer.probes_figure(summary["probes"])), _table(pd.DataFrame(summary["probes"]))]
+        probes = pd.DataFrame(summary["probes"])
+        parts += [figures.add(study_plots.probe_bars_figure(probes, task)) for task in probes["task"].unique()]
+        parts.append(_table(probes))
     else:
         parts.append("<p>No probes in this study yet (they run after every training run has finished).</p>")
     parts += ["<h2>Regenerate</h2><pre>" + _e("\n".join(summary["commands"])) + "</pre>",
