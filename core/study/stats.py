@@ -41,6 +41,7 @@ CONFIDENCE = 0.95
 N_BOOTSTRAP = 2000
 N_PERMUTATIONS = 9999  # random label permutations when there are too many to enumerate
 MAX_EXACT_LANGUAGES = 8  # 8! = 40320 permutations: enumerated; more languages: random draws
+MIN_STEPS = 1.0  # steps to threshold below this (0: below the threshold from the start) count as this
 MAX_EXACT_SEEDS = 16  # 2^16 sign patterns: enumerated; more seeds: random draws
 
 
@@ -76,6 +77,10 @@ def paired_log_speedups(results: pd.DataFrame, measure: str = "steps_to_threshol
     pretrained = table[table["pretrain"] != NONE]
     paired = pretrained.merge(baseline, on=["target", "seed"], how="inner")
     paired = paired.rename(columns={measure: "value"})
+    if measure == "steps_to_threshold":
+        # A run already below the threshold at step 0 would have an infinite speed-up: it counts as
+        # 1 step, so its speed-up is a lower bound.
+        paired[["value", "baseline"]] = paired[["value", "baseline"]].clip(lower=MIN_STEPS)
     paired = paired[(paired["value"] > 0) & (paired["baseline"] > 0)]
     paired["log_speedup"] = np.log(paired["baseline"] / paired["value"])
     paired["censored"] = paired["censored"] | paired["baseline_censored"]
