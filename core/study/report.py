@@ -251,17 +251,48 @@ def probe_records(study_dir: Path) -> list[dict]:
         return []
 
 
+# StudyConfig field -> `python -m core study` flag, for the settings that differ from the defaults.
+STUDY_FLAGS = {"budget_steps": "--budget", "threshold": "--threshold", "threshold_step": "--threshold-step",
+               "threshold_ratio": "--threshold-ratio", "cutoff_hz": "--cutoff", "hidden_size": "--hidden-size",
+               "latent_languages": "--latent-languages", "group_size": "--group-size", "group_backend": "--backend"}
+SWITCHES = {"autoencoder": "--no-autoencoder", "keep_models": "--no-keep-models"}  # given when False
+MATRIX_FIELDS = ("targets", "target", "pretrain", "seeds", "pretrain_epochs")
+
+
 def commands(study_dir: Path, study: dict) -> list[str]:
     """The commands that regenerate the study, its report and the stored similarities."""
-    config = study["config"]
-    stored = study.get("command")
-    study_command = stored or (
-        f"python -m core study --data {study.get('data_dir', 'DATA')} --targets {','.join(_targets(config))} "
-        f"--pretrain {','.join(dict.fromkeys(config.pretrain))} --seeds {config.seeds} "
-        f"--pretrain-epochs {','.join(map(str, _doses(config)))} --out {portable(study_dir)}")
-    return [study_command, f"python -m core report --study {portable(study_dir)} --out report.html",
+    return [study.get("command") or study_command(study_dir, study),
+            f"python -m core report --study {portable(study_dir)} --out report.html",
             f"python -m core report --study {portable(study_dir)} --json",
             similarity.CONFUSION_COMMAND, similarity.PHONEMES_COMMAND]
+
+
+def study_command(study_dir: Path, study: dict) -> str:
+    """`python -m core study` with the study's matrix and every setting that differs from the defaults;
+    a differing setting the CLI has no flag for is named after it (set it in StudyConfig)."""
+    config = study["config"]
+    words = [f"python -m core study --data {study.get('data_dir', 'DATA')} --targets {','.join(_targets(config))}",
+             f"--pretrain {','.join(dict.fromkeys(config.pretrain))} --seeds {config.seeds}",
+             f"--pretrain-epochs {','.join(map(str, _doses(config)))}"]
+    unflagged = []
+    try:
+        defaults = type(config)()
+    except TypeError:
+        defaults = None
+    for field in getattr(config, "__dataclass_fields__", {}):
+        value, default = getattr(config, field), getattr(defaults, field, None)
+        if field in MATRIX_FIELDS or value == default:
+            continue
+        if field in STUDY_FLAGS:
+            shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            words.append(f"{STUDY_FLAGS[field]} {shown}")
+        elif field in SWITCHES and value is False:
+            words.append(SWITCHES[field])
+        else:
+            unflagged.append(f"{field}={value!r}")
+    words.append(f"--out {portable(study_dir)}")
+    note = f"   # and in StudyConfig (no flag): {', '.join(unflagged)}" if unflagged else ""
+    return " ".join(words) + note
 
 
 def _targets(config) -> list[str]:
