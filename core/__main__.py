@@ -22,6 +22,7 @@ COMMANDS = [
     "tune",
     "study",
     "probe",
+    "report",
 ]
 
 

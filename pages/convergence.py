@@ -1,131 +1,77 @@
-"""Convergence: does low-pass pretraining on one language speed up learning another? Launch or browse studies."""
+"""Convergence: which pretraining language speeds up learning which target? Browse a matrix study or start one."""
 
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from core import DeepLanguageError
-from core.study.probes import study_report
-from core.study.layout import DEMO_STUDY_DIR, NONE, StudyConfig, list_studies
-from core.study.run import launch_study
-from core.study.results import study_curves, study_status
-from pages.common import dataset_picker, load_manifest
-
-PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
-
-
-def study_label(path: Path) -> str:
-    return "Demo study (shipped)" if path.resolve() == DEMO_STUDY_DIR.resolve() else path.name
+from core import plots
+from core.study import browse
+from core.study.report_html import report_html
+from pages.study_common import new_study_form, remember, study_picker
 
 
 @st.cache_data(show_spinner="Reading the study...")
-def load_results(folder: str, stamp: float):  # stamp: the study's files changed -> read again
-    return study_curves(folder), study_report(folder, write=False)
+def load_view(folder: str, stamp: float) -> dict:  # stamp: the study's files changed -> read again
+    return browse.convergence_view(folder)
 
 
-def curve_figure(curves: pd.DataFrame, y: str, title: str, threshold: float | None = None) -> go.Figure:
-    """Mean per condition over seeds, with a band from the lowest to the highest seed."""
-    figure = go.Figure()
-    for i, (condition, part) in enumerate(curves.groupby("condition", sort=True)):
-        stats = part.groupby("step")[y].agg(["mean", "min", "max", "count"]).reset_index()
-        color = PALETTE[i % len(PALETTE)]
-        figure.add_scatter(x=pd.concat([stats["step"], stats["step"][::-1]]),
-                           y=pd.concat([stats["max"], stats["min"][::-1]]), fill="toself", opacity=0.2,
-                           line={"width": 0, "color": color}, hoverinfo="skip", showlegend=False)
-        figure.add_scatter(x=stats["step"], y=stats["mean"], name=f"pretrain {condition}", line={"color": color})
-    if threshold is not None:
-        figure.add_hline(y=threshold, line_dash="dash", annotation_text="threshold")
-    return figure.update_layout(title=title, xaxis_title="target-language steps", yaxis_title=y, height=380)
+@st.cache_data(show_spinner="Writing the report...")
+def load_report(folder: str, stamp: float) -> str:
+    return report_html(folder)
 
 
-# Sidebar: browse a finished study, or start one.
-mode = st.sidebar.radio("Study", ["Browse studies", "Run a new study"], key="conv_mode")
 st.title("Convergence")
-st.caption("Each run pretrains a next-frame LSTM on one language, low-pass filtered, then learns the target "
-           "language until its validation loss crosses the threshold. Several seeds per condition.")
-if mode == "Run a new study":
-    data_dir = dataset_picker("conv")
-    if data_dir is None:
-        st.stop()
-    languages = sorted(load_manifest(str(data_dir))["language"].unique())
-    target = st.sidebar.selectbox("Target language", languages, key="conv_target",
-                                  index=languages.index("es") if "es" in languages else 0)
-    pretrain = st.sidebar.multiselect("Pretraining conditions", [NONE, *languages], key="conv_pretrain",
-                                      default=[c for c in (NONE, "es", "it", "ja") if c in [NONE, *languages]])
-    seeds = st.sidebar.number_input("Seeds", 1, 20, 3, key="conv_seeds")
-    if st.sidebar.button("Start the study", key="conv_start", disabled=not pretrain):
-        try:
-            folder, _ = launch_study(StudyConfig(target=target, pretrain=tuple(pretrain), seeds=int(seeds)), data_dir)
-            st.session_state["conv_study"] = str(folder)
-        except DeepLanguageError as error:
-            st.error(str(error))
-    if "conv_study" not in st.session_state:
-        st.info("Choose a target language and pretraining conditions, then start the study. It runs in the "
-                "background: you can leave this page and come back.")
-        st.stop()
-    folder = Path(st.session_state["conv_study"])
-else:
-    studies = list_studies()
-    if not studies:
-        st.info("No study yet: run `python -m core study --data DIR`, or start one from this page.")
-        st.stop()
-    folder = st.sidebar.selectbox("Study", studies, format_func=study_label, key="conv_browse")
-
-
-def progress_state(folder: Path) -> tuple:
-    status = study_status(folder)
-    return status.get("state"), status.get("done"), (folder / "study.json").exists()
+st.caption("Each run pretrains a next-frame LSTM on one condition (a language heard low-pass or in utero, or a "
+           "control), then learns a target language for a fixed budget of steps. Several seeds per cell.")
+mode = st.sidebar.radio("Study", ["Browse studies", "Run a new study"], key="conv_mode")
+folder = study_picker("conv_browse") if mode == "Browse studies" else new_study_form()
+if folder is None:
+    st.stop()
+remember(folder)
 
 
 @st.fragment(run_every=2)
-def show_progress(folder: Path, seen: tuple) -> None:
-    """Live progress from the study's files; the whole page reruns when a run finishes."""
-    if progress_state(folder) != seen:
+def show_progress(folder: Path, seen: list) -> None:
+    """Live progress from the study's files; the whole page reruns when a run or a phase ends."""
+    line = browse.progress_line(folder)
+    if line["key"] != seen:
         st.rerun()
-    status = study_status(folder)
-    if status.get("state") == "running":
-        done, total = status.get("done") or 0, status.get("total") or 1
-        st.progress(done / total, text=f"Training: {done} of {total} runs finished · {status.get('steps') or 0} steps")
-    elif status.get("state") == "created" and not seen[2]:
-        st.progress(0.0, text="Starting: reading and preparing the dataset...")
-    elif status.get("state") in ("failed", "stopped"):
-        log = folder / "study.log"
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-        st.error(f"The study {status['state']}: {status.get('error') or ' '.join(tail) or 'see study.log'}. "
-                 f"Start it again to resume.")
+    if line["state"] in ("failed", "stopped"):
+        st.error(line["text"])
+    elif line["text"]:
+        st.progress(line["fraction"] or 0.0, text=line["text"])
 
 
-seen = progress_state(folder)
-show_progress(folder, seen)
-if not seen[2]:
+line = browse.progress_line(folder)
+show_progress(folder, line["key"])
+if not (folder / "study.json").exists():
     st.stop()
-stamp = max((p.stat().st_mtime for p in folder.glob("**/metrics.jsonl")), default=0.0)
-stamp = max([stamp, *(p.stat().st_mtime for p in folder.glob("*.tsv"))])
-(validation, training), report = load_results(str(folder), stamp)
-if validation.empty:
-    st.info("No run has finished an epoch yet; curves appear as runs progress.")
+stamp = browse.study_stamp(folder)
+view = load_view(str(folder), stamp)
+summary = view["summary"]
+st.caption(view["data_note"])
+if not view["doses"]:
+    st.info("No pretrained cell has finished yet; the matrix appears as runs finish.")
     st.stop()
+st.download_button("Download the report (HTML)", load_report(str(folder), stamp), key="conv_report",
+                   file_name=f"{folder.name}-report.html", mime="text/html")
 
-st.subheader(f"Target {report['target']} · threshold {report['threshold']:.3f}")
-tab_val, tab_train = st.tabs(["Validation loss", "Training loss"])
-tab_val.plotly_chart(curve_figure(validation, "val_loss", "Validation loss (mean, band = seed range)",
-                                  report["threshold"]), key="conv_val")
-smooth = training[training["step"] > 0].assign(
-    loss=lambda t: t.groupby("run")["loss"].transform(lambda s: s.rolling(10, min_periods=1).mean()))
-tab_train.plotly_chart(curve_figure(smooth, "loss", "Training loss per step (10-step mean)"), key="conv_train")
-
-if report["time"]:
-    st.subheader("Time to threshold")
-    table = pd.DataFrame(report["time"])
-    tests = pd.DataFrame(report["time_tests"] or [{"condition": None, "measure": None}])
-    table = table.merge(tests[[c for c in ("condition", "measure", "p_value", "rank_biserial", "min_p")
-                               if c in tests]], on=["condition", "measure"], how="left")
-    st.dataframe(table[["measure", "condition", "n_converged", "n_runs", "mean", "ci_low", "ci_high", "median",
-                        *[c for c in ("p_value", "rank_biserial", "min_p") if c in table]]],
-                 hide_index=True, key="conv_table")
-    st.caption("Mean and 95% CI over seeds that reached the threshold. p: two-sided exact Mann-Whitney U against "
-               "'none' (runs that never got there rank last); rank-biserial r < 0 means faster than 'none'. "
-               "min_p is the smallest p these seed counts can give: with 3 seeds per side it is 0.1, so no "
-               "difference can be significant at 0.05; use 5+ seeds.")
+dose = st.select_slider("Dose: pretraining epochs", view["doses"], value=view["doses"][-1], key="conv_dose") \
+    if len(view["doses"]) > 1 else view["doses"][0]
+event = st.plotly_chart(plots.speedup_matrix_figure(summary["cells"], dose), on_select="rerun",
+                        selection_mode="points", key="conv_matrix")
+cells = [f"{c['pretrain']} -> {c['target']}" for c in summary["cells"]
+         if c["pretrain"] != "none" and c["pretrain_epochs"] == dose]
+clicked = [p["customdata"] for p in (event.selection.points if event and event.selection else [])]
+if clicked and clicked[0] != st.session_state.get("conv_clicked"):  # a new click chooses the cell below
+    st.session_state["conv_clicked"] = clicked[0]
+    st.session_state["conv_cell"] = f"{clicked[0][0]} -> {clicked[0][1]}"
+cell = st.selectbox("Cell (or click one in the matrix)", cells, key="conv_cell")
+pretrain, target = cell.split(" -> ")
+st.plotly_chart(plots.cell_curves_figure(view["curves"], pretrain, target, dose, view["thresholds"].get(target),
+                                         view["conditions"]), key="conv_curves")
+st.caption(f"Threshold rule: {summary['threshold']['rule']}.")
+left, right = st.columns(2)
+left.plotly_chart(plots.dose_figure(summary["dose"]), key="conv_dose_figure")
+right.plotly_chart(plots.similarity_figure(summary["similarity"]), key="conv_similarity")
+st.caption(view["p_note"])

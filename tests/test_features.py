@@ -68,3 +68,33 @@ def test_normalisation_is_per_band():
     np.testing.assert_allclose(normed.mean(axis=1), 0, atol=1e-4)
     np.testing.assert_allclose(normed.std(axis=1), 1, atol=1e-3)
     assert np.all(normalize_utterance(np.ones((4, 10), np.float32)) == 0)  # constant bands stay finite
+
+
+@pytest.mark.parametrize("locale", ["es", "ja"])
+def test_real_clip_features_match_a_plain_reference(cv_sample, locale):
+    """prepare's fast path (dense frame-major products, log via ln) against the plain computation on real
+    Common Voice speech: librosa's decode-and-resample, its STFT, the mel filterbank, log10 and the clamp."""
+    from core.audio.filters import lowpass_gain
+    from core.audio.features import mel_filters
+
+    path = sorted((cv_sample / locale / "clips").glob("*.mp3"))[0]
+    config = FeatureConfig()
+    clip = audio.load_audio(path)
+    reference_clip, _ = librosa.load(path, sr=config.sample_rate, res_type="soxr_hq")
+    np.testing.assert_allclose(clip, reference_clip, atol=1e-5)
+
+    stft = librosa.stft(clip, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
+                        center=True, pad_mode="constant")
+    power = np.abs(stft.astype(np.complex128)) ** 2
+    gain = lowpass_gain(librosa.fft_frequencies(sr=config.sample_rate, n_fft=config.n_fft), config.lowpass_hz)
+
+    def reference(mel):
+        log = np.log10(np.maximum(mel, 1e-10))
+        return np.maximum(log, log.max() - 8)
+
+    full, low = log_mel_pair(clip, config)
+    assert full.shape == low.shape == (config.n_mels, stft.shape[1])
+    filters = mel_filters(config).astype(np.float64)
+    # 1e-3 log10 units is 0.01 dB; the floor of near-silent bins (power ~1e-20) is where float32 differs most.
+    np.testing.assert_allclose(full, reference(filters @ power), atol=1e-3)
+    np.testing.assert_allclose(low, reference((filters * gain) @ power), atol=1e-3)

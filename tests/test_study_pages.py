@@ -1,53 +1,139 @@
-"""The Convergence and Latent space pages run on a tiny study (and on the shipped demo study)."""
+"""The Convergence and Latent Space pages on a tiny finished study (and on the shipped ones): what they draw,
+which run they show, what they export, which study they open on, and the phase of a study still computing."""
 
+import fcntl
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.study.layout
-from core.study.layout import DEMO_STUDY_DIR
+from core import runs
+from core.study import browse
+from core.study.layout import DEMO_STUDY_DIR, load_study, portable
 from tests.conftest import ROOT
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.slow  # every test here reads a study trained by the tiny_study fixture
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # the tiny study trains
+SHIPPED = [p for p in (browse.REAL_STUDY_DIR, DEMO_STUDY_DIR) if (p / "study.json").exists()]
 
 
 @pytest.fixture()
 def studies_dir(tiny_study, monkeypatch):
-    """Only the tiny study (and the shipped demo study) are listed."""
+    """Only the tiny study (and the shipped studies) are listed."""
     study, _, _ = tiny_study
     monkeypatch.setattr(core.study.layout, "STUDIES_DIR", study.parent)
     return study
 
 
-@pytest.mark.slow
-def test_convergence_page_shows_curves_and_the_time_table(studies_dir):
-    at = AppTest.from_file(str(ROOT / "pages/convergence.py"), default_timeout=60).run()
+def open_page(page: str, study: Path | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / f"pages/{page}.py"), default_timeout=120)
+    if study is not None:
+        at.query_params["study"] = portable(study)
+    return at.run()
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    import json
+
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_convergence_page_draws_matrix_curves_dose_and_similarity(studies_dir):
+    at = open_page("convergence", studies_dir)
     assert not at.exception
     assert at.selectbox(key="conv_browse").value == studies_dir
-    assert len(at.get("plotly_chart")) >= 2
-    assert at.get("arrow_data_frame") or at.dataframe
+    titles = chart_titles(at)
+    assert titles[0].startswith("Speed-up over no pretraining")  # the matrix
+    assert titles[1].startswith("bb -> aa: validation loss")  # the chosen cell's curves
+    assert any(t.startswith("Dose-response") for t in titles)
+    assert len(titles) == 4  # matrix, curves, dose, similarity
+    matrix = at.get("plotly_chart")[0].proto.spec
+    assert '"customdata":[["bb","aa",' in matrix.replace(" ", "")  # a click names (pretrain, target, dose)
+    assert at.selectbox(key="conv_cell").options == ["bb -> aa"]
+    captions = " ".join(c.value for c in at.caption)
+    seeds = load_study(studies_dir)["config"].seeds
+    assert f"With {seeds} seeds per cell" in captions and f"below {2 / 2 ** seeds:.3g}" in captions
+    assert "3 seeds" not in captions
+    assert "speech from" in captions and "speakers" in captions  # where the data comes from
+    assert at.get("download_button")  # the HTML report
     at.radio(key="conv_mode").set_value("Run a new study").run()
+    cv_sample = next(o for o in at.selectbox(key="conv_choice").options if o.startswith("Common Voice"))
+    at.selectbox(key="conv_choice").set_value(cv_sample).run()
     assert not at.exception
+    assert {"conv_targets", "conv_languages", "conv_filter", "conv_controls", "conv_doses"} <= {
+        w.key for w in at.get("multiselect") + at.get("radio")}
 
 
-@pytest.mark.slow
-def test_latent_space_page_projects_and_shows_probes(studies_dir):
-    at = AppTest.from_file(str(ROOT / "pages/latent_space.py"), default_timeout=60).run()
+def test_latent_space_page_shows_the_chosen_run(studies_dir):
+    at = open_page("latent_space", studies_dir)
     assert not at.exception
     assert at.selectbox(key="latent_study").value == studies_dir
     at.selectbox(key="latent_condition").set_value("bb").run()
+    at.selectbox(key="latent_seed").set_value(1).run()
     at.selectbox(key="latent_kind").set_value("h_mean").run()
     at.selectbox(key="latent_method").set_value("tsne").run()
     assert not at.exception
-    assert len(at.get("plotly_chart")) == 2  # the scatter and the probe bars
+    assert at.caption[0].value.startswith("Run: bb -> aa, seed 1")
+    titles = chart_titles(at)
+    assert titles[0] == "h_mean of bb -> aa (seed 1), TSNE" and titles[1].startswith("Balanced accuracy")
+    assert at.dataframe  # the probe table
     at.radio(key="latent_task").set_value("all-languages").run()
-    assert not at.exception
+    assert not at.exception and "all-languages" in chart_titles(at)[1]
 
 
-@pytest.mark.skipif(not (DEMO_STUDY_DIR / "study.json").exists(), reason="the demo study is not shipped here")
-def test_both_pages_open_the_shipped_demo_study(tmp_path, monkeypatch):
+def test_exported_csv_names_the_run_the_dataset_and_the_coordinates(studies_dir):
+    table = browse.latent_runs(studies_dir)
+    run = table[(table["condition"] == "bb") & (table["seed"] == 1)].iloc[0].to_dict()
+    points = browse.latent_points(studies_dir, run, "h", "pca")
+    exported = pd.read_csv(io.StringIO(browse.selection_csv(points, [0, 2])))
+    assert {"study", "condition", "target", "seed", "x", "y", "dataset_root", "path", "clip"} <= set(exported)
+    assert exported["condition"].tolist() == ["bb", "bb"] and exported["seed"].tolist() == [1, 1]
+    assert exported["x"].tolist() == pytest.approx(points["x"].iloc[[0, 2]].tolist())
+    for _, row in exported.iterrows():
+        assert Path(row["clip"]).is_absolute() and Path(row["clip"]).exists()
+        assert Path(row["clip"]) == Path(row["dataset_root"]) / row["path"]
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped study here")
+def test_pages_open_on_the_url_study_else_the_shipped_one_not_the_newest(studies_dir):
+    for page, key in (("latent_space", "latent_study"), ("convergence", "conv_browse")):
+        at = open_page(page)  # the tiny study is the newest; the shipped one is opened
+        assert not at.exception and at.selectbox(key=key).value == SHIPPED[0], page
+        assert at.query_params["study"] == portable(SHIPPED[0])
+    at = open_page("latent_space", studies_dir)  # a study in the URL is reopened
+    assert at.selectbox(key="latent_study").value == studies_dir
+    at.selectbox(key="latent_study").set_value(SHIPPED[0]).run()
+    assert at.query_params["study"] == portable(SHIPPED[0])  # the new choice is remembered
+
+
+def test_after_its_last_run_the_phase_is_shown_not_n_of_n_runs(studies_dir, tmp_path, monkeypatch):
+    study = tmp_path / "computing"
+    shutil.copytree(studies_dir, study)
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", tmp_path)
+    runs.write_json(study / "status.json", {"state": "running"})
+    runs.write_json(study / "progress.json", {"phase": "latents", "done": 1, "total": 6})
+    with open(study / "lock", "a+") as lock:  # a live study process holds its lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        line = browse.progress_line(study)
+        assert line["text"] == "Computing the latents of the frozen models: 1 of 6" and line["fraction"] == 1 / 6
+        at = open_page("convergence", study)
+        assert not at.exception
+        assert [p.proto.text for p in at.get("progress")] == ["Computing the latents of the frozen models: 1 of 6"]
+        runs.write_json(study / "progress.json", {"phase": "training", "done": 3, "total": 4, "steps": 50})
+        assert browse.progress_line(study)["text"] == "Training: 3 of 4 runs finished · 50 steps"
+    assert browse.progress_line(study)["state"] == "failed"  # nobody holds the lock: the process died
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped study here")
+def test_both_pages_open_the_shipped_study(tmp_path, monkeypatch):
     monkeypatch.setattr(core.study.layout, "STUDIES_DIR", tmp_path)  # nothing else listed
     for page in ("convergence", "latent_space"):
-        at = AppTest.from_file(str(ROOT / f"pages/{page}.py"), default_timeout=60).run()
+        at = open_page(page)
         assert not at.exception, page
         assert len(at.get("plotly_chart")) >= 2, page

@@ -22,6 +22,9 @@ _ESPEAK_RATE, _ESPEAK_VOLUME, _ESPEAK_PITCH, _ESPEAK_WORDGAP = 1, 2, 3, 7
 # Below espeak's default of 100 so that loud variants (m7 peaks at 99.6 % there) never clip.
 _ESPEAK_VOLUME_LEVEL = 80
 _ESPEAK_RAND_SEED = 1
+# espeak_TextToPhonemes' phonememode: bit 1 = IPA; bits 8-23 = the character between phonemes.
+_PHONEMES_IPA = 0x02
+_PHONEME_SEPARATOR = ord("_") << 8
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,25 @@ class Espeak:
         self._lib.espeak_Synth(data, len(data), 0, 0, 0, _ESPEAK_CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()
         return np.frombuffer(b"".join(self._chunks), dtype=np.int16)
+
+    def phonemes(self, text: str, voice_name: str) -> list[str]:
+        """espeak-ng's IPA phonemes of ``text`` read by voice ``voice_name``, one string per word,
+        phonemes joined by "_" (e.g. "k_ˈo_m_o"); words espeak reads in another language come
+        wrapped in language switches such as "(en)...(ja)"."""
+        if self._lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
+            raise DeepLanguageError(f"espeak-ng has no voice {voice_name!r}")
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
+                                                    ctypes.c_int]
+        buffer = ctypes.create_string_buffer(text.encode())
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        words = []
+        # One clause per call; espeak moves the pointer on and sets it to NULL at the end.
+        while pointer.value:
+            clause = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _ESPEAK_CHARS_UTF8,
+                                                     _PHONEMES_IPA | _PHONEME_SEPARATOR)
+            words += (clause or b"").decode(errors="replace").split()
+        return words
 
 
 # ---------------------------------------------------------------------------------------------

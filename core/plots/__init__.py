@@ -4,6 +4,7 @@
     identify  probabilities, per-window timeline (Identify page)
     training  per-epoch curves of training runs (Train page)
     study     convergence curves, the transfer matrix, probes (Convergence and Latent Space pages)
+    transfer  a matrix study's summary: matrix heatmap, curves by condition, dose, similarity, probes (report)
 
 May import: core.audio and core's shared modules; it receives tables and dicts, it reads no files.
 """
@@ -12,3 +13,4 @@ from core.plots.clips import *  # noqa: F401,F403
 from core.plots.identify import *  # noqa: F401,F403
 from core.plots.study import *  # noqa: F401,F403
 from core.plots.training import *  # noqa: F401,F403
+from core.plots.transfer import *  # noqa: F401,F403

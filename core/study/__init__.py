@@ -31,8 +31,12 @@ Modules:
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers
     probes       linear probes with chance, CIs and permutation tests
+    similarity   language similarity: genealogy, identifier confusion, espeak-ng phoneme overlap
+    stats        paired speed-ups per cell, Holm, the Mantel test of similarity vs speed-up
+    report       the study's summary (python -m core report --json); report_html: the offline HTML report
     projections  PCA, TSNE, UMAP of latents, cached on disk
 
 May import: core.audio, core.data, core.identify (the identifier's embedding as a latent kind)
-and core's shared modules. Never core.jobs or core.commands.
+and core's shared modules; report_html also core.plots (the report's figures). Never core.jobs or
+core.commands.
 """

@@ -1,0 +1,184 @@
+"""What the study pages show, each read in one call: which study to open, its progress, its matrix and
+curves (Convergence), its runs and their latents in 2-D (Latent Space).
+
+Pages never parse run folder names: a run is described by its own ``config.json`` (the spec the
+study wrote when it planned the run), and the shipped studies' labels are made here, once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import runs
+from core.errors import DeepLanguageError
+from core.study import stats
+from core.study.latents import clip_path, load_latents
+from core.study.layout import DEMO_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig, list_studies, load_study, portable, resolve
+from core.study.probes import min_attainable_p
+from core.study.projections import project
+from core.study.report import study_curves_long, study_summary
+from core.study.results import study_status
+
+SHIPPED = {REAL_STUDY_DIR: "Real-speech study (shipped)", DEMO_STUDY_DIR: "Demo study (shipped, synthetic speech)"}
+IDENTIFY = "identify"  # the language identifier's embedding of the same clips, beside the runs
+PHASES = {"latents": "Computing the latents of the frozen models", "probes": "Probing the latents"}
+
+
+def study_label(path: str | Path) -> str:
+    """How a study is named in the pages: the shipped ones by what they are, others by folder name."""
+    path = Path(path).resolve()
+    return next((label for folder, label in SHIPPED.items() if folder.resolve() == path), path.name)
+
+
+def study_choices() -> list[Path]:
+    """Every study: the user's (newest first), then the shipped real-speech study, then the demo."""
+    return list_studies(extra=tuple(p for p in SHIPPED if (p / "study.json").exists()))
+
+
+def default_study(choices: list[Path], remembered: str | None) -> int:
+    """Index of the study a page opens on: the one last viewed (``remembered``, as :func:`portable`
+    writes it, e.g. from the URL), else the shipped real-speech study, else the demo, else the first."""
+    names = [portable(p) for p in choices]
+    for wanted in (remembered, portable(REAL_STUDY_DIR), portable(DEMO_STUDY_DIR)):
+        if wanted in names:
+            return names.index(wanted)
+    return 0
+
+
+def progress_line(study_dir: str | Path) -> dict:
+    """The study's state for a live bar: ``state``, ``fraction`` (0-1 or None) and ``text``.
+
+    After its last run a study computes latents and probes for a while: that phase is named,
+    not "n of n runs finished".
+    """
+    status = study_status(study_dir)
+    # The phase is in study_status since the matrix engine; older studies' progress.json may hold it.
+    phase = status.get("phase") or runs.read_json(Path(study_dir) / "progress.json", {}).get("phase") or "training"
+    state = status.get("state")
+    done, total = status.get("done") or 0, status.get("total") or 0
+    line = _progress_text(study_dir, status, state, phase, done, total)
+    # What changes when there is something new to draw (a run or a phase ended), not every step.
+    return {**line, "key": [state, phase, done, (Path(study_dir) / "study.json").exists()]}
+
+
+def _progress_text(study_dir, status: dict, state, phase: str, done: int, total: int) -> dict:
+    if state in ("failed", "stopped"):
+        log = Path(study_dir) / "study.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        reason = status.get("error") or " ".join(tail) or "see study.log"
+        return {"state": state, "fraction": None, "text": f"The study {state}: {reason}. Start it again to resume."}
+    if state == "created":
+        return {"state": state, "fraction": 0.0, "text": "Starting: reading and preparing the dataset..."}
+    if state != "running":
+        return {"state": state, "fraction": None, "text": ""}
+    if phase in PHASES:
+        counted = f": {done} of {total}" if total else "..."
+        return {"state": state, "fraction": done / total if total else None, "text": PHASES[phase] + counted}
+    return {"state": state, "fraction": done / max(total, 1),
+            "text": f"Training: {done} of {total} runs finished · {status.get('steps') or 0} steps"}
+
+
+def study_stamp(study_dir: str | Path) -> float:
+    """Newest modification time of what the pages read: a page's cache is fresh while this is unchanged."""
+    study_dir = Path(study_dir)
+    # Not progress or status files: they change every few steps while nothing new can be drawn.
+    watched = [study_dir / "study.json", *study_dir.glob("*.tsv"), *study_dir.glob("*/latents.npz"),
+               *(p for name in ("result.json", "curve.json", "latents.npz") for p in study_dir.glob(f"runs/*/{name}"))]
+    return max((p.stat().st_mtime for p in watched if p.exists()), default=0.0)
+
+
+def convergence_view(study_dir: str | Path) -> dict:
+    """Everything the Convergence page draws: the summary (core.study.report), the validation curves
+    (long format), the doses, the targets' thresholds and the captions on data and p-values."""
+    study_dir = Path(study_dir)
+    study = load_study(study_dir)
+    summary = study_summary(study_dir)
+    curves = study_curves_long(study_dir, study["config"])
+    doses = sorted({c["pretrain_epochs"] for c in summary["cells"] if c["pretrain"] != NONE})
+    return {"summary": summary, "curves": curves, "doses": doses,
+            "conditions": list(dict.fromkeys([NONE, *curves["pretrain"]])),
+            "thresholds": summary["threshold"].get("per_target") or {},
+            "data_note": data_note(summary), "p_note": p_note(study["config"])}
+
+
+def data_note(summary: dict) -> str:
+    """Where the figures come from: real or synthetic speech, speakers, clips, languages."""
+    data = summary["data"]
+    speakers = f"{data['n_speakers']} speakers, {data['n_clips']} clips" if "n_speakers" in data else "speakers n/a"
+    languages = ", ".join(data.get("languages", [])) or "n/a"
+    return (f"Data: {data['speech']} speech from {data['dir'] or 'an unnamed folder'} ({speakers}; languages "
+            f"{languages}); training, validation and test speakers are disjoint. Chance level of a speed-up: "
+            f"1x (no effect); CIs: percentile bootstrap over seeds.")
+
+
+def p_note(config: StudyConfig) -> str:
+    """The smallest p-values this study's seed count allows, computed from its seeds."""
+    seeds = config.seeds
+    return (f"With {seeds} seeds per cell the exact sign-flip test cannot give p below {stats.smallest_p(seeds):.3g}, "
+            f"and a Mann-Whitney comparison of two conditions (probes) not below "
+            f"{min_attainable_p(seeds, seeds):.3g}; the paired t-test (which marks the cells) is parametric and "
+            f"can go lower. Use more seeds for exact tests to reach 0.05.")
+
+
+def new_study_config(targets: list[str], languages: list[str], controls: list[str], prenatal_filter: str,
+                     doses: list[int], seeds: int) -> StudyConfig:
+    """A matrix study's config from the form: pretraining languages are heard low-pass ("lowpass",
+    the 500 Hz Butterworth) or through the in-utero attenuation ("utero"); controls are "none",
+    "noise" and "<lang>:full" spellings, taken as they are."""
+    if not targets:
+        raise DeepLanguageError("choose at least one target language.")
+    suffix = ":utero" if prenatal_filter == "utero" else ""
+    pretrain = list(dict.fromkeys([*controls, *(f"{lang}{suffix}" for lang in languages)]))
+    if not pretrain:
+        raise DeepLanguageError("choose at least one pretraining condition (none, a language or a control).")
+    return StudyConfig.from_dict({"targets": list(targets), "target": targets[0], "pretrain": pretrain,
+                                  "seeds": int(seeds), "pretrain_epochs": sorted({int(d) for d in doses} or {1})})
+
+
+def latent_runs(study_dir: str | Path) -> pd.DataFrame:
+    """Every run of a study with latents: condition, target, seed, pretrain_epochs, folder, kinds.
+
+    Read from each run's own config.json; the identifier's embedding appears as condition "identify".
+    """
+    study_dir = Path(study_dir)
+    config = load_study(study_dir)["config"]
+    default_target = getattr(config, "targets", None) or (config.target,)
+    rows = []
+    for folder in sorted((study_dir / "runs").glob("*/latents.npz")) if (study_dir / "runs").exists() else []:
+        spec = runs.read_json(folder.parent / "config.json", {})
+        condition = spec.get("pretrain") or spec.get("condition") or spec.get("kind", "?").removeprefix("study-")
+        rows.append({"condition": condition, "target": spec.get("target") or default_target[0],
+                     "seed": int(spec.get("seed", 0)), "pretrain_epochs": spec.get("pretrain_epochs"),
+                     "folder": str(folder.parent)})
+    if (study_dir / IDENTIFY / "latents.npz").exists():
+        rows.append({"condition": IDENTIFY, "target": default_target[0], "seed": 0, "pretrain_epochs": None,
+                     "folder": str(study_dir / IDENTIFY)})
+    table = pd.DataFrame(rows, columns=["condition", "target", "seed", "pretrain_epochs", "folder"])
+    table["kinds"] = [list(np.load(Path(f) / "latents.npz").files) for f in table["folder"]]
+    return table
+
+
+def latent_points(study_dir: str | Path, run: dict, kind: str, method: str) -> pd.DataFrame:
+    """The run's latents of ``kind`` projected to 2-D, one row per held-out clip: x, y, language,
+    speaker, key, path (relative to the dataset), dataset_root, clip (absolute path), study,
+    condition, target, seed, pretrain_epochs, kind, method, row. ``run`` is a row of :func:`latent_runs`."""
+    arrays, manifest = load_latents(run["folder"])
+    if kind not in arrays:
+        raise DeepLanguageError(f"{run['folder']} has no {kind!r} latents; it has {', '.join(arrays)}.")
+    xy = project(arrays[kind], method, seed=0)
+    root = resolve(load_study(study_dir)["data_dir"]).resolve()
+    return manifest.assign(
+        x=xy[:, 0], y=xy[:, 1], dataset_root=str(root), clip=[str(clip_path(study_dir, p)) for p in manifest["path"]],
+        study=portable(study_dir),
+        condition=run["condition"], target=run["target"], seed=run["seed"],
+        pretrain_epochs=run["pretrain_epochs"], kind=kind, method=method, row=range(len(manifest)))
+
+
+def selection_csv(points: pd.DataFrame, rows: list[int]) -> str:
+    """The chosen clips as CSV, with where they live and where they sit in the projection."""
+    columns = ["study", "condition", "target", "seed", "pretrain_epochs", "kind", "method", "x", "y", "language",
+               "speaker", "dataset_root", "path", "clip"]
+    return points.iloc[rows][columns].to_csv(index=False)
