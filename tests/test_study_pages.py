@@ -47,7 +47,7 @@ def test_convergence_page_draws_matrix_curves_dose_and_similarity(studies_dir):
     assert not at.exception
     assert at.selectbox(key="conv_browse").value == studies_dir
     titles = chart_titles(at)
-    assert titles[0].startswith("Speed-up over no pretraining (2 pretraining epochs)")  # the matrix, longest dose
+    assert titles[0].startswith("Speed-up over no pretraining (2 pretraining epochs")  # the matrix, longest dose
     assert any(t.startswith("Dose-response") for t in titles)
     assert len(titles) == 4  # matrix, curves, dose, similarity
     matrix = at.get("plotly_chart")[0].proto.spec.replace(" ", "")
@@ -56,7 +56,7 @@ def test_convergence_page_draws_matrix_curves_dose_and_similarity(studies_dir):
     at.selectbox(key="conv_cell").set_value("cc:full -> bb").run()
     assert chart_titles(at)[1].startswith("cc:full -> bb: validation loss")  # the chosen cell's curves
     at.select_slider(key="conv_dose").set_value(1).run()
-    assert chart_titles(at)[0].startswith("Speed-up over no pretraining (1 pretraining epochs)")
+    assert chart_titles(at)[0].startswith("Speed-up over no pretraining (1 pretraining epochs")
     captions = " ".join(c.value for c in at.caption)
     seeds = load_study(studies_dir)["config"].seeds
     assert f"With {seeds} seeds per cell" in captions and f"below {2 / 2 ** seeds:.3g}" in captions

@@ -39,7 +39,8 @@ def speedup_matrix_figure(cells: list[dict], pretrain_epochs: int) -> go.Figure:
 
     Drawn as square markers, not a heatmap, so a click selects a cell (Streamlit reports point
     selections of scatter traces only). Each marker's ``customdata`` is [pretrain, target, dose].
-    Cells whose Holm-adjusted p is not below 0.05 are drawn faded and labelled "n.s.".
+    Significant cells (Holm-adjusted paired t-test p < 0.05) get a thick border and a "*"; the others
+    are labelled "n.s.". A clicked cell stays opaque while the others fade.
     """
     table = pd.DataFrame([c for c in cells if c["pretrain"] != "none" and c["pretrain_epochs"] == pretrain_epochs
                           and (c.get("speedup") or {}).get("mean")])
@@ -62,15 +63,16 @@ def speedup_matrix_figure(cells: list[dict], pretrain_epochs: int) -> go.Figure:
         text=[f"{s:.2f}x" + ("*" if sig else " n.s.") for s, sig in zip(speedup, significant)],
         customdata=table[["pretrain", "target", "pretrain_epochs"]].to_numpy().tolist(),
         hovertext=hover, hoverinfo="text",
-        marker={"symbol": "square", "size": 54, "color": log2, "colorscale": "RdBu_r", "cmin": -limit,
-                "cmax": limit, "opacity": [1.0 if sig else 0.45 for sig in significant],
-                "colorbar": {"title": "log2 speed-up"}, "line": {"width": 1, "color": "#444"}}))
+        marker={"symbol": "square", "size": 50, "color": log2, "colorscale": "RdBu_r", "cmin": -limit,
+                "cmax": limit, "colorbar": {"title": "log2 speed-up"},
+                "line": {"width": [3.5 if sig else 0.5 for sig in significant], "color": "#222"}},
+        selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 0.5}}))
     return figure.update_layout(
-        title=f"Speed-up over no pretraining ({pretrain_epochs} pretraining epochs): * Holm-adjusted p < 0.05, "
-              f"faded = not significant. Click a cell for its curves.",
+        title=f"Speed-up over no pretraining ({pretrain_epochs} pretraining epochs; * bold = Holm p < 0.05, "
+              f"n.s. = not significant)",
         xaxis={"title": "target language", "categoryorder": "array", "categoryarray": cols, "type": "category"},
         yaxis={"title": "pretraining", "categoryorder": "array", "categoryarray": rows[::-1], "type": "category"},
-        height=140 + 62 * len(rows), clickmode="event+select", dragmode=False)
+        height=160 + 66 * len(rows), clickmode="event+select", dragmode=False)
 
 
 def cell_curves_figure(curves: pd.DataFrame, pretrain: str, target: str, pretrain_epochs: int,
