@@ -1,73 +1,110 @@
 """core.study.report and `python -m core report`: the JSON summary, the offline HTML, unfinished studies."""
 
 import json
+import math
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from core import runs
+from core.audio.features import FeatureConfig
 from core.paths import REPO_ROOT
-from core.study.layout import DEMO_STUDY_DIR
+from core.study.layout import StudyConfig, parse_run_name, run_name
 from core.study.report import study_summary
 from core.study.report_html import write_report
+from core.study.similarity import language_similarity
 
-KEPT = ("config.json", "result.json", "metrics.jsonl")  # what the summary reads of a run; no checkpoints
+TARGETS = ("es", "it", "ja")
+CONDITIONS = ("none", "es", "it", "fr", "ja", "es:full", "noise")
+STEPS = list(range(0, 401, 20))  # validation passes of the fixed 400-step budget
+
+
+def write_planted_study(folder, seeds: int = 4, skip: tuple[str, ...] = ()) -> None:
+    """A finished matrix study on disk, in the engine's own files (study.json, runs/*/config.json and
+    curve.json), whose pretrained runs learn faster the closer their language is to the target
+    (by genealogy); the runs named in ``skip`` are left unfinished."""
+    config = StudyConfig(targets=TARGETS, pretrain=CONDITIONS, seeds=seeds, pretrain_epochs=(1, 2),
+                         autoencoder=False)
+    runs.write_json(folder / "study.json", {"study": asdict(config), "features": asdict(FeatureConfig()),
+                                            "data_dir": "data/cv-sample", "copy_baselines": {}})
+    manifest = pd.DataFrame([{"key": f"{lang}{i}", "path": f"{lang}/{i}.mp3", "language": lang,
+                              "speaker": f"{lang}-{i % 4}", "split": ("train", "train", "validation", "test")[i % 4],
+                              "n_frames": 300} for lang in ("es", "it", "fr", "ja") for i in range(8)])
+    manifest.to_csv(folder / "manifest.tsv", sep="\t", index=False)
+    family = language_similarity("family")
+    rng = np.random.default_rng(0)
+    for name in config.run_names():
+        spec = parse_run_name(name)
+        language = spec["pretrain"].partition(":")[0]
+        closeness = family.loc[language, spec["target"]] if language in family.index else 0.0
+        rate = (1 + closeness * spec["pretrain_epochs"]) * math.exp(rng.normal(0, 0.05))
+        run_dir = runs.create_run("study-lstm", spec, folder / "runs", name=name)
+        if name not in skip:
+            losses = [0.2 + 0.8 * math.exp(-step * rate / 100) for step in STEPS]
+            runs.write_json(run_dir / "curve.json", {"step": STEPS, "val_loss": losses,
+                                                     "train_loss": losses, "seconds_per_step": 0.01})
 
 
 @pytest.fixture
 def study(tmp_path):
-    """A copy of the shipped demo study (its finished runs' results and curves, no model files)."""
-    folder = tmp_path / "study"
-    folder.mkdir()
-    for name in ("study.json", "manifest.tsv"):
-        shutil.copy(DEMO_STUDY_DIR / name, folder / name)
-    for run in (DEMO_STUDY_DIR / "runs").iterdir():
-        for name in KEPT:
-            if (run / name).exists():
-                (folder / "runs" / run.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy(run / name, folder / "runs" / run.name / name)
-    return folder
+    write_planted_study(tmp_path)
+    return tmp_path
 
 
 def test_summary_has_the_json_contract(study):
     summary = study_summary(study)
     json.dumps(summary, allow_nan=False)  # strict JSON: NaN became null
-    assert summary["progress"]["complete"]
-    assert summary["data"]["speech"].startswith("synthetic")
+    assert summary["progress"]["complete"] and summary["progress"]["planned"] == 3 * (1 + 6 * 2) * 4
+    assert summary["data"]["speech"].startswith("real")
     cells = [c for c in summary["cells"] if c["pretrain"] != "none"]
-    assert cells
+    assert len(cells) == 3 * 6 * 2  # targets x pretrained conditions x doses
     for cell in cells:
         assert {"pretrain", "target", "n_runs", "steps_to_threshold", "auc", "speedup", "p", "p_holm",
                 "effect_size"} <= set(cell)
         assert set(cell["steps_to_threshold"]) == {"mean", "ci95"} and set(cell["auc"]) == {"mean", "ci95"}
-        assert cell["p_holm"] >= cell["p"]
+        assert cell["n_runs"] == 4 and cell["p_holm"] >= cell["p"]
         low, high = cell["speedup"]["ci95"]
         assert low <= cell["speedup"]["mean"] <= high
     assert {"method", "rho", "p", "ci95"} <= set(summary["similarity"])
     assert any("python -m core report" in command for command in summary["commands"])
 
 
+def test_the_planted_effects_come_out(study):
+    summary = study_summary(study)
+    cell = {(c["pretrain"], c["target"], c["pretrain_epochs"]): c for c in summary["cells"]}
+    # es -> es at 2 epochs learns (1 + 1 x 2) = 3x as fast; ja -> es is unrelated: no speed-up.
+    assert cell[("es", "es", 2)]["speedup"]["mean"] == pytest.approx(3.0, rel=0.15)
+    assert cell[("ja", "es", 2)]["speedup"]["ci95"][0] < 1.0 < cell[("ja", "es", 2)]["speedup"]["ci95"][1]
+    assert cell[("es", "es", 2)]["p_t_holm"] < 0.05
+    dose = {(d["pretrain"], d["pretrain_epochs"]): d["speedup"] for d in summary["dose"]}
+    assert dose[("it", 2)] > dose[("it", 1)] > 1.0
+    assert summary["similarity"]["method"] == "family" and summary["similarity"]["rho"] > 0.5
+
+
 def test_summary_is_cached_until_a_result_changes(study):
     first = study_summary(study)
     assert (study / "report_summary.json").exists()
     assert study_summary(study) == first
-    (study / "runs" / "es-s0" / "result.json").unlink()
+    (study / "runs" / run_name("es", "it", 0, 1) / "curve.json").unlink()
     assert study_summary(study)["progress"]["n_missing"] == 1
 
 
-def test_an_unfinished_study_reports_what_is_finished_and_names_the_missing_runs(study):
-    for run in ("it-s1", "none-s2"):
-        (study / "runs" / run / "result.json").unlink()
-    summary = study_summary(study)
+def test_an_unfinished_study_reports_what_is_finished_and_names_the_missing_runs(tmp_path):
+    write_planted_study(tmp_path, skip=(run_name("it", "es", 1, 2), run_name("none", "ja", 3, 0)))
+    summary = study_summary(tmp_path)
     progress = summary["progress"]
     assert not progress["complete"] and progress["n_missing"] == 2
-    assert any(line.startswith("it -> es, seed 1") for line in progress["missing"])
-    assert any(line.startswith("none -> es, seed 2") for line in progress["missing"])
-    it_cell = next(c for c in summary["cells"] if c["pretrain"] == "it")
-    assert it_cell["n_runs"] == 2
-    html = write_report(study, study / "report.html").read_text()
+    assert "it -> es, seed 1, 2 pretraining epochs" in progress["missing"]
+    assert "none -> ja, seed 3, 0 pretraining epochs" in progress["missing"]
+    it_cell = next(c for c in summary["cells"] if (c["pretrain"], c["target"], c["pretrain_epochs"]) == ("it", "es", 2))
+    assert it_cell["n_runs"] == 3
+    html = write_report(tmp_path, tmp_path / "report.html").read_text()
     assert "Unfinished" in html and "it -&gt; es, seed 1" in html
 
 
@@ -83,15 +120,25 @@ def test_the_html_report_is_self_contained(study):
 
 
 @pytest.mark.slow
-def test_cli_prints_one_json_object_and_writes_html(study, tmp_path):
+def test_cli_prints_one_json_object_and_writes_html(study, tmp_path_factory):
     out = subprocess.run([sys.executable, "-m", "core", "report", "--study", str(study), "--json"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "cells" in json.loads(out.stdout)
-    html = tmp_path / "r.html"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    html = elsewhere / "r.html"
     out = subprocess.run([sys.executable, "-m", "core", "report", "--study", str(study), "--out", str(html)],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and html.stat().st_size > 1_000_000  # plotly inlined
-    missing = subprocess.run([sys.executable, "-m", "core", "report", "--study", str(tmp_path), "--json"],
+    missing = subprocess.run([sys.executable, "-m", "core", "report", "--study", str(elsewhere), "--json"],
                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "not a study" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_study_with_no_finished_run_still_reports(study):
+    shutil.rmtree(study / "runs")
+    summary = study_summary(study)
+    assert summary["cells"] == [] and summary["progress"]["finished"] == 0
+    assert summary["progress"]["n_missing"] == summary["progress"]["planned"] > 0
+    assert summary["similarity"]["rho"] is None and summary["similarity"]["reason"]
+    assert "Unfinished" in write_report(study, study / "report.html").read_text()

@@ -119,3 +119,13 @@ def test_too_few_pairs_say_why(similarity):
     results = results[results["pretrain"].isin(["none", "it", "es"])]
     out = stats.similarity_test(results, similarity)
     assert math.isnan(out["rho"]) and "fewer than 3" in out["reason"]
+
+
+def test_a_run_below_the_threshold_from_the_start_counts_as_one_step(similarity):
+    results = planted_results(similarity, strength=0.0, noise=0.01)
+    fast = (results["pretrain"] == "es") & (results["target"] == "it")
+    results.loc[fast, "steps_to_threshold"] = 0.0
+    cells = stats.cell_statistics(results)
+    cell = cells[(cells["pretrain"] == "es") & (cells["target"] == "it")].iloc[0]
+    assert cell["n_pairs"] == 5
+    assert cell["speedup"] == pytest.approx(400, rel=0.05)  # steps(none) / 1 step

@@ -1,6 +1,7 @@
 """A study's report as ONE self-contained HTML file: plotly's JavaScript is inlined once, nothing is
 fetched, so it opens and draws with the network off. Built from :func:`core.study.report.study_summary`
-and the study's curves; every figure comes from core.plots.transfer."""
+and the study's curves; its figures come from core.plots (study: the matrix and the probes; transfer:
+curves per target, dose-response, similarity)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.files import write_text
+from core.plots import study as study_plots
 from core.plots import transfer
 from core.study.layout import load_study
 from core.study.report import study_curves_long, study_summary
@@ -50,7 +52,7 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
                  "for 5); p t: paired t-test of the log speed-ups; each Holm-adjusted over all cells. d_z: "
                  "Cohen's effect size of the log speed-ups.</p>")
     doses = sorted({c["pretrain_epochs"] for c in summary["cells"] if c["pretrain"] != "none"})
-    parts += [figures.add(transfer.matrix_figure(summary["cells"], dose)) for dose in doses]
+    parts += [figures.add(study_plots.speedup_matrix_figure(summary["cells"], dose)) for dose in doses]
     parts.append(_table(_cell_rows(summary["cells"])))
     parts.append("<h2>Curves</h2>")
     for target in sorted(curves["target"].unique()) if len(curves) else []:
@@ -61,7 +63,9 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
     parts += _similarity_sections(summary, figures)
     parts.append("<h2>Linear probes</h2>")
     if summary["probes"]:
-        parts += [figures.add(transfer.probes_figure(summary["probes"])), _table(pd.DataFrame(summary["probes"]))]
+        probes = pd.DataFrame(summary["probes"])
+        parts += [figures.add(study_plots.probe_bars_figure(probes, task)) for task in probes["task"].unique()]
+        parts.append(_table(probes))
     else:
         parts.append("<p>No probes in this study yet (they run after every training run has finished).</p>")
     parts += ["<h2>Regenerate</h2><pre>" + _e("\n".join(summary["commands"])) + "</pre>",
@@ -101,15 +105,15 @@ def _similarity_sections(summary: dict, figures: "_Figures") -> list[str]:
     parts = ["<h2>Do similar languages converge faster?</h2>",
              "<p>Spearman rho between a pair's similarity and its mean log speed-up (pretraining language "
              "different from the target; low-pass language conditions). Null: rho = 0, the similarity's "
-             "language labels exchangeable; p from a Mantel permutation of labels; 95% CI from a bootstrap "
-             f"over seeds. Primary method (fixed in advance): <b>{_e(primary['method'])}</b>.</p>"]
+             "language labels exchangeable; p from a Mantel permutation of labels (all k! of them for k languages, "
+             "so p cannot go below 1/k!: p_min); 95% CI from a bootstrap over seeds. Primary method (fixed in advance): <b>{_e(primary['method'])}</b>.</p>"]
     rows = []
     for test in summary["similarity_methods"]:
         parts.append(figures.add(transfer.similarity_figure(test)) if test.get("pairs")
                      else f"<p>{_e(test['method'])}: {_e(test.get('reason', 'no test'))}</p>")
         auc = test.get("auc") or {}
-        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "n_pairs", "n_permutations",
-                                                      "pretrain_epochs")},
+        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "p_min", "n_pairs",
+                                                      "n_languages", "n_permutations", "pretrain_epochs")},
                      "AUC rho": auc.get("rho"), "AUC p": auc.get("p"), "source": test.get("source")})
     return parts + [_table(pd.DataFrame(rows))]
 

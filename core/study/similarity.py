@@ -113,7 +113,7 @@ def _read_stored(path: Path, command: str) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise DeepLanguageError(f"{path} is missing; regenerate it with: {command}") from None
+        raise DeepLanguageError(f"{_portable(path)} is missing; regenerate it with: {command}") from None
 
 
 def store_confusion(cv_report: str | Path, path: Path = CONFUSION_FILE) -> dict:
