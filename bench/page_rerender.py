@@ -1,6 +1,6 @@
 """Page rerender: a second run of the Convergence and Latent space pages (everything cached) vs the first.
 
-Run: .venv/bin/python bench/page_rerender.py [STUDY_DIR]   (default: the shipped demo study)
+Run: .venv/bin/python bench/page_rerender.py [STUDY_DIR]   (default: the study the pages open on)
 Target: a cached rerender <= 0.3 s. Ratios are second run / first run, measured here.
 """
 
@@ -11,18 +11,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import core.study  # noqa: E402
+import core.study.layout  # noqa: E402
+from core.study import browse  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 TARGET_S = 0.3
 
 
 def main() -> None:
-    study = Path(sys.argv[1]) if len(sys.argv) > 1 else core.study.layout.DEMO_STUDY_DIR
-    core.study.layout.STUDIES_DIR = study.parent  # list only this study's siblings
-    core.study.layout.DEMO_STUDY_DIR = study
+    if len(sys.argv) > 1:
+        study = Path(sys.argv[1]).resolve()
+        core.study.layout.STUDIES_DIR = study.parent  # list this study (and its siblings)
+    else:
+        choices = browse.study_choices()
+        study = choices[browse.default_study(choices, None)]
+    print(f"study: {browse.study_label(study)} ({study})")
     for page in ("convergence", "latent_space"):
         at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=120)
+        at.query_params["study"] = core.study.layout.portable(study)  # the pages open on it
         started = time.perf_counter()
         at.run()
         first = time.perf_counter() - started

@@ -62,7 +62,7 @@ kind = st.sidebar.selectbox("Latent", run["kinds"], key="latent_kind",
 method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format_func=str.upper)
 
 points = cached_points(str(study), run, kind, method, stamp)
-st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {run['pretrain_epochs']} pretraining epochs"
+st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
                                                            if pd.notna(run["pretrain_epochs"]) else "")
            + f" · {len(points)} held-out clips of test speakers · data: {points['dataset_root'].iloc[0]}")
 event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {condition} -> {target} (seed {seed}), "

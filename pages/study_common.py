@@ -23,14 +23,16 @@ def study_picker(key: str) -> Path:
     if not choices:
         st.info("No study yet: run `python -m core study --data DIR` or start one on the Convergence page.")
         st.stop()
+    remembered = st.query_params.get(QUERY_KEY) or st.session_state.get(QUERY_KEY)
     folder = st.sidebar.selectbox("Study", choices, format_func=browse.study_label, key=key,
-                                  index=browse.default_study(choices, st.query_params.get(QUERY_KEY)))
+                                  index=browse.default_study(choices, remembered))
     remember(folder)
     return folder
 
 
 def remember(folder: Path) -> None:
-    st.query_params[QUERY_KEY] = portable(folder)
+    """In the URL (a reload or a shared link reopens it) and in the session (the other study page)."""
+    st.query_params[QUERY_KEY] = st.session_state[QUERY_KEY] = portable(folder)
 
 
 def new_study_form() -> Path | None:

@@ -168,16 +168,36 @@ def test_train_page_launches_a_short_run_and_watches_it_finish(server, page, tin
 
 
 def test_convergence_and_latent_space_pages_show_the_shipped_study(server, page):
-    if not (ROOT / "checkpoints" / "demo-study" / "summary.json").exists():
-        pytest.skip("no shipped demo study in checkpoints/demo-study")
-    open_page(page, server, "Convergence")
-    page.get_by_text("Time to threshold").first.wait_for(timeout=60000)
-    page.get_by_role("tab", name="Training loss").click()
+    from core.study.browse import SHIPPED, study_label
+    from core.study.layout import portable
+
+    study = next((folder for folder in SHIPPED if (folder / "study.json").exists()), None)
+    if study is None:
+        pytest.skip("no shipped study in checkpoints/real-study or checkpoints/demo-study")
+    page.goto(f"{server}/convergence?study={portable(study)}")
+    page.get_by_text("Speed-up over no pretraining").first.wait_for(timeout=90000)
     wait_idle(page)
-    page.locator(".js-plotly-plot").first.wait_for(state="attached", timeout=30000)  # plotly draws after the script
+    cell_box = page.get_by_test_id("stSelectbox").filter(has_text="click one in the matrix")
+    first = cell_box.locator("input").input_value()
+    page.locator(".gtitle", has_text=f"{first}: validation loss").first.wait_for(timeout=30000)
+    # Click the last cell of the matrix, as a person would: its curves replace the first cell's.
+    markers = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point")
+    markers.first.wait_for(state="attached", timeout=30000)
+    box = markers.nth(markers.count() - 1).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    deadline = time.time() + 30  # the click reruns the script, which then sets the cell
+    while (chosen := cell_box.locator("input").input_value()) == first and time.time() < deadline:
+        page.wait_for_timeout(300)
+    assert chosen != first or markers.count() == 1
+    wait_idle(page)
+    page.locator(".gtitle", has_text=f"{chosen}: validation loss").first.wait_for(timeout=30000)
     assert_no_exception(page)
 
-    open_page(page, server, "Latent space")
+    page.get_by_test_id("stSidebarNav").get_by_text("Latent space", exact=True).click()  # same session
+    wait_idle(page)
+    page.get_by_text("held-out clips").first.wait_for(timeout=60000)
+    study_box = page.get_by_test_id("stSelectbox").filter(has_text="Study").first
+    assert study_box.locator("input").input_value() == study_label(study)  # the same study
     page.get_by_text("held-out clips").first.wait_for(timeout=60000)
     page.get_by_text("Linear probes").first.wait_for(timeout=30000)
     page.get_by_text("all-languages").first.click()

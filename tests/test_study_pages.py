@@ -49,13 +49,16 @@ def test_convergence_page_draws_matrix_curves_dose_and_similarity(studies_dir):
     assert not at.exception
     assert at.selectbox(key="conv_browse").value == studies_dir
     titles = chart_titles(at)
-    assert titles[0].startswith("Speed-up over no pretraining")  # the matrix
-    assert titles[1].startswith("bb -> aa: validation loss")  # the chosen cell's curves
+    assert titles[0].startswith("Speed-up over no pretraining (2 pretraining epochs")  # the matrix, longest dose
     assert any(t.startswith("Dose-response") for t in titles)
     assert len(titles) == 4  # matrix, curves, dose, similarity
-    matrix = at.get("plotly_chart")[0].proto.spec
-    assert '"customdata":[["bb","aa",' in matrix.replace(" ", "")  # a click names (pretrain, target, dose)
-    assert at.selectbox(key="conv_cell").options == ["bb -> aa"]
+    matrix = at.get("plotly_chart")[0].proto.spec.replace(" ", "")
+    assert '["bb","aa",2]' in matrix  # a click names (pretrain, target, dose)
+    assert {"bb -> aa", "cc:full -> bb", "noise -> aa", "aa:utero -> bb"} <= set(at.selectbox(key="conv_cell").options)
+    at.selectbox(key="conv_cell").set_value("cc:full -> bb").run()
+    assert chart_titles(at)[1].startswith("cc:full -> bb: validation loss")  # the chosen cell's curves
+    at.select_slider(key="conv_dose").set_value(1).run()
+    assert chart_titles(at)[0].startswith("Speed-up over no pretraining (1 pretraining epochs")
     captions = " ".join(c.value for c in at.caption)
     seeds = load_study(studies_dir)["config"].seeds
     assert f"With {seeds} seeds per cell" in captions and f"below {2 / 2 ** seeds:.3g}" in captions
@@ -74,14 +77,17 @@ def test_latent_space_page_shows_the_chosen_run(studies_dir):
     at = open_page("latent_space", studies_dir)
     assert not at.exception
     assert at.selectbox(key="latent_study").value == studies_dir
+    assert {"none", "bb", "cc:full", "noise", "aa:utero", "ae"} <= set(at.selectbox(key="latent_condition").options)
     at.selectbox(key="latent_condition").set_value("bb").run()
+    at.selectbox(key="latent_target").set_value("bb").run()
+    at.selectbox(key="latent_dose").set_value(2).run()
     at.selectbox(key="latent_seed").set_value(1).run()
     at.selectbox(key="latent_kind").set_value("h_mean").run()
     at.selectbox(key="latent_method").set_value("tsne").run()
     assert not at.exception
-    assert at.caption[0].value.startswith("Run: bb -> aa, seed 1")
+    assert at.caption[0].value.startswith("Run: bb -> bb, seed 1, 2 pretraining epochs")
     titles = chart_titles(at)
-    assert titles[0] == "h_mean of bb -> aa (seed 1), TSNE" and titles[1].startswith("Balanced accuracy")
+    assert titles[0] == "h_mean of bb -> bb (seed 1), TSNE" and titles[1].startswith("Balanced accuracy")
     assert at.dataframe  # the probe table
     at.radio(key="latent_task").set_value("all-languages").run()
     assert not at.exception and "all-languages" in chart_titles(at)[1]

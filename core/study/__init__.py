@@ -35,6 +35,8 @@ Modules:
     stats        paired speed-ups per cell, Holm, the Mantel test of similarity vs speed-up
     report       the study's summary (python -m core report --json); report_html: the offline HTML report
     projections  PCA, TSNE, UMAP of latents, cached on disk
+    browse       what the study pages read in one call: which study opens, its phase, matrix and curves,
+                 its runs' latents in 2-D and their CSV export
 
 May import: core.audio, core.data, core.identify (the identifier's embedding as a latent kind)
 and core's shared modules; report_html also core.plots (the report's figures). Never core.jobs or

@@ -157,6 +157,7 @@ def latent_runs(study_dir: str | Path) -> pd.DataFrame:
         rows.append({"condition": IDENTIFY, "target": default_target[0], "seed": 0, "pretrain_epochs": None,
                      "folder": str(study_dir / IDENTIFY)})
     table = pd.DataFrame(rows, columns=["condition", "target", "seed", "pretrain_epochs", "folder"])
+    table["pretrain_epochs"] = table["pretrain_epochs"].astype("Int64")  # whole epochs; none for ae and identify
     table["kinds"] = [list(np.load(Path(f) / "latents.npz").files) for f in table["folder"]]
     return table
 
