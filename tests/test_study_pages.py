@@ -17,8 +17,6 @@ from core.study.layout import DEMO_STUDY_DIR, load_study, portable
 from tests.conftest import ROOT
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
-pytestmark = pytest.mark.slow  # every test here reads a study trained by the tiny_study fixture
-
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # the tiny study trains
 SHIPPED = [p for p in (browse.REAL_STUDY_DIR, DEMO_STUDY_DIR) if (p / "study.json").exists()]
 
