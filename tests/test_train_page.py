@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import runs
 from core.identify import recipes, tune
-from core.jobs import launch, registry
+from core.jobs import launch
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset
 
