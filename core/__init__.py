@@ -1,23 +1,23 @@
 """deepLanguage core: every job of the dashboard and the CLI, with no UI code.
 
-Modules, one job each:
-    audio        decode any clip to 16 kHz mono float32; speech detection; low-pass
-    features     the log-mel spectrogram (full band and low-pass)
-    datasets     Common Voice and folder-per-language manifests; speaker-disjoint splits
-    cache        the on-disk feature cache behind `python -m core prepare`
-    demo_corpus  the embedded multilingual corpus synthesized with espeak-ng
-    models       the identifiers: cnn-baseline, resnet-asp; windowing and prediction helpers
-    classic      the gmm-supervector identifier (the shipped model)
-    train        training with exact resume; evaluate: speaker-disjoint scores and grouped CV
-    identify     one clip -> language, probabilities, per-window timeline, embedding
-    nextframe    the next-frame LSTM of the pretraining study; autoencoder: its conv autoencoder
-    study        pretraining conditions x seeds, run in parallel, time to threshold
-    latents      frozen models' states for held-out speakers; probes: linear probes with CIs
-    projections  PCA, TSNE, UMAP, cached on disk
-    runs         run directories; registry: their states; jobs: launch, stop, resume
-    distributed  DDP under torchrun; tune: Optuna searches
-    checkpoint   safe checkpoint files; files: atomic writes; plots: shared plotly figures
-    paths        where everything lives on disk; progress: tqdm for the CLI
+Packages, whose names are the architecture (dependencies point one way, top to bottom here):
+    commands/   one `python -m core` subcommand per file: a thin argparse layer
+    jobs/       background runs for the dashboard: registry (states), launch (start, stop, resume)
+    identify/   the language identifier: models, GMM supervectors, training, evaluation, calibration,
+                enrolment, prediction, tuning
+    study/      the pretraining study: config and layout, planning, training, results, similarity,
+                statistics, the report, latents, probes, projections
+    plots/      every plotly figure the pages show (clips, identify, training, study, transfer)
+    data/       datasets and speaker-disjoint splits, the feature cache, the synthetic demo corpus
+    audio/      decoding, speech detection, filters (low-pass, in-utero), log-mel features
+
+Shared modules under all of them:
+    errors      DeepLanguageError (a user can act on it) and UsageError (exit 2)
+    paths       where everything lives; portable/resolve keep stored paths repository-relative
+    files       atomic writes; configs: one validation place per config (setting, validate)
+    checkpoint  one checkpoint schema, loaded with weights_only and checked on load
+    progress    on_progress callbacks as tqdm bars; runs: a run folder and its lifecycle
+    distributed DDP under torchrun
 """
 
 from core.errors import DeepLanguageError
