@@ -141,3 +141,16 @@ def test_both_pages_open_the_shipped_study(tmp_path, monkeypatch):
         at = open_page(page)
         assert not at.exception, page
         assert len(at.get("plotly_chart")) >= 2, page
+
+
+def test_the_new_study_form_builds_the_matrix_config():
+    from core.errors import DeepLanguageError
+
+    config = browse.new_study_config(["es", "fr"], ["es", "it"], ["none", "noise", "es:full"], "utero", [4, 1], 5)
+    assert config.targets == ("es", "fr") and config.pretrain_epochs == (1, 4) and config.seeds == 5
+    assert config.pretrain == ("none", "noise", "es:full", "es:utero", "it:utero")
+    assert browse.new_study_config(["es"], ["it"], [], "lowpass", [2], 3).pretrain == ("it",)
+    with pytest.raises(DeepLanguageError, match="target"):
+        browse.new_study_config([], ["it"], ["none"], "lowpass", [4], 5)
+    with pytest.raises(DeepLanguageError, match="pretraining condition"):
+        browse.new_study_config(["es"], [], [], "lowpass", [4], 5)

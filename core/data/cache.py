@@ -147,10 +147,10 @@ def prepare(
     skipped = done.attrs["skipped_lines"]
     done = done.set_index("key")
     # Cached means: a record, and either its decoding error or an intact file (else it is redone).
-    damaged = {k for k in set(keys) & set(done.index) if not done.at[k, "error"]
-               and cache.damage(k, done.at[k, "n_frames"])}
-    raised = {k for k in set(keys) & set(done.index)
-              if pd.notna(done.at[k, "limit_s"]) and done.at[k, "limit_s"] < max_seconds}
+    known = done.reindex(sorted(set(keys) & set(done.index)))  # vectorised: .at per key copies attrs
+    damaged = {k for k, error, n_frames in zip(known.index, known["error"], known["n_frames"])
+               if not error and cache.damage(k, n_frames)}
+    raised = set(known.index[known["limit_s"].notna() & (known["limit_s"] < max_seconds)])
     todo = sorted({(k, p) for k, p in zip(keys, manifest["path"])
                    if k not in done.index or k in damaged or k in raised})
     total, n_done, failed = len(set(keys)), len(set(keys)) - len(todo), 0
@@ -173,9 +173,9 @@ def prepare(
 
     result = manifest.copy()
     result["key"] = keys
-    for column in ("n_frames", "speech_seconds", "error"):
-        result[column] = [done.at[k, column] for k in keys]
-    result["duration"] = [done.at[k, "duration"] for k in keys]
+    rows = done.reindex(keys)  # one lookup: .at per key and column copies the frame's attrs each time
+    for column in ("n_frames", "speech_seconds", "error", "duration"):
+        result[column] = rows[column].to_numpy()
     result.attrs.update(manifest.attrs, new=len(todo), repaired=len(damaged), skipped_lines=skipped,
                         cache_dir=str(cache.root))
     return result

@@ -117,10 +117,14 @@ def data_note(summary: dict) -> str:
 def p_note(config: StudyConfig) -> str:
     """The smallest p-values this study's seed count allows, computed from its seeds."""
     seeds = config.seeds
-    return (f"With {seeds} seeds per cell the exact sign-flip test cannot give p below {stats.smallest_p(seeds):.3g}, "
-            f"and a Mann-Whitney comparison of two conditions (probes) not below "
-            f"{min_attainable_p(seeds, seeds):.3g}; the paired t-test (which marks the cells) is parametric and "
-            f"can go lower. Use more seeds for exact tests to reach 0.05.")
+    floor = stats.smallest_p(seeds)
+    enough = next(n for n in range(1, 64) if stats.smallest_p(n) < 0.05)
+    verdict = (f"so no cell can reach p < 0.05 by it: use {enough}+ seeds" if floor >= 0.05
+               else "so it can reach p < 0.05")
+    return (f"With {seeds} seeds per cell the exact sign-flip test cannot give p below {floor:.3g}, {verdict}. "
+            f"A Mann-Whitney comparison of two conditions (probes) cannot go below "
+            f"{min_attainable_p(seeds, seeds):.3g}. The paired t-test, which marks the cells, is parametric and "
+            f"can go lower.")
 
 
 def new_study_config(targets: list[str], languages: list[str], controls: list[str], prenatal_filter: str,
