@@ -24,7 +24,9 @@ $(STAMP): requirements.txt
 demo-corpus: setup
 	$(PY) -m core demo-corpus
 
-run: demo-corpus
+# Opens on the embedded real speech (data/cv-sample); the synthetic demo corpus is built on demand
+# (`make demo-corpus`, or the button on the Data page).
+run: setup
 	@echo "deepLanguage on http://$(DEEPLANGUAGE_HOST):$(DEEPLANGUAGE_PORT)"
 	$(PY) -m streamlit run app.py --server.address $(DEEPLANGUAGE_HOST) --server.port $(DEEPLANGUAGE_PORT) \
 		--server.headless $(HEADLESS) --browser.gatherUsageStats false
