@@ -75,6 +75,7 @@ def test_summaries_give_a_t_interval_over_seeds_and_combine_p_values():
     assert row["n_seeds"] == 3 and row["p_value"] < 0.03 and row["ci_low"] == pytest.approx(low)
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_a_matrix_study_probes_each_run_for_its_own_target(tiny_study):
     from core.study.probes import load_probes
 

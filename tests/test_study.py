@@ -63,6 +63,7 @@ def tiny_study(tmp_path_factory):
     return root / "study", root / "corpus", root / "cache"
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_every_cell_of_the_matrix_finishes_with_the_three_measures(tiny_study):
     study, _, _ = tiny_study
     assert study_status(study)["phase"] == "finished" and study_status(study)["state"] == "finished"
@@ -94,6 +95,7 @@ def test_convergence_interpolates_the_crossing_and_integrates_the_budget():
     assert not never["converged"] and np.isnan(never["steps_to_threshold"])
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_each_pretraining_is_computed_once_and_saved_at_every_dose(tiny_study):
     study, _, _ = tiny_study
     stored = sorted(p.name for p in (study / "pretrain").iterdir())
@@ -123,6 +125,7 @@ def test_a_batched_group_gives_each_member_what_training_it_alone_would():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_splits_never_share_a_speaker_and_latents_are_held_out(tiny_study):
     study, _, _ = tiny_study
     manifest = pd.read_csv(study / "manifest.tsv", sep="\t")
@@ -133,6 +136,7 @@ def test_splits_never_share_a_speaker_and_latents_are_held_out(tiny_study):
     assert latent["language"].value_counts().nunique() == 1  # balanced
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_each_condition_hears_its_own_filter(tiny_study):
     study, _, _ = tiny_study
     loaded = load_study(study)
@@ -150,6 +154,7 @@ def test_each_condition_hears_its_own_filter(tiny_study):
     assert noise[:, ~high].std() > 0.5  # the noise is not silence
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_an_interrupted_run_is_redone_alone_and_gives_the_same_curve(tiny_study):
     study, corpus, cache = tiny_study
     name = "bb__aa__e2__s1"  # trained in a group of four in a pool worker
@@ -167,6 +172,7 @@ def test_an_interrupted_run_is_redone_alone_and_gives_the_same_curve(tiny_study)
     runs.set_status(study, "finished")
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_other_settings_are_refused_naming_the_setting(tiny_study):
     study, corpus, cache = tiny_study
     with pytest.raises(DeepLanguageError, match="hidden_size is 16 there but 8 now"):
@@ -178,6 +184,7 @@ def test_other_settings_are_refused_naming_the_setting(tiny_study):
                    cache_dir=cache)
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_a_target_with_too_few_speakers_is_named_with_its_counts(tiny_study, tmp_path):
     _, corpus, cache = tiny_study
     small = tmp_path / "corpus"
@@ -188,6 +195,7 @@ def test_a_target_with_too_few_speakers_is_named_with_its_counts(tiny_study, tmp
         plan_study(StudyConfig(targets=("dd",), pretrain=("none",)), small, tmp_path / "s", cache_dir=tmp_path / "c")
 
 
+@pytest.mark.slow  # trains the tiny matrix (once per session)
 def test_the_cli_refuses_unknown_languages_with_exit_2_and_the_known_list(tiny_study, capsys):
     from core.__main__ import main
 

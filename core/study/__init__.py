@@ -1,33 +1,45 @@
-"""The pretraining study: does hearing a language first (low-pass, < 500 Hz) speed up learning another?
+"""The pretraining study: which first-heard sound (low-pass speech of a language, ...) speeds up learning which target?
 
-Each *condition* is a pretraining language (or ``none``). For every condition and seed one
-next-frame LSTM (``core.nextframe``) is trained on the condition's language, low-pass
-filtered, for ``pretrain_epochs``; then on the full-band target language until its
-validation loss falls below ``threshold`` (or ``max_epochs`` pass). Time, steps and epochs
-to threshold are recorded, the model is frozen, and ``core.latents`` extracts its state on
-held-out speakers of every language for ``core.probes``. A conv autoencoder per seed is
-trained beside them, as a reference code.
+A study is a transfer matrix: every pretraining *condition* x every *target* language x every
+seed (and every dose: ``pretrain_epochs``). Conditions (``layout.parse_condition``): ``none``;
+``es`` (that language below 500 Hz, 8th-order Butterworth); ``es:full`` (full band: is it the
+low-pass that matters?); ``es:utero`` (the in-utero attenuation, core.audio.filters.utero_gain);
+``noise`` (noise with speech's long-term spectrum, low-passed: is it speech at all?).
+
+For every (condition, seed) one next-frame LSTM (``nextframe``) is pretrained once and saved
+after each dose (``pretrain/``); every target starts from those files. Each run then trains on
+its full-band target for a fixed budget of steps, its validation loss measured every
+``eval_every`` steps, and ``results`` measures convergence three ways (steps to threshold,
+area under the curve, loss at fixed budgets). The model is frozen and ``latents`` extracts its
+state on held-out speakers of every language for ``probes``. A conv autoencoder per seed is
+trained beside them, as a reference code. Runs of a target train together in groups
+(``grouped``), each member exactly as it would alone.
 
 A study on disk::
 
-    <study>/study.json            StudyConfig, feature config, dataset and cache folders
+    <study>/study.json            StudyConfig, feature config, dataset and cache folders, copy baselines
     <study>/manifest.tsv          every usable clip with its speaker-disjoint split
     <study>/latent_manifest.tsv   the balanced held-out (test-split) sample whose latents are probed
+    <study>/ltas.npy              speech's long-term average spectrum (the noise condition)
     <study>/status.json, lock     the study process (core.runs helpers)
-    <study>/progress.json         runs finished / total, for the Convergence page
-    <study>/runs/<condition>-s<seed>/  one run each (config, metrics.jsonl, last.pt, result.json,
-                                       latents.npz + latents.tsv), and runs/ae-s<seed>/
+    <study>/progress.json         phase, done / total, for the Convergence page
+    <study>/pretrain/<condition>__s<seed>__e<epochs>.pt   shared pretrainings
+    <study>/runs/<condition>__<target>__e<epochs>__s<seed>/   one run each (layout.run_name): config,
+                                  curve.json, result.json, latents.npz + latents.tsv, last.pt unless
+                                  dropped (keep_models); and runs/ae__s<seed>/
 
 Splits never share a speaker and do not depend on the seed, so every run of a study trains,
 stops and is probed on the same clips. Rerunning the same command skips finished runs and
-resumes unfinished ones from their last epoch.
+pretrainings and redoes the ones that were in flight.
 
 Modules:
-    layout       StudyConfig and the study folder (study.json, manifest, runs/)
-    plan         the manifest, splits, threshold and the runs to train
-    trainer      one run: pretraining on a low-pass language, training to the threshold
-    run          every run of a study in parallel, then latents and probes
-    results      status, per-run results, curves and progress, read back from disk
+    layout       StudyConfig, conditions, run names, the study folder
+    plan         checks, features, splits, the runs to train
+    noise        the noise condition's features
+    grouped      several LSTMs trained in lockstep (one batched model, or one after another)
+    trainer      shared pretrainings, target groups, the autoencoders
+    run          every job of a study in parallel, then latents and probes
+    results      status, convergence measures, curves, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers
     probes       linear probes with chance, CIs and permutation tests

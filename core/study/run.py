@@ -61,9 +61,20 @@ def _set_phase(study_dir: Path, phase: str) -> None:
     runs.write_json(study_dir / "progress.json", {**progress_now, "phase": phase, "time": time.time()})
 
 
-def plan_jobs(study_dir: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
-    """The unfinished work: pretraining jobs (lists of (condition, seed)) and training jobs
-    (lists of run names of one target, or one autoencoder run), each at most ``group_size``."""
+def chunks(items: list, size: int, workers: int) -> list[list]:
+    """``items`` in near-equal chunks of at most ``size``, their count a multiple of ``workers``
+    where there are enough items (so no worker idles while another finishes a big chunk)."""
+    if not items:
+        return []
+    n = -(-len(items) // size)
+    n = min(len(items), -(-n // workers) * workers)
+    return [items[i * len(items) // n:(i + 1) * len(items) // n] for i in range(n)]
+
+
+def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    """The unfinished work in two phases. First the pretrainings (lists of (condition, seed)) and
+    the "none" runs, which need none; then every other run (lists of run names of one target)
+    and the autoencoders. Groups hold at most ``group_size`` members."""
     config: StudyConfig = load_study(study_dir)["config"]
     todo = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
     specs = {name: parse_run_name(name) for name in todo}
@@ -71,15 +82,18 @@ def plan_jobs(study_dir: Path) -> tuple[list[tuple[str, list]], list[tuple[str, 
                      if s["kind"] == "lstm" and s["pretrain"] != NONE
                      and not all((study_dir / "pretrain" / pretrain_name(s["pretrain"], s["seed"], e)).exists()
                                  for e in config.pretrain_epochs if e > 0)}, key=lambda cs: (cs[1], cs[0]))
-    pretrain = [("pretrain", needed[i:i + config.group_size]) for i in range(0, len(needed), config.group_size)]
-    train = []
+    first = [("pretrain", chunk) for chunk in chunks(needed, config.group_size, workers)]
+    second = []
     for target in config.targets:
         # Seed by seed, conditions interleaved: a group holds whole seeds where it can.
         names = sorted((n for n, s in specs.items() if s["kind"] == "lstm" and s["target"] == target),
                        key=lambda n: (specs[n]["seed"], n))
-        train += [("train", names[i:i + config.group_size]) for i in range(0, len(names), config.group_size)]
-    train += [("ae", [n]) for n, s in specs.items() if s["kind"] == AE]
-    return pretrain, train
+        first += [("train", c) for c in chunks([n for n in names if specs[n]["pretrain"] == NONE],
+                                                config.group_size, 1)]
+        second += [("train", c) for c in chunks([n for n in names if specs[n]["pretrain"] != NONE],
+                                                 config.group_size, workers)]
+    second += [("ae", [n]) for n, s in specs.items() if s["kind"] == AE]
+    return first, second
 
 
 def _run_job(study_dir: Path, kind: str, items: list) -> None:
@@ -92,9 +106,9 @@ def _run_job(study_dir: Path, kind: str, items: list) -> None:
 
 
 def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., None] | None) -> None:
-    pretrain, train = plan_jobs(study_dir)
-    total = len(study_runs(study_dir)) + len(pretrain)
-    workers = max(1, min(workers or os.cpu_count() or 1, max(len(pretrain), len(train), 1)))
+    workers = max(1, workers or os.cpu_count() or 1)
+    first, second = plan_jobs(study_dir, workers)
+    total = len(study_runs(study_dir)) + sum(kind == "pretrain" for kind, _ in first)
     failures: list[str] = []
     finished_pretrain = 0
 
@@ -108,7 +122,7 @@ def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., 
 
     context = get_context("spawn")  # a clean interpreter per worker: no inherited torch threads
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        for jobs in (pretrain, train):  # every pretraining must be on disk before targets start
+        for jobs in (first, second):  # every pretraining must be on disk before the runs that need it
             pending = {pool.submit(_run_job, study_dir, kind, items): (kind, items) for kind, items in jobs}
             try:
                 while pending:
