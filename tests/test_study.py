@@ -59,7 +59,7 @@ def tiny_study(tmp_path_factory):
     if runs.read_json(root / "study" / "status.json", {}).get("state") != "finished":
         shutil.rmtree(root, ignore_errors=True)
         make_corpus(root / "corpus")
-        run_study(TINY, root / "corpus", root / "study", cache_dir=root / "cache", workers=2)
+        run_study(TINY, root / "corpus", root / "study", cache_dir=root / "cache", workers=2, n_permutations=5)
     return root / "study", root / "corpus", root / "cache"
 
 
@@ -195,3 +195,23 @@ def test_the_cli_refuses_unknown_languages_with_exit_2_and_the_known_list(tiny_s
     assert "unknown language xx, yy" in capsys.readouterr().err
     assert main(["study", "--data", str(corpus), "--target", "aa", "--pretrain", "none,aa:loud"]) == 2
     assert "'aa:loud'" in capsys.readouterr().err
+
+
+def test_the_in_utero_filter_follows_the_cited_figures():
+    from core.audio.features import FeatureConfig
+    from core.audio.filters import utero_gain
+
+    decibels = 10 * np.log10(utero_gain(np.array([100.0, 250.0, 500.0, 1000.0, 4000.0, 8000.0])))
+    # Flat to 250 Hz, then 6 dB per octave (Gerhardt et al. 1990), floored at -30 dB.
+    np.testing.assert_allclose(decibels, [0, 0, -6, -12, -24, -30], atol=1e-4)
+    # A new cache for the new filter; the Butterworth's cache keeps the key it had before the field.
+    assert FeatureConfig(lowpass_filter="utero").key() != FeatureConfig().key()
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from core.audio.features import FEATURES_VERSION
+
+    before = {k: v for k, v in asdict(FeatureConfig()).items() if k != "lowpass_filter"}
+    old_key = hashlib.sha1(json.dumps({**before, "version": FEATURES_VERSION}, sort_keys=True).encode()).hexdigest()
+    assert FeatureConfig().key() == old_key[:12]

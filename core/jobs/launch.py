@@ -22,7 +22,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from core import runs
-from core.study.layout import AE, NONE, StudyConfig
+from core.study.layout import NONE, StudyConfig, ae_run_name, run_name
 from core.study.plan import plan_study
 from core.study.trainer import train_run
 from core.jobs import registry
@@ -210,7 +210,8 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
     condition = NONE if is_ae else spec["condition"]
     config = replace(StudyConfig.from_dict(spec.get("study", {})), pretrain=(condition,),
                      seeds=spec["seed"] + 1, autoencoder=is_ae)
-    inner_name = f"{AE if is_ae else condition}-s{spec['seed']}"
+    inner_name = (ae_run_name(spec["seed"]) if is_ae else
+                  run_name(condition, config.target, spec["seed"], 0 if condition == NONE else max(config.pretrain_epochs)))
 
     def mirror(*args, **kwargs) -> None:
         inner = run_dir / "study" / "runs" / inner_name

@@ -69,20 +69,24 @@ class StudyData:
 
 def batch_stream(clips: list[np.ndarray], rng: np.random.Generator, length: int, crops_per_clip: int,
                  batch_size: int):
-    """Endless batches ``(batch, length, n_mels)``: epoch after epoch, ``crops_per_clip`` random
-    crops of every clip, shuffled."""
+    """Endless full batches ``(batch_size, length, n_mels)`` of random crops: epoch after epoch,
+    ``crops_per_clip`` crops of every clip in a shuffled order; a batch may straddle two epochs
+    (every batch is full, so members with different clip counts still stack)."""
+    def indices():
+        while True:
+            yield from rng.permutation(np.repeat(np.arange(len(clips)), crops_per_clip))
+
+    order = indices()
     while True:
-        order = rng.permutation(np.repeat(np.arange(len(clips)), crops_per_clip))
-        for start in range(0, len(order), batch_size):
-            batch = []
-            for i in order[start:start + batch_size]:
-                clip = clips[i]
-                offset = rng.integers(0, max(1, len(clip) - length + 1))
-                crop = clip[offset:offset + length]
-                if len(crop) < length:  # only a clip shorter than one crop: pad with zeros (its mean)
-                    crop = np.pad(crop, ((0, length - len(crop)), (0, 0)))
-                batch.append(crop)
-            yield np.stack(batch)
+        batch = []
+        for _ in range(batch_size):
+            clip = clips[next(order)]
+            offset = rng.integers(0, max(1, len(clip) - length + 1))
+            crop = clip[offset:offset + length]
+            if len(crop) < length:  # only a clip shorter than one crop: pad with zeros (its mean)
+                crop = np.pad(crop, ((0, length - len(crop)), (0, 0)))
+            batch.append(crop)
+        yield np.stack(batch)
 
 
 def fixed_crops(clips: list[np.ndarray], length: int, per_clip: int = 4) -> np.ndarray:
@@ -206,6 +210,10 @@ def _finish_run(run_dir: Path, spec: dict, member: dict, curve: dict, study: dic
     runs.write_json(run_dir / "curve.json", {"step": curve["step"], "val_loss": member["val_loss"],
                                              "train_loss": member["train_loss"],
                                              "seconds_per_step": curve["seconds_per_step"]})
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    for i, (start, step) in enumerate(zip(curve["step"], curve["step"][1:]), 1):  # for the run registry
+        runs.append_metrics(run_dir, {"epoch": i, "phase": "target", "step": step, "val_loss": member["val_loss"][i],
+                                      "loss": float(np.mean(member["train_loss"][start:step]))})
     save_checkpoint({**nextframe.save_dict(member["model"]), **{k: spec[k] for k in spec}},
                     run_dir / MODEL_FILE)
     extract_run_latents(run_dir)
@@ -249,3 +257,20 @@ def train_autoencoder(run_dir: str | Path, on_progress: Callable[..., None] | No
             (run_dir / MODEL_FILE).unlink()
         runs.write_json(run_dir / "result.json", {"kind": "study-ae", "seed": seed, "final_loss": loss.item()})
         runs.set_status(run_dir, "finished")
+
+
+def train_run(run_dir: str | Path, on_progress: Callable[..., None] | None = None) -> dict:
+    """Train one run folder of a study on its own (its pretraining too, unless already on disk):
+    the entry point for a launcher that runs one job per run (core.jobs). Returns its result."""
+    run_dir = Path(run_dir)
+    study_dir = run_dir.parent.parent
+    spec = parse_run_name(run_dir.name)
+    if runs.run_status(run_dir)["state"] != "finished":
+        if spec["kind"] == "lstm" and spec["pretrain"] != NONE and not (
+                study_dir / "pretrain" / pretrain_name(spec["pretrain"], spec["seed"], spec["pretrain_epochs"])).exists():
+            pretrain_group(study_dir, [(spec["pretrain"], spec["seed"])])
+        if spec["kind"] == "lstm":
+            train_group(study_dir, [run_dir.name], on_progress)
+        else:
+            train_autoencoder(run_dir, on_progress)
+    return {**runs.read_json(run_dir / "result.json", {}), "condition": spec["pretrain"] or "ae"}
