@@ -113,6 +113,7 @@ def _cli(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_json_contract_with_broken_and_missing_files(files):
     done = _cli(files["speech"], files["broken"], files["missing"], files["silence"], files["long"],
                 "--checkpoint", files["checkpoint"], "--json")
@@ -129,6 +130,7 @@ def test_cli_json_contract_with_broken_and_missing_files(files):
     assert [r["status"] for r in lines[1:4]] == ["error", "error", "no_speech"]
 
 
+@pytest.mark.slow
 def test_cli_restriction_exit_codes_and_text_output(files):
     done = _cli(files["speech"], "--checkpoint", files["checkpoint"], "--json", "--languages", "en,de")
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ from scipy import sparse
 
 from core.audio.filters import LOWPASS_HZ, prenatal_gain
 from core.audio.decode import SAMPLE_RATE, AudioSource, load_audio
-from core.configs import known_fields
+from core.configs import known_fields, setting, validate
 from core.files import save_array
 from core.paths import CACHE_DIR
 
@@ -38,16 +38,19 @@ FEATURES_VERSION = 1  # bump when the computation changes, so caches are rebuilt
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = SAMPLE_RATE  # Hz
-    win_ms: float = WIN_MS  # window length, ms
-    hop_ms: float = HOP_MS  # hop between frames, ms
-    n_mels: int = N_MELS
-    fmin: float = 0.0  # lowest mel band edge, Hz
-    fmax: float | None = None  # highest mel band edge, Hz; None = half the sample rate
-    lowpass_hz: float = LOWPASS_HZ  # cutoff of the low-pass variant, Hz
+    sample_rate: int = setting(SAMPLE_RATE, low=1000)  # Hz
+    win_ms: float = setting(WIN_MS, low=1, high=1000)  # window length, ms
+    hop_ms: float = setting(HOP_MS, low=1, high=1000)  # hop between frames, ms
+    n_mels: int = setting(N_MELS, low=1, high=256)
+    fmin: float = setting(0.0, low=0)  # lowest mel band edge, Hz
+    fmax: float | None = setting(None, above=0)  # highest mel band edge, Hz; None = half the sample rate
+    lowpass_hz: float = setting(LOWPASS_HZ, above=0, high=8000)  # cutoff of the low-pass variant, Hz
     # The filter of the second ("low-pass") variant: "butterworth" (lowpass_hz) or "utero" (the
     # in-utero attenuation, core.audio.filters.utero_gain). Each has its own cache folder.
-    lowpass_filter: str = "butterworth"
+    lowpass_filter: str = setting("butterworth", choices=("butterworth", "utero"))
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     @property
     def win_length(self) -> int:

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "study"
 HELP = ("the pretraining study: pretrain next-frame LSTMs on each condition, train them on each target "
         "language for a fixed budget, measure convergence three ways, probe their latents (resumable)")
@@ -63,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("grouped", "sequential"), default=d.group_backend,
                         help="grouped: one batched model per group; sequential: one nn.LSTM after another "
                              "(default %(default)s)")
-    parser.add_argument("--permutations", type=int, default=None, help="permutations per probe p-value (default 30)")
-    parser.add_argument("--workers", type=int, default=None, help="groups trained at once (default: all cores)")
+    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value (default 30)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None, help="groups trained at once (default: all cores)")
     parser.add_argument("--out", type=Path, default=None,
                         help="study folder (default: checkpoints/studies/<dataset>-<targets>-<settings hash>)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

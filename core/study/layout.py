@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from core import runs
-from core.configs import known_fields
-from core.errors import DeepLanguageError
+from core.configs import known_fields, setting, validate
+from core.errors import DeepLanguageError, UsageError
 from core.audio.features import FeatureConfig
 from core.files import atomic_path
-from core.paths import CHECKPOINTS_DIR, REPO_ROOT
+from core.paths import CHECKPOINTS_DIR, portable, resolve  # noqa: F401 (re-exported for the study)
 
 STUDIES_DIR = CHECKPOINTS_DIR / "studies"
 DEMO_STUDY_DIR = CHECKPOINTS_DIR / "demo-study"
@@ -34,45 +34,53 @@ class StudyConfig:
     targets: tuple[str, ...] = ("es", "it", "fr", "de", "en", "ja")  # languages learnt after pretraining
     # Pretraining conditions (see VARIANTS above); the default is the study's full matrix.
     pretrain: tuple[str, ...] = (NONE, "es", "it", "fr", "de", "en", "ja", "es:full", NOISE)
-    seeds: int = 5  # runs per (condition, target) cell
+    seeds: int = setting(5, low=1)  # runs per (condition, target) cell
     # Dose: pretraining lengths in epochs; 0 is the "none" condition. One pretraining of the
     # longest dose is saved after each shorter one, so a dose-response costs one pretraining.
-    pretrain_epochs: tuple[int, ...] = (4,)
+    pretrain_epochs: tuple[int, ...] = setting((4,), low=0)
     # A pretraining epoch is a fixed number of batches of random crops, the same for every
     # condition, so every language (and the noise) is heard for the same time: 50 x 32 crops.
-    pretrain_epoch_steps: int = 50
-    budget_steps: int = 400  # target-phase steps of every run: the fixed budget of the curves
-    loss_budgets: tuple[int, ...] = (100, 200, 400)  # steps at which the loss is reported (loss_at_<N>)
+    pretrain_epoch_steps: int = setting(50, low=1)
+    budget_steps: int = setting(400, low=1, option="--budget")  # target-phase steps of every run: the fixed budget of the curves
+    loss_budgets: tuple[int, ...] = setting((100, 200, 400), low=1)  # steps at which the loss is reported (loss_at_<N>)
     # The threshold rule, first that applies: an explicit validation MSE (threshold); else the
     # mean validation loss of the target's "none" runs at threshold_step (so "none" needs about
     # threshold_step steps by construction, and every condition is timed against that bar); else,
     # without "none" runs, threshold_ratio x the loss of repeating the last frame (copy baseline).
-    threshold: float | None = None
-    threshold_step: int = 200
-    threshold_ratio: float = 0.85
-    cutoff_hz: float = 500.0  # low-pass cutoff of the pretraining features, Hz
+    threshold: float | None = setting(None, above=0)
+    threshold_step: int = setting(200, low=1)
+    threshold_ratio: float = setting(0.85, above=0)
+    cutoff_hz: float = setting(500.0, above=0, high=8000, option="--cutoff")  # low-pass cutoff of the pretraining features, Hz
     # 64 units reading 0.5 s crops: a quarter of the compute of 128 units on 1 s, which is what
     # lets the default matrix (270 runs) fit in minutes on 2 cores.
-    hidden_size: int = 64
-    n_layers: int = 1  # the batched trainer implements one layer
-    crop_frames: int = 50  # frames per training example (0.5 s at 10 ms)
-    crops_per_clip: int = 8  # random crops of every target training clip per target epoch
-    batch_size: int = 32
-    eval_every: int = 20  # target-phase steps between validation passes (steps to threshold interpolate)
-    learning_rate: float = 2e-3
-    group_size: int = 10  # runs trained at once in one process (memory grows with it)
+    hidden_size: int = setting(64, low=1)
+    n_layers: int = setting(1, low=1, high=1)  # the batched trainer implements one layer
+    crop_frames: int = setting(50, low=2)  # frames per training example (0.5 s at 10 ms)
+    crops_per_clip: int = setting(8, low=1)  # random crops of every target training clip per target epoch
+    batch_size: int = setting(32, low=1)
+    eval_every: int = setting(20, low=1)  # target-phase steps between validation passes (steps to threshold interpolate)
+    learning_rate: float = setting(2e-3, above=0)
+    group_size: int = setting(10, low=1)  # runs trained at once in one process (memory grows with it)
     # "grouped": one batched model (core.study.grouped); "sequential": each nn.LSTM in turn, in
     # lockstep. Same results to float rounding; on 2 AMD EPYC cores PyTorch's fused LSTM kernel
     # was the faster (bench/study_default.py measures both).
-    group_backend: str = "sequential"
-    split_fractions: tuple[float, float, float] = (0.6, 0.1, 0.3)  # train/validation/test, by speaker
-    split_seed: int = 0  # splits are shared by every run of the study
-    min_seconds: float = 1.5  # shorter clips (one-word prompts) are left out
+    group_backend: str = setting("sequential", choices=("grouped", "sequential"), option="--backend")
+    split_fractions: tuple[float, float, float] = setting((0.6, 0.1, 0.3), low=0, high=1)  # train/validation/test, by speaker
+    split_seed: int = setting(0, low=0)  # splits are shared by every run of the study
+    min_seconds: float = setting(1.5, low=0)  # shorter clips (one-word prompts) are left out
     autoencoder: bool = True  # train one conv autoencoder per seed as a reference code
-    ae_epochs: int = 8
+    ae_epochs: int = setting(8, low=1)
     latent_languages: tuple[str, ...] = ()  # languages whose latents are probed; () = all
-    n_per_language: int | None = None  # latent sample per language; None = the smallest test split
+    n_per_language: int | None = setting(None, low=1)  # latent sample per language; None = the smallest test split
     keep_models: bool = True  # False: drop each run's weights once its latents are out (a small study)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.targets:
+            raise UsageError("--targets (StudyConfig.targets) must name at least one language.")
+        if not self.pretrain:
+            raise UsageError("--pretrain (StudyConfig.pretrain) must name at least one condition: 'none', a "
+                             "language, '<lang>:full', '<lang>:utero' or 'noise'.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "StudyConfig":
@@ -185,21 +193,6 @@ def feature_config(config: StudyConfig, base: FeatureConfig = FeatureConfig(), v
 def default_study_dir(data_dir: str | Path, config: StudyConfig) -> Path:
     """Same dataset and settings -> same folder, so rerunning a command resumes its study."""
     return STUDIES_DIR / f"{Path(data_dir).resolve().name}-{'-'.join(config.targets)}-{config.key()}"
-
-
-def portable(path: str | Path) -> str:
-    """A path relative to the repository when inside it, so a shipped study works from any clone."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def resolve(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
-
 
 
 def write_tsv(path: Path, table: pd.DataFrame) -> None:

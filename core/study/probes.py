@@ -35,7 +35,6 @@ from sklearn.svm import LinearSVC
 
 from core.errors import DeepLanguageError
 from core.study.latents import load_latents
-from core.runs import read_json
 from core.runs import write_json
 from core.study.layout import AE, NONE, cell_label, load_study, parse_run_name, study_runs, write_tsv
 from core.study.results import study_results, thresholds

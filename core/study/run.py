@@ -41,24 +41,18 @@ def run_study(
     finished=, failed=)`` counts runs finished (pretrainings count as runs of the training phase).
     """
     study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
-    with runs.RunLock(study_dir):
-        runs.set_status(study_dir, "running")
-        try:
-            _train_all(study_dir, workers, on_progress)
-            _set_phase(study_dir, "latents")
-            extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
-            if probe:
-                _set_phase(study_dir, "probes")
-                probe_study(study_dir, n_permutations or N_PERMUTATIONS)
-                study_report(study_dir)  # summary.json
-        except BaseException as error:
-            state = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
-            runs.set_status(study_dir, state, error=str(error))
-            raise
+    with runs.lifecycle(study_dir, what="study") as outcome:
+        _train_all(study_dir, workers, on_progress)
+        _set_phase(study_dir, "latents")
+        extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+        if probe:
+            _set_phase(study_dir, "probes")
+            probe_study(study_dir, n_permutations or N_PERMUTATIONS)
+            study_report(study_dir)  # summary.json
         failed = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
         _set_phase(study_dir, "finished")
-        runs.set_status(study_dir, "failed" if failed else "finished",
-                        error=f"runs failed: {', '.join(failed)}" if failed else "")
+        if failed:
+            outcome.update(state="failed", error=f"runs failed: {', '.join(failed)}")
     return study_dir
 
 
@@ -161,6 +155,7 @@ def launch_study(config: StudyConfig, data_dir: str | Path, study_dir: str | Pat
     with open(study_dir / "study.log", "ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
+    runs.reap_when_done(process)  # no zombie left behind in the server
     return study_dir, process.pid
 
 

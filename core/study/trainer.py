@@ -14,6 +14,8 @@ Pretraining is a fresh start for the optimiser: the target phase begins with a n
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 import zlib
 from pathlib import Path
@@ -152,23 +154,14 @@ def train_group(study_dir: str | Path, run_names: list[str], on_progress: Callab
     target = specs[0]["target"]
     data = StudyData(study)
     run_dirs = [study_dir / "runs" / name for name in run_names]
-    locks = [runs.RunLock(d).__enter__() for d in run_dirs]
-    try:
+    with contextlib.ExitStack() as stack:  # every run of the group owned, and finished or failed, together
         for run_dir in run_dirs:
-            runs.set_status(run_dir, "running")
+            stack.enter_context(runs.lifecycle(run_dir))
         models = [initial_model(config, study["features"].n_mels, s["seed"]) if s["pretrain"] == NONE else
                   pretrained_model(study_dir, s["pretrain"], s["seed"], s["pretrain_epochs"]) for s in specs]
         curve = _train_members(config, data, target, models, [s["seed"] for s in specs], run_dirs, on_progress)
         for k, (run_dir, spec) in enumerate(zip(run_dirs, specs)):
             _finish_run(run_dir, spec, curve["members"][k], curve, study, config)
-    except BaseException as error:
-        for run_dir in run_dirs:
-            runs.set_status(run_dir, "stopped" if isinstance(error, KeyboardInterrupt) else "failed",
-                            error=f"{type(error).__name__}: {error}")
-        raise
-    finally:
-        for lock in locks:
-            lock.__exit__(None, None, None)
 
 
 def _train_members(config: StudyConfig, data: StudyData, target: str, models: list, seeds: list[int],
@@ -223,7 +216,6 @@ def _finish_run(run_dir: Path, spec: dict, member: dict, curve: dict, study: dic
                                               "final_val_loss": member["val_loss"][-1]})
     runs.write_json(run_dir / "progress.json", {"done": config.budget_steps, "total": config.budget_steps,
                                                 "phase": "done", "val_loss": member["val_loss"][-1]})
-    runs.set_status(run_dir, "finished")
 
 
 def train_autoencoder(run_dir: str | Path, on_progress: Callable[..., None] | None = None) -> None:
@@ -235,8 +227,7 @@ def train_autoencoder(run_dir: str | Path, on_progress: Callable[..., None] | No
     config: StudyConfig = study["config"]
     seed = parse_run_name(run_dir.name)["seed"]
     data = StudyData(study)
-    with runs.RunLock(run_dir):
-        runs.set_status(run_dir, "running")
+    with runs.lifecycle(run_dir):
         torch.manual_seed(seed)
         model = ConvAutoencoder(AutoencoderConfig(n_mels=study["features"].n_mels))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -256,7 +247,6 @@ def train_autoencoder(run_dir: str | Path, on_progress: Callable[..., None] | No
         if not config.keep_models:
             (run_dir / MODEL_FILE).unlink()
         runs.write_json(run_dir / "result.json", {"kind": "study-ae", "seed": seed, "final_loss": loss.item()})
-        runs.set_status(run_dir, "finished")
 
 
 def train_run(run_dir: str | Path, on_progress: Callable[..., None] | None = None) -> dict:
