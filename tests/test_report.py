@@ -148,10 +148,10 @@ def test_the_regenerating_command_carries_every_changed_setting(tmp_path):
     from core.study.report import study_command
 
     config = StudyConfig(targets=("es", "it"), pretrain=("none", "ja"), seeds=5, pretrain_epochs=(1, 4),
-                         hidden_size=64, autoencoder=False, crop_frames=50)
+                         hidden_size=32, autoencoder=False, crop_frames=40)
     command = study_command(tmp_path, {"config": config, "data_dir": "data/cv-sample"})
     assert command.startswith("python -m core study --data data/cv-sample --targets es,it --pretrain none,ja "
                               "--seeds 5 --pretrain-epochs 1,4")
-    assert "--hidden-size 64" in command and "--no-autoencoder" in command
-    assert "no flag): crop_frames=50" in command
+    assert "--hidden-size 32" in command and "--no-autoencoder" in command
+    assert "no flag): crop_frames=40" in command
     assert "--cutoff" not in command  # unchanged settings stay out
