@@ -40,7 +40,8 @@ def condition_curves_figure(curves: pd.DataFrame, target: str, threshold: float 
     if threshold is not None:
         figure.add_hline(y=threshold, line_dash="dash", annotation_text="threshold")
     return figure.update_layout(title=f"Target {target}: validation loss (mean over seeds, band = range)",
-                                xaxis_title="target-language steps", yaxis_title="validation loss", height=360)
+                                xaxis_title="target-language steps", yaxis_title="validation loss", height=400,
+                                legend={"orientation": "h", "y": -0.25})  # every condition visible, no scrolling
 
 
 def dose_figure(dose: list[dict]) -> go.Figure:

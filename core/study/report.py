@@ -82,6 +82,11 @@ def _summarize(study_dir: Path, study: dict) -> dict:
     results = contract_results(study_results(study_dir), config)
     censor_at = getattr(config, "budget_steps", None)  # a run that never crossed took at least the budget
     cells = stats.cell_statistics(results, censor_at) if len(results) else pd.DataFrame()
+    if len(cells):  # in the order the study lists its conditions and targets, as a reader set them
+        order = {"pretrain": list(dict.fromkeys(config.pretrain)), "target": _targets(config)}
+        cells = cells.sort_values(["pretrain", "target", "pretrain_epochs"], kind="stable", key=lambda column: (
+            column.map({name: i for i, name in enumerate(order[column.name])}) if column.name in order
+            else column)).reset_index(drop=True)
     return {
         "study": portable(study_dir),
         "data": data_summary(study_dir, study),
