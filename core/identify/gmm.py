@@ -82,7 +82,7 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     speakers = clips.manifest.loc[rows.numpy(), "speaker"].to_numpy()
     groups = np.repeat(speakers, [len(clip_windows(c, window, hop)[0]) for c in raw]) if cfg.fit_on == "windows" \
         else speakers
-    aug = _augmented(config, model, clips, rows, window, hop)
+    aug = augmented_supervectors(config, model, clips, rows, window, hop)
     # Augmented copies stay with their speaker: out of every fold that holds the speaker out, never scored.
     data = (x, y, groups, *aug, x_bg, y_bg)
     calibration = _calibrate(_backend(cfg.backend, cfg, config.class_weights), data, len(clips.labels))
@@ -233,7 +233,7 @@ def _fit_backend(model: GMMSupervector, backend, x: np.ndarray, y: np.ndarray, n
     return backend
 
 
-def _augmented(config, model: GMMSupervector, clips, rows: torch.Tensor, window: int,
+def augmented_supervectors(config, model: GMMSupervector, clips, rows: torch.Tensor, window: int,
                hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Supervectors, targets and speakers of ``cfg.augment`` copies of the ``rows`` clips (training speakers only)."""
     kinds = list(model.config.augment)
