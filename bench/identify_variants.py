@@ -107,12 +107,59 @@ def fold_stats(fold: int, train: np.ndarray, frames: list[np.ndarray], k: int, s
     return stats
 
 
+def learning_curve(args, manifest, folds, use, stats, augmented, kinds, y, speakers, labels) -> int:
+    """Accuracy against labelled minutes per language: the backend refitted per budget, UBMs as cached per fold."""
+    import json
+
+    from core.identify.learning_curve import MINUTES, fit_power_law, minutes_for, TARGET_ACCURACY, budget_rows
+    from core.files import write_json
+
+    variant = args.variants.split(",")[0]
+    scored = np.concatenate([folds[f][1] for f in use])
+    curve = {key: [] for key in ("minutes", "accuracy", "ci_low", "ci_high", "n_speakers_train", "budget",
+                                 "accuracy_6", "ci_6")}
+    six = [labels.index(x) for x in SIX]
+    for budget in MINUTES:
+        probs, used = np.zeros((len(y), len(labels))), []
+        for f in use:
+            train, test = folds[f]
+            rows = budget_rows(manifest, train, budget, seed=f)
+            sv = backends.supervectors(stats[f], args.relevance)
+            x = np.concatenate([sv[rows]] + [backends.supervectors(augmented[k][f], args.relevance)[rows] for k in kinds])
+            probs[test] = backends.VARIANTS[variant](x, np.tile(y[rows], 1 + len(kinds))).predict_proba(sv[test])
+            part = manifest.iloc[rows]
+            used.append((part["duration"].sum() / 60 / part["language"].nunique(), part["speaker"].nunique()))
+        hit = probs[scored].argmax(1) == y[scored]
+        ci = bootstrap_ci(hit, speakers[scored])
+        mask6 = np.isin(y[scored], six)
+        hit6 = np.array(six)[probs[scored][mask6][:, six].argmax(1)] == y[scored][mask6]
+        for key, value in (("minutes", float(np.mean([u[0] for u in used]))), ("accuracy", float(hit.mean())),
+                           ("ci_low", ci[0]), ("ci_high", ci[1]), ("budget", budget),
+                           ("n_speakers_train", float(np.mean([u[1] for u in used]))),
+                           ("accuracy_6", float(hit6.mean())), ("ci_6", bootstrap_ci(hit6, speakers[scored][mask6]))):
+            curve[key].append(value)
+        print(f"{budget or 'all'} -> {curve['minutes'][-1]:.2f} min/language: {hit.mean():.1%} ({ci[0]:.1%}-{ci[1]:.1%}); "
+              f"6 languages {hit6.mean():.1%}", flush=True)
+    law = fit_power_law(curve["minutes"], curve["accuracy"])
+    curve.update(power_law=law, minutes_for_80=minutes_for(TARGET_ACCURACY, law), chance=1 / len(labels),
+                 languages=labels, n_folds=len(folds), folds_scored=use, n_clips=int(len(scored)),
+                 n_speakers=int(len(set(speakers[scored]))), data_dir="data/cv-sample", augment=kinds,
+                 ubm="fitted per fold on all of the fold's training speech; budgets limit the labelled speech",
+                 command=" ".join(["nice -n 10 .venv/bin/python bench/identify_variants.py"] + sys.argv[1:]))
+    write_json(args.learning_curve, curve)
+    print(json.dumps({k: curve[k] for k in ("power_law", "minutes_for_80")}))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--components", type=int, default=256)
     parser.add_argument("--relevance", type=float, default=4.0)
     parser.add_argument("--variants", default="lr")
+    parser.add_argument("--use-folds", default="", help="only these folds (comma-separated), whose UBMs are cached")
+    parser.add_argument("--learning-curve", type=Path, default=None,
+                        help="instead of variants: the learning curve of the first variant (+ --augment), as JSON here")
     parser.add_argument("--augment", default="", help="comma-separated kinds of core.identify.augment.KINDS whose "
                                                       "copies of the training clips join every fold's training")
     args = parser.parse_args()
@@ -131,22 +178,30 @@ def main() -> int:
     print(f"{len(manifest)} clips, {len(set(speakers))} speakers, {len(labels)} languages; frames in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     folds = list(StratifiedGroupKFold(args.folds, shuffle=True, random_state=0).split(manifest, y, speakers))
-    stats = [fold_stats(f, train, frames, args.components) for f, (train, _) in enumerate(folds)]
+    use = [int(f) for f in args.use_folds.split(",") if f] or list(range(len(folds)))
+    stats = {f: fold_stats(f, folds[f][0], frames, args.components) for f in use}
     six = [labels.index(x) for x in SIX]
     kinds = [k for k in args.augment.split(",") if k]
-    augmented = {kind: [augmented_stats(f, args.components, kind, augmented_frames(manifest, features, model, kind),
-                                        stats[f]) for f in range(len(folds))] for kind in kinds}
+    augmented = {kind: {f: augmented_stats(f, args.components, kind, augmented_frames(manifest, features, model, kind),
+                                           stats[f]) for f in use} for kind in kinds}
     if kinds:
         print(f"augmented copies: {', '.join(kinds)}", flush=True)
+    if args.learning_curve:
+        return learning_curve(args, manifest, folds, use, stats, augmented, kinds, y, speakers, labels)
+    scored = np.concatenate([folds[f][1] for f in use])
+    y_all, speakers_all = y, speakers
+    y, speakers = y_all[scored], speakers_all[scored]
     for variant in args.variants.split(","):
         started = time.perf_counter()
-        probs = np.zeros((len(y), len(labels)))
-        for f, (train, test) in enumerate(folds):
+        probs = np.zeros((len(y_all), len(labels)))
+        for f in use:
+            train, test = folds[f]
             sv = backends.supervectors(stats[f], args.relevance)
             x_train = np.concatenate([sv[train]] + [backends.supervectors(augmented[kind][f], args.relevance)[train]
                                                     for kind in kinds])
             y_train = np.tile(y[train], 1 + len(kinds))
             probs[test] = backends.VARIANTS[variant](x_train, y_train).predict_proba(sv[test])
+        probs = probs[scored]
         hit12 = probs.argmax(1) == y
         mask6 = np.isin(y, six)
         hit6 = np.array(six)[probs[mask6][:, six].argmax(1)] == y[mask6]
