@@ -180,3 +180,18 @@ def test_bundle_says_what_it_knows_and_flags_synthetic_training_data(files, tmp_
     result = identify(files["speech"], flagged)
     assert result["status"] == "uncertain" or max(result["probabilities"].values()) >= 0.9
     assert bundle.trained_on["synthetic"] is False
+
+
+def test_shipped_model_knows_all_twelve_languages_and_carries_its_calibration():
+    from core.identify.evaluate import calibration_report
+    from core.paths import CV_SAMPLE_DIR
+
+    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    assert set(bundle.languages) == {d.name for d in CV_SAMPLE_DIR.iterdir() if (d / "clips").is_dir()}
+    assert bundle.trained_on == {"data_dir": "data/cv-sample", "synthetic": False}  # relative to the repository
+    report = calibration_report(bundle)
+    assert report["ece_after"] <= report["ece_before"] and report["n_clips"] > 500
+    assert sum(b["count"] for b in report["bins"]) == report["n_clips"]
+    assert bundle.ok_rule == report["ok_rule"] and 0 < bundle.temperature < 10
+    assert bundle.checkpoint["backend"]["kind"] == "gauss"  # so `enroll` can grow it
+    assert DEFAULT_CHECKPOINT.stat().st_size < 8_000_000
