@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
-HOST ?= 127.0.0.1
-PORT ?= 8501
+# Where `make run` serves. Not HOST/PORT: many shells export HOST as the machine's name, which
+# would bind the dashboard to a public interface. `make run DEEPLANGUAGE_HOST=0.0.0.0` to share it.
+DEEPLANGUAGE_HOST ?= 127.0.0.1
+DEEPLANGUAGE_PORT ?= 8501
 # Open a browser tab only where there is a screen; on a server just print the address.
 HEADLESS ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),false,true)
 
@@ -23,8 +25,8 @@ demo-corpus: setup
 	$(PY) -m core demo-corpus
 
 run: demo-corpus
-	@echo "deepLanguage on http://$(HOST):$(PORT)"
-	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) \
+	@echo "deepLanguage on http://$(DEEPLANGUAGE_HOST):$(DEEPLANGUAGE_PORT)"
+	$(PY) -m streamlit run app.py --server.address $(DEEPLANGUAGE_HOST) --server.port $(DEEPLANGUAGE_PORT) \
 		--server.headless $(HEADLESS) --browser.gatherUsageStats false
 
 test: setup

@@ -56,7 +56,7 @@ def main() -> int:
     others = tuple(sorted(set(everything["language"]) - {args.language}))
     run_dir = args.out / "eleven"
     if not (run_dir / "best.pt").exists():
-        train(replace(base, languages=others), run_dir)
+        run_dir = train(replace(base, languages=others), runs_dir=args.out, name="eleven")
     eleven = load_identifier(run_dir / "best.pt")
     seen = set(eleven.checkpoint["data"]["train_speakers"]) | set(eleven.checkpoint["data"]["val_speakers"])
     new = everything[(everything["language"] == args.language) & ~everything["speaker"].isin(seen)]

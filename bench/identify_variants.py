@@ -199,7 +199,7 @@ def main() -> int:
             sv = backends.supervectors(stats[f], args.relevance)
             x_train = np.concatenate([sv[train]] + [backends.supervectors(augmented[kind][f], args.relevance)[train]
                                                     for kind in kinds])
-            y_train = np.tile(y[train], 1 + len(kinds))
+            y_train = np.tile(y_all[train], 1 + len(kinds))
             probs[test] = backends.VARIANTS[variant](x_train, y_train).predict_proba(sv[test])
         probs = probs[scored]
         hit12 = probs.argmax(1) == y

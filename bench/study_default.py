@@ -1,15 +1,29 @@
-"""The default study, measured for real: 4 conditions x 3 seeds + 3 autoencoders + probes on the demo corpus.
+"""Runs per minute of the study's training, old path against new path, measured in the same run.
 
-Run: .venv/bin/python bench/study_default.py [--workers N]
-Target: <= 15 min on 2 cores. Nothing is extrapolated: the whole default study runs in a temporary
-folder (the feature cache is reused if present). The ratio is against the 15-minute target;
-the LSTM runs' own training seconds are printed beside the wall time, both measured in this run.
+    .venv/bin/python bench/study_default.py [--budget 100] [--seeds 2] [--backend sequential]
+
+On a reduced matrix of the embedded Common Voice sample (2 targets x (none + es, ja, es:full,
+noise) x seeds, one dose), both paths train the same runs with the same settings, two worker
+processes each:
+
+* old path: what the study did before the matrix: every run its own job, its pretraining
+  computed again for every target, one model per run, a validation pass every 10 steps;
+* new path: ``core.study.run``: each (condition, seed) pretrained once and shared by every
+  target, runs of a target trained together in groups (``--backend``), validation every 20 steps.
+
+Prints runs per minute for each, their ratio, the grouped and sequential backends' member-steps
+per second on one core, and what the new path's rate makes of the default matrix (6 targets x
+9 conditions x 5 seeds = 270 runs at the default budget): an extrapolation, labelled as one.
+Latents are extracted in both paths (they are part of every run); probes are left out of both.
 """
 
 import argparse
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -17,38 +31,95 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TARGET_S = 15 * 60
 
 
-def main() -> None:
-    from core.data.demo_corpus import ensure_demo_corpus
-    from core.study.probes import probe_study
-    from core.runs import read_json
-    from core.study.layout import StudyConfig, study_runs
+def _old_run(study_dir: Path, name: str) -> None:
+    """One run the old way: its own pretraining (recomputed for each target), then the target alone."""
+    import torch
+
+    from core.study.layout import NONE, parse_run_name
+    from core.study.trainer import pretrain_group, train_group
+
+    torch.set_num_threads(1)
+    spec = parse_run_name(name)
+    if spec["pretrain"] != NONE:
+        pretrain_group(study_dir, [(spec["pretrain"], spec["seed"])])
+    train_group(study_dir, [name])
+
+
+def timed_old(config, data: Path, folder: Path, workers: int) -> tuple[float, int]:
+    from core.study.layout import study_runs
     from core.study.plan import plan_study
-    from core.study.run import run_study
+
+    study = plan_study(replace(config, eval_every=10, group_size=1), data, folder / "old")
+    names = [p.name for p in study_runs(study)]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_old_run, [study] * len(names), names))
+    return time.perf_counter() - started, len(names)
+
+
+def timed_new(config, data: Path, folder: Path, workers: int) -> tuple[float, int]:
+    from core.study.layout import study_runs
+    from core.study.plan import plan_study
+    from core.study.run import _train_all
+
+    study = plan_study(config, data, folder / "new")
+    started = time.perf_counter()
+    _train_all(study, workers, None)
+    return time.perf_counter() - started, len(study_runs(study))
+
+
+def backend_rates(config, k: int = 5, n_steps: int = 3) -> dict[str, float]:
+    """Member-steps per second of each backend on one core, K members, the study's batch shape."""
+    import numpy as np
+    import torch
+
+    from core.study.grouped import BACKENDS, make_members
+    from core.study.trainer import initial_model
+
+    torch.set_num_threads(1)
+    x = np.random.default_rng(0).standard_normal((k, config.batch_size, config.crop_frames + 1, 64)).astype(np.float32)
+    rates = {}
+    for backend in BACKENDS:
+        members = make_members([initial_model(config, 64, s) for s in range(k)], config.learning_rate, backend)
+        members.step(x)  # warm-up
+        started = time.perf_counter()
+        for _ in range(n_steps):
+            members.step(x)
+        rates[backend] = k * n_steps / (time.perf_counter() - started)
+    return rates
+
+
+def main() -> None:
+    from core.paths import CV_SAMPLE_DIR
+    from core.study.layout import StudyConfig
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--budget", type=int, default=100, help="target steps per run (default 100)")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--backend", default=StudyConfig().group_backend)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    data = ensure_demo_corpus()
-    config = StudyConfig()
+    default = StudyConfig()
+    config = replace(default, targets=("es", "it"), pretrain=("none", "es", "ja", "es:full", "noise"),
+                     seeds=args.seeds, budget_steps=args.budget, loss_budgets=(args.budget,), autoencoder=False,
+                     pretrain_epochs=(2,), latent_languages=("es", "it", "ja"), group_backend=args.backend)
     with tempfile.TemporaryDirectory() as folder:
-        started = time.perf_counter()
-        study = plan_study(config, data, Path(folder) / "study", workers=args.workers)
-        planned = time.perf_counter()
-        run_study(config, data, study, workers=args.workers, probe=False)
-        trained = time.perf_counter()
-        probe_study(study)
-        probed = time.perf_counter()
-        own = sum(sum(read_json(p / "result.json", {}).get(k) or 0 for k in ("seconds_to_threshold",
-                                                                             "pretrain_seconds"))
-                  for p in study_runs(study))
-        n_runs = len(study_runs(study))
-    total = probed - started
-    print(f"default study on the demo corpus: {n_runs} runs ({len(config.pretrain)} conditions x {config.seeds} seeds"
-          f" + {config.seeds} autoencoders)")
-    print(f"  prepare + plan   {planned - started:7.1f} s")
-    print(f"  train + latents  {trained - planned:7.1f} s  (the LSTM runs' own training seconds sum to {own:.1f} s)")
-    print(f"  probes           {probed - trained:7.1f} s")
-    print(f"  total            {total:7.1f} s = {total / TARGET_S:.2f}x the 15 min target")
+        old_s, n_old = timed_old(config, CV_SAMPLE_DIR, Path(folder), args.workers)
+        new_s, n_new = timed_new(config, CV_SAMPLE_DIR, Path(folder), args.workers)
+    old_rate, new_rate = n_old / old_s * 60, n_new / new_s * 60
+    print(f"reduced matrix on data/cv-sample: {n_new} runs (2 targets x 5 conditions x {args.seeds} seeds), "
+          f"budget {args.budget} steps, pretraining {2 * config.pretrain_epoch_steps} steps, {args.workers} workers")
+    print(f"  old path: {old_s:7.1f} s = {old_rate:6.2f} runs/min")
+    print(f"  new path: {new_s:7.1f} s = {new_rate:6.2f} runs/min   ({args.backend} backend)")
+    print(f"  new / old: {new_rate / old_rate:.2f}x runs per minute")
+    rates = backend_rates(default)
+    print("  one core, 5 members: " + ", ".join(f"{b} {r:.1f} member-steps/s" for b, r in rates.items())
+          + f"  (grouped / sequential {rates['grouped'] / rates['sequential']:.2f}x)")
+    n_default = len([n for n in default.run_names() if not n.startswith("ae")])
+    scale = default.budget_steps / args.budget  # training time grows with the budget; overheads do not
+    projected = n_default / new_rate * 60 * scale
+    print(f"  extrapolated, not measured: the default matrix ({n_default} runs, budget {default.budget_steps}) "
+          f"~{projected / 60:.1f} min of training = {projected / TARGET_S:.2f}x the 15 min target")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import importlib
 import sys
 import traceback
 
-from core.errors import DeepLanguageError
+from core.errors import DeepLanguageError, UsageError
 
 # Order is the order `--help` lists them in.
 COMMANDS = [
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, UsageError) else 1
     except KeyboardInterrupt:
         print("interrupted: work finished so far is kept; run the same command again to resume.",
               file=sys.stderr)

@@ -7,3 +7,7 @@ class DeepLanguageError(Exception):
     The UI shows ``str(error)`` as it is and the CLI prints it without a traceback,
     so the message names the thing that is wrong and says what to do about it.
     """
+
+
+class UsageError(DeepLanguageError):
+    """A bad option or setting (out of range, wrong type, unsafe name): the CLI exits 2 on it, as argparse does."""

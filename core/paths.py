@@ -16,3 +16,21 @@ def default_cache_dir(data_dir: Path) -> Path:
     data_dir = Path(data_dir).resolve()
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:8]
     return CACHE_DIR / f"{data_dir.name}-{digest}"
+
+
+def portable(path: str | Path) -> str:
+    """``path`` as stored in checkpoints and study files: relative to the repository when inside it
+    (``data/cv-sample``), so a shipped file works from any clone; absolute otherwise. "" stays ""."""
+    if not str(path):
+        return ""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolve(path: str | Path) -> Path:
+    """The absolute path of a stored (:func:`portable`) path: a relative one is under the repository."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path

@@ -15,26 +15,30 @@ import streamlit as st
 from core import DeepLanguageError, audio, plots
 from core.data import datasets
 from core.audio import features
-from core.paths import DEMO_CORPUS_DIR, CV_SAMPLE_DIR
+from core.paths import CV_SAMPLE_DIR, DEMO_CORPUS_DIR
 from core.data.demo_corpus import build_demo_corpus as build
 
-
-DEMO, CV_SAMPLE, CUSTOM = "Demo corpus (synthetic, built here)", "Common Voice sample (shared)", "A folder on this machine"
+CV_SAMPLE = "Common Voice sample (real speech, 12 languages)"
+DEMO, CUSTOM = "Demo corpus (synthetic speech, built here)", "A folder on this machine"
 
 
 def dataset_picker(key: str = "dataset") -> Path | None:
-    """Sidebar choice of a dataset; returns its folder, or None after telling the user what's missing."""
-    choices = [DEMO] + ([CV_SAMPLE] if CV_SAMPLE_DIR.exists() else []) + [CUSTOM]
+    """Sidebar choice of a dataset, the embedded real sample first; returns its folder, or None after
+    telling the user what's missing."""
+    choices = ([CV_SAMPLE] if CV_SAMPLE_DIR.exists() else []) + [DEMO, CUSTOM]
     choice = st.sidebar.selectbox("Dataset", choices, key=f"{key}_choice")
-    if choice == DEMO:
-        if not (DEMO_CORPUS_DIR / ".complete").exists():
-            st.info("The demo corpus has not been built yet (about 30 s).")
-            if st.button("Build the demo corpus", key=f"{key}_build"):
-                build_demo_corpus()
-            return None
-        return DEMO_CORPUS_DIR
     if choice == CV_SAMPLE:
         return CV_SAMPLE_DIR
+    if choice == DEMO:
+        if (DEMO_CORPUS_DIR / ".complete").exists():
+            return DEMO_CORPUS_DIR
+        st.info("The demo corpus has not been built yet (about 30 s).")
+        if st.button("Build the demo corpus", key=f"{key}_build"):
+            bar = st.progress(0.0, text="Synthesizing the demo corpus...")
+            build(on_progress=lambda done, total, **_: bar.progress(done / max(total, 1),
+                                                                      text=f"Synthesizing: {done}/{total}"))
+            st.rerun()
+        return None
     typed = st.sidebar.text_input("Dataset folder", key=f"{key}_path",
                                   placeholder="/data/cv-corpus/es or /data/my-clips")
     if not typed:
@@ -46,15 +50,6 @@ def dataset_picker(key: str = "dataset") -> Path | None:
         st.error(f"{path} is not a folder on this machine. Check the path.")
         return None
     return path
-
-
-def build_demo_corpus() -> None:
-
-    bar = st.progress(0.0, text="Synthesizing the demo corpus...")
-    build(on_progress=lambda done, total, **_: bar.progress(done / max(total, 1),
-                                                              text=f"Synthesizing: {done}/{total}"))
-    bar.empty()
-    st.rerun()
 
 
 @st.cache_data(show_spinner="Reading the dataset...")
@@ -98,8 +93,6 @@ def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = featu
     play_low.caption(f"Low-pass below {config.lowpass_hz:.0f} Hz: what low-pass pretraining hears")
     st.plotly_chart(plots.waveform_figure(clip), key=f"{key}_wave")
     left, right = st.columns(2)
-    left.plotly_chart(plots.mel_figure(full, config.frames_per_second, "Log-mel, full band"), key=f"{key}_full",
-                      theme=None)
-    right.plotly_chart(plots.mel_figure(low, config.frames_per_second,
-                                        f"Log-mel, low-pass < {config.lowpass_hz:.0f} Hz"), key=f"{key}_low",
-                       theme=None)
+    fps, cutoff = config.frames_per_second, config.lowpass_hz
+    left.plotly_chart(plots.mel_figure(full, fps, "Log-mel, full band"), key=f"{key}_full", theme=None)
+    right.plotly_chart(plots.mel_figure(low, fps, f"Log-mel, low-pass < {cutoff:.0f} Hz"), key=f"{key}_low", theme=None)

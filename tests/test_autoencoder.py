@@ -20,6 +20,7 @@ def test_round_trip_gives_back_the_input_shape():
     assert model(x).shape == x.shape
 
 
+@pytest.mark.slow
 def test_one_batch_overfits():
     torch.manual_seed(0)
     model = ConvAutoencoder(SMALL)

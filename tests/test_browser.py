@@ -21,8 +21,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 PAGES = {"": "deepLanguage", "data": "Data", "identify": "Identify", "train": "Train",
          "convergence": "Convergence", "latent_space": "Latent"}
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                                   reason="Debian's chromium is not installed (apt-get install chromium)")]
 
 
 def _free_port() -> int:
@@ -127,7 +127,7 @@ def choose(page, label: str, option: str) -> None:
 
 def test_data_page_shows_a_clip_in_full_band_and_low_pass(server, page, cv_sample):
     open_page(page, server, "Data")
-    choose(page, "Dataset", "Common Voice sample (shared)")
+    choose(page, "Dataset", "Common Voice sample (real speech, 12 languages)")
     page.get_by_text("Log-mel, low-pass < 500 Hz").first.wait_for(timeout=60000)
     assert page.get_by_text("Log-mel, full band").count() >= 1
     assert page.locator("audio").count() >= 2

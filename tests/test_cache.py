@@ -27,6 +27,7 @@ def small_dataset(cv_sample, tmp_path):
     return tmp_path / "data", broken
 
 
+@pytest.mark.slow
 def test_prepare_caches_both_variants_and_resumes(small_dataset, tmp_path):
     data, _ = small_dataset
     manifest = datasets.read_dataset(data)
@@ -75,6 +76,7 @@ def test_changed_parameters_or_files_invalidate(small_dataset, tmp_path):
     assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["new"] == 1
 
 
+@pytest.mark.slow
 def test_broken_clips_are_reported_not_fatal(small_dataset, tmp_path):
     data, broken = small_dataset
     broken.write_bytes(b"garbage" * 50)
@@ -82,3 +84,55 @@ def test_broken_clips_are_reported_not_fatal(small_dataset, tmp_path):
     assert index.attrs["failed"] == 1 and len(index) == 15
     with pytest.raises(DeepLanguageError, match="empty"):
         cache.prepare(datasets.read_dataset(data).iloc[:0], tmp_path / "cache")
+
+
+def test_a_truncated_clip_file_is_not_cached_and_is_recomputed(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    index = cache.prepare(manifest, tmp_path / "cache", workers=1)
+    store = cache.FeatureCache(tmp_path / "cache")
+    key = index["key"][2]
+    intact = store.load(key, normalize=False)
+    path = store.clip_path(key)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a disk-full or killed copy
+    assert "truncated" in store.damage(key, index["n_frames"][2])
+    # Loading it names the file, not numpy's "mmap length is greater than file size".
+    with pytest.raises(DeepLanguageError, match=str(path.name)):
+        store.load(key)
+    healed = cache.prepare(manifest, tmp_path / "cache", workers=1)
+    assert healed.attrs["new"] == 1 and healed.attrs["repaired"] == 1
+    np.testing.assert_array_equal(store.load(key, normalize=False), intact)
+    assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["new"] == 0
+
+
+def test_a_clip_file_of_another_shape_is_recomputed(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    index = cache.prepare(manifest, tmp_path / "cache", workers=1)
+    store = cache.FeatureCache(tmp_path / "cache")
+    np.save(store.clip_path(index["key"][0]), np.zeros((2, 64, 3), np.float16))
+    assert "shape" in store.damage(index["key"][0], index["n_frames"][0])
+    assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["repaired"] == 1
+
+
+@pytest.mark.parametrize("junk", ["42", "[]", '{"x": 1}', '"text"', "null", '{"key": 5, "path": 1}'])
+def test_index_lines_that_are_not_records_are_skipped_and_counted(small_dataset, tmp_path, junk):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    cache.prepare(manifest, tmp_path / "cache", workers=1)
+    store = cache.FeatureCache(tmp_path / "cache")
+    index_file = store.root / cache.INDEX_NAME
+    index_file.write_text(junk + "\n" + index_file.read_text() + junk + "\n")
+    again = cache.prepare(manifest, tmp_path / "cache", workers=1)
+    assert again.attrs["new"] == 0 and again.attrs["skipped_lines"] == 2
+    assert len(store.read_index()) == 16
+
+
+def test_a_cache_that_cannot_be_written_names_the_file(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data).iloc[:1]
+    store = cache.FeatureCache(tmp_path / "cache")
+    key = cache.clip_key(manifest["path"][0])
+    store.clip_path(key).mkdir(parents=True)  # a folder where the file goes: the rename fails, even for root
+    with pytest.raises(DeepLanguageError, match=f"could not write the cached features .*{key}"):
+        cache.prepare(manifest, tmp_path / "cache", workers=1)

@@ -56,6 +56,7 @@ def planted():
     return config, clips, test_rows, checkpoint
 
 
+@pytest.mark.slow
 def test_learns_a_planted_problem_on_unseen_speakers(planted):
     config, clips, test_rows, checkpoint = planted
     model = build_model(checkpoint["model"]["kind"], checkpoint["model"]["config"])
@@ -64,6 +65,7 @@ def test_learns_a_planted_problem_on_unseen_speakers(planted):
     assert checkpoint["labels"] == ["l0", "l1"] and checkpoint["best"]["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_save_load_gives_identical_outputs_from_plain_tensors(planted, tmp_path):
     config, clips, test_rows, checkpoint = planted
     model = build_model(checkpoint["model"]["kind"], checkpoint["model"]["config"])
@@ -95,6 +97,7 @@ def tone_dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_that_identify_loads(tone_dataset, tmp_path):
     config = TrainConfig(data_dir=str(tone_dataset), cache_dir=str(tmp_path / "cache"), languages=("low", "high"),
                          model="gmm-supervector", model_config={**SMALL, "background_languages": ["hum"]},
@@ -124,6 +127,7 @@ def test_train_writes_a_run_that_identify_loads(tone_dataset, tmp_path):
     assert restricted["probabilities"] == {"low": 1.0} and len(restricted["windows"]) == 3
 
 
+@pytest.mark.slow
 def test_score_on_chooses_whole_clips_or_the_mean_of_windows(planted):
     from core.identify.models import WHOLE_CLIP_MAX_SECONDS, predict_batches, predict_whole_clip, scores_whole_clip
 
@@ -147,6 +151,7 @@ def test_score_on_chooses_whole_clips_or_the_mean_of_windows(planted):
     assert not scores_whole_clip(model, int(WHOLE_CLIP_MAX_SECONDS * 100) + 1, 100)  # long clips: windows
 
 
+@pytest.mark.slow
 def test_cross_validation_of_the_classic_recipe(tone_dataset, tmp_path):
     from core.identify.evaluate import cross_validate
 

@@ -1,18 +1,28 @@
+import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from pages.common import CUSTOM, CV_SAMPLE
+from pages.common import CUSTOM, CV_SAMPLE, DEMO
 from tests.conftest import ROOT
 
 
-def test_data_page_shows_stats_and_a_clip(cv_sample):
+def _sentences(cv_sample, language: str) -> set[str]:
+    return set(pd.read_csv(cv_sample / language / "validated.tsv", sep="\t", quoting=3)["sentence"])
+
+
+def test_data_page_opens_on_the_real_sample_and_shows_the_chosen_language(cv_sample):
     at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60).run()
     assert not at.exception
-    at.selectbox(key="data_choice").set_value(CV_SAMPLE).run()
-    assert not at.exception
+    # No choice made: the embedded real Common Voice sample, not the synthetic corpus (still offered).
+    assert at.selectbox(key="data_choice").value == CV_SAMPLE
+    assert DEMO in at.selectbox(key="data_choice").options
+    assert str(cv_sample) in at.caption[0].value and "12 languages" in at.caption[0].value
     assert len(at.get("plotly_chart")) >= 3 + 3  # stats plots, then waveform and two spectrograms
-    at.selectbox(key="data_language").set_value("ja").run()
-    assert not at.exception
-    assert "ja" in at.caption[0].value or "12 languages" in at.caption[0].value
+    for language in ("ja", "es"):
+        at.selectbox(key="data_language").set_value(language).run()
+        assert not at.exception
+        shown = at.markdown[-1].value.strip("*")  # the chosen clip's sentence
+        assert shown in _sentences(cv_sample, language)
+        assert shown not in _sentences(cv_sample, "ja" if language == "es" else "es")
 
 
 def test_a_bad_path_gets_a_clear_message(tmp_path):

@@ -38,6 +38,7 @@ def corpus(tmp_path_factory) -> Path:
                              languages=LANGUAGES, workers=2)
 
 
+@pytest.mark.slow
 def test_layout_and_tsv_match_common_voice(corpus):
     assert (corpus / "README.md").read_text().startswith("# deepLanguage demo corpus")
     assert json.loads((corpus / MARKER_NAME).read_text())["seed"] == 0
@@ -56,6 +57,7 @@ def test_layout_and_tsv_match_common_voice(corpus):
             assert row["sentence"].strip()
 
 
+@pytest.mark.slow
 def test_clips_are_16k_mono_and_2_to_6_seconds(corpus):
     for language in LANGUAGES:
         for clip in (corpus / language / "clips").glob("*.flac"):
@@ -66,6 +68,7 @@ def test_clips_are_16k_mono_and_2_to_6_seconds(corpus):
             assert 0.2 < np.abs(audio).max() <= 1.0  # random gain, never clipped, never silent
 
 
+@pytest.mark.slow
 def test_same_seed_same_corpus_whatever_the_order_and_workers(corpus, tmp_path):
     again = build_demo_corpus(tmp_path / "again", seed=0, n_clips=N_CLIPS,
                               languages=LANGUAGES[::-1], workers=1)
@@ -76,6 +79,7 @@ def test_same_seed_same_corpus_whatever_the_order_and_workers(corpus, tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_another_seed_gives_another_corpus(corpus, tmp_path):
     other = build_demo_corpus(tmp_path / "other", seed=1, n_clips=N_CLIPS, languages=("es",))
     for a, b in zip(read_clips(corpus, "es"), read_clips(other, "es"), strict=True):
@@ -94,6 +98,7 @@ def test_every_language_has_at_least_12_consistent_voices():
         assert voices_for(language) == voices  # the table is fixed, not drawn per call
 
 
+@pytest.mark.slow
 def test_enough_clips_use_at_least_12_speakers_each_with_one_gender(tmp_path):
     corpus = build_demo_corpus(tmp_path, n_clips=24, languages=("it",))
     rows = read_tsv(corpus / "it" / "validated.tsv")
@@ -111,6 +116,7 @@ def test_sentence_pools_are_large_and_tsv_safe():
         assert not any(ch in s for s in sentences for ch in '\t\n"')
 
 
+@pytest.mark.slow
 def test_japanese_is_kana_only(corpus):
     written = list(SENTENCES["ja"]) + [row["sentence"] for row in read_tsv(corpus / "ja" / "validated.tsv")]
     for sentence in written:
@@ -124,6 +130,7 @@ def test_japanese_particles_are_spoken_as_said():
     assert demo_corpus._spoken_text("es", "¿Qué tal?") == "¿Qué tal?"
 
 
+@pytest.mark.slow
 def test_a_complete_corpus_is_not_rebuilt(tmp_path):
     build_demo_corpus(tmp_path, n_clips=3, languages=("fr",))
     clip = tmp_path / "fr" / "clips" / "demo_fr_00000.flac"
@@ -136,6 +143,7 @@ def test_a_complete_corpus_is_not_rebuilt(tmp_path):
     assert calls == [(3, 3)]
 
 
+@pytest.mark.slow
 def test_an_interrupted_or_different_build_is_redone(tmp_path):
     build_demo_corpus(tmp_path, n_clips=3, languages=("de",))
     (tmp_path / MARKER_NAME).unlink()  # as if the build had stopped before its end
@@ -155,6 +163,7 @@ def test_ensure_keeps_any_complete_corpus(tmp_path):
     assert not list(tmp_path.rglob("*.flac"))
 
 
+@pytest.mark.slow
 def test_progress_counts_every_clip(tmp_path):
     calls = []
     build_demo_corpus(tmp_path, n_clips=2, languages=("pt", "it"), workers=2,
@@ -165,8 +174,8 @@ def test_progress_counts_every_clip(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"languages": ("es", "xx")}, "choose from"),
-    ({"n_clips": 0}, "at least 1"),
-    ({"seed": -1}, "0 or more"),
+    ({"n_clips": 0}, ">= 1"),
+    ({"seed": -1}, ">= 0"),
 ])
 def test_bad_settings_give_a_clear_error(tmp_path, kwargs, message):
     with pytest.raises(DeepLanguageError, match=message):
@@ -179,6 +188,7 @@ def test_missing_espeak_says_how_to_install(tmp_path, monkeypatch):
         build_demo_corpus(tmp_path, n_clips=1, languages=("es",))
 
 
+@pytest.mark.slow
 def test_cli_builds_and_summarizes(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

@@ -68,6 +68,7 @@ def test_shards_partition_the_global_batch():
         distributed.shard(torch.arange(3), distributed.DistInfo(rank=0, world_size=4))
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     # fork: the children need not import torch again (spawn costs ~10 s here)
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
@@ -76,6 +77,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert torch.allclose(torch.load(tmp_path / f"rank{rank}.pt"), single, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torchrun_training_matches_single_process(tmp_path):
     """`torchrun --nproc_per_node=2 -m core train` on CPU: same global batch, final loss within a few %."""
     config = tiny_config(make_tiny_dataset(tmp_path / "data"), tmp_path / "cache", epochs=3, batch_size=8,

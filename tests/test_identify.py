@@ -113,6 +113,7 @@ def _cli(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_json_contract_with_broken_and_missing_files(files):
     done = _cli(files["speech"], files["broken"], files["missing"], files["silence"], files["long"],
                 "--checkpoint", files["checkpoint"], "--json")
@@ -129,6 +130,7 @@ def test_cli_json_contract_with_broken_and_missing_files(files):
     assert [r["status"] for r in lines[1:4]] == ["error", "error", "no_speech"]
 
 
+@pytest.mark.slow
 def test_cli_restriction_exit_codes_and_text_output(files):
     done = _cli(files["speech"], "--checkpoint", files["checkpoint"], "--json", "--languages", "en,de")
     assert done.returncode == 0, done.stderr
@@ -195,3 +197,12 @@ def test_shipped_model_knows_all_twelve_languages_and_carries_its_calibration():
     assert bundle.ok_rule == report["ok_rule"] and 0 < bundle.temperature < 10
     assert bundle.checkpoint["backend"]["kind"] == "gauss"  # so `enroll` can grow it
     assert DEFAULT_CHECKPOINT.stat().st_size < 8_000_000
+
+
+def test_a_malformed_calibration_is_a_clear_error(files, tmp_path):
+    from core.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(files["checkpoint"])
+    checkpoint["calibration"] = {"temperature": "hot", "ok_rule": {"min_probability": 0.5}}
+    with pytest.raises(DeepLanguageError, match="invalid 'calibration'"):
+        load_identifier(save_checkpoint(checkpoint, tmp_path / "bad.pt"))

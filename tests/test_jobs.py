@@ -14,7 +14,7 @@ from core import runs
 from core.jobs import launch
 from core.jobs import registry
 from core.audio.decode import SAMPLE_RATE, write_wav
-from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
+from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, model_record, save_checkpoint
 from core.errors import DeepLanguageError
 
 TINY_MODEL = {"channels": [4, 8], "hidden": 16, "dropout": 0.1}
@@ -64,6 +64,7 @@ def _wait_for_epochs(run_dir: Path, n_epochs: int, timeout: float = 60.0) -> Non
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
     run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=2), runs_dir=tmp_path)
     assert registry.run_state(run_dir)["state"] in ("starting", "running")
@@ -79,6 +80,7 @@ def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
         launch.launch("gpt", tiny_config(*tiny), runs_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_gmm_identifier_trains_as_a_job_in_one_pass(tiny, tmp_path):
     config = tiny_config(*tiny, model="gmm-supervector", epochs=1,
                          model_config={"n_components": 8, "relevance": 4, "fit_on": "clips"})
@@ -89,6 +91,7 @@ def test_the_gmm_identifier_trains_as_a_job_in_one_pass(tiny, tmp_path):
     assert record["final_val_accuracy"] > 0.8  # a hum and a whistle: trivially told apart
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
     _wait_for_epochs(run_dir, 1)
@@ -103,6 +106,7 @@ def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     assert len(runs.read_metrics(run_dir)) > done
 
 
+@pytest.mark.slow
 def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path):
     from core.identify.train import train
 
@@ -127,8 +131,9 @@ def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path)
 
 def test_a_corrupt_checkpoint_is_a_clear_error_and_resume_falls_back(tmp_path):
     path = tmp_path / "last.pt"
-    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path, keep_previous=True)
-    save_checkpoint({"epoch": 2, "w": torch.ones(3)}, path, keep_previous=True)
+    for epoch in (1, 2):
+        save_checkpoint({**model_record("cnn-baseline", TINY_MODEL, {"w": torch.ones(3)}), "epoch": epoch}, path,
+                        keep_previous=True)
     assert load_checkpoint(tmp_path / "last-prev.pt")["epoch"] == 1
     path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
     with pytest.raises(DeepLanguageError, match="truncated or corrupt"):
@@ -141,6 +146,7 @@ def test_a_corrupt_checkpoint_is_a_clear_error_and_resume_falls_back(tmp_path):
     assert launch.recover_checkpoint(tmp_path) is None and not path.exists()  # nothing good: start over
 
 
+@pytest.mark.slow
 def test_a_corrupt_last_checkpoint_in_a_real_run_resumes_from_the_previous(tiny, tmp_path):
     from core.identify.train import train
 
@@ -152,7 +158,11 @@ def test_a_corrupt_last_checkpoint_in_a_real_run_resumes_from_the_previous(tiny,
         train(None, run_dir, on_progress=_interrupt_in_epoch(3))
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
     (run_dir / "last.pt").write_bytes(b"not a checkpoint")
-    train(None, run_dir)  # the trainer itself falls back to last-prev.pt (epoch 1) and redoes 2 and 3
+    with pytest.raises(KeyboardInterrupt):  # falls back to last-prev.pt (epoch 1), saves epoch 2, stops in 3
+        train(None, run_dir, on_progress=_interrupt_in_epoch(3))
+    assert load_checkpoint(run_dir / "last-prev.pt")["epoch"] == 1  # the corrupt file was not rotated in
+    (run_dir / "last.pt").write_bytes(b"corrupt again")
+    train(None, run_dir)  # still a good fallback: epoch 1 again, then 2 and 3
     assert _comparable(runs.read_metrics(run_dir)) == _comparable(runs.read_metrics(reference))
 
 
@@ -164,6 +174,7 @@ def _interrupt_in_epoch(epoch: int):
     return on_progress
 
 
+@pytest.mark.slow
 def test_a_study_run_launches_like_any_other(tiny, tmp_path):
     config = launch.study_run_config(tiny[0], "high", 0, target="low", hidden_size=8, max_epochs=2, crops_per_clip=1,
                                    pretrain_epochs=1)

@@ -10,6 +10,7 @@ from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_every_run_has_one_latent_row_per_held_out_clip(tiny_study):
     study, corpus, _ = tiny_study
     latent = pd.read_csv(study / "latent_manifest.tsv", sep="\t")
@@ -35,6 +36,7 @@ def test_missing_latents_and_mismatched_rows_are_refused(tmp_path):
     assert arrays["h"].shape == (1, 3) and loaded["language"][0] == "es"
 
 
+@pytest.mark.slow
 def test_the_identifier_embedding_joins_the_study_as_its_own_latent_kind(tiny_study):
     from core.identify.predict import DEFAULT_CHECKPOINT
     from core.study.latents import MAX_IDENTIFY_DIM, extract_identify_latents

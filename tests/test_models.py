@@ -66,6 +66,7 @@ def test_predict_windows_gives_probabilities():
     assert torch.allclose(probs.sum(1), torch.ones(5), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_one_batch_overfits(kind):
     torch.manual_seed(0)

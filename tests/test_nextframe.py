@@ -1,9 +1,13 @@
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
+from core.study import autoencoder, nextframe
+from core.study.layout import DEMO_STUDY_DIR, study_runs
 from core.study.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
 from tests.conftest import train_steps
 
@@ -19,6 +23,7 @@ def smooth_sequences(n: int = 8, n_frames: int = 60, n_mels: int = 16, seed: int
     return torch.from_numpy(np.sin(freq * t + phase).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_the_next_frame_loss_falls():
     torch.manual_seed(0)
     model = NextFrameLSTM(NextFrameConfig(n_mels=16, hidden_size=32))
@@ -55,8 +60,32 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     assert loaded.config == model.config
 
 
+def test_the_first_study_schema_still_loads(tmp_path):
+    """Study checkpoints written before the common schema ({model_kind, model_config, model})."""
+    model = NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=12)).eval()
+    torch.save({"model_kind": "nextframe", "model_config": asdict(model.config), "model": model.state_dict(),
+                "seed": 3}, tmp_path / "old.pt")
+    checkpoint = load_checkpoint(tmp_path / "old.pt")
+    assert checkpoint["model"]["kind"] == "nextframe" and checkpoint["seed"] == 3
+    x = smooth_sequences(2, 20, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), from_checkpoint(checkpoint)(x))
+
+
+def test_every_shipped_demo_study_model_loads():
+    run_dirs = study_runs(DEMO_STUDY_DIR)
+    assert len(run_dirs) >= 4
+    for run_dir in run_dirs:
+        checkpoint = load_checkpoint(run_dir / "last.pt")
+        module = autoencoder if checkpoint["model"]["kind"] == "autoencoder" else nextframe
+        model = module.from_checkpoint(checkpoint, run_dir / "last.pt")
+        assert not model.training and model.config.n_mels == checkpoint["features"]["n_mels"]
+
+
 def test_a_wrong_checkpoint_and_a_one_frame_clip_are_clear_errors():
-    with pytest.raises(DeepLanguageError, match="not a next-frame LSTM"):
-        from_checkpoint({"model_kind": "autoencoder"})
+    with pytest.raises(DeepLanguageError, match="holds a 'autoencoder' model"):
+        from_checkpoint(autoencoder.save_dict(autoencoder.ConvAutoencoder(autoencoder.AutoencoderConfig(n_mels=16))))
+    with pytest.raises(DeepLanguageError, match="model.config"):
+        from_checkpoint({"format": 1, "model": {"kind": "nextframe"}, "state_dict": {}})
     with pytest.raises(DeepLanguageError, match="at least two frames"):
         NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=4)).loss(torch.zeros(1, 1, 8))

@@ -5,6 +5,7 @@ import pytest
 from core.errors import DeepLanguageError
 from core.study.probes import (balanced_accuracy, compare_conditions, mean_ci, min_attainable_p, probe, probe_latents,
                          summarize_probes, _folds)
+from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
 
 def speakers_data(separable: bool, n_speakers: int = 16, per_speaker: int = 6, dim: int = 20, seed: int = 0):
@@ -72,3 +73,15 @@ def test_summaries_give_a_t_interval_over_seeds_and_combine_p_values():
                           "p_value": [0.04, 0.03, 0.05], "n": 100})
     row = summarize_probes(table).iloc[0]
     assert row["n_seeds"] == 3 and row["p_value"] < 0.03 and row["ci_low"] == pytest.approx(low)
+
+
+def test_a_matrix_study_probes_each_run_for_its_own_target(tiny_study):
+    from core.study.probes import load_probes
+
+    study, _, _ = tiny_study
+    table = load_probes(study)
+    lstm = table[~table["pretrain"].isin(["ae", "identify"])]
+    assert set(lstm["target"]) == {"aa", "bb"}
+    assert all(run.split("__")[1] == target for run, target in zip(lstm["run"], lstm["target"]))
+    reference = table[table["pretrain"] == "ae"]  # the autoencoder: one code, probed for every target
+    assert set(reference["target"]) == {"aa", "bb"}

@@ -15,12 +15,11 @@ from core.jobs import registry
 from core.errors import DeepLanguageError
 from tests.conftest import ROOT
 
-# A stand-in trainer: takes the run's lock, marks it running, then sleeps until killed.
+# A stand-in trainer: owns the run through the one lifecycle, then sleeps until killed.
 HOLDER = textwrap.dedent("""
     import sys, time
     from core import runs
-    with runs.RunLock(sys.argv[1]):
-        runs.set_status(sys.argv[1], "running")
+    with runs.lifecycle(sys.argv[1]):
         print("ready", flush=True)
         time.sleep(60)
 """)
@@ -38,6 +37,7 @@ def _kill9(process: subprocess.Popen) -> None:
     process.wait()
 
 
+@pytest.mark.slow
 def test_created_running_then_killed_reads_failed(tmp_path):
     run_dir = runs.create_run("identify", {"train": {"epochs": 3}}, tmp_path)
     assert registry.run_state(run_dir)["state"] == "created"
@@ -48,6 +48,7 @@ def test_created_running_then_killed_reads_failed(tmp_path):
     assert status["state"] == "failed" and "died" in status["error"]
 
 
+@pytest.mark.slow
 def test_killed_after_a_stop_request_reads_stopped(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
     holder = _hold(run_dir)
@@ -57,6 +58,7 @@ def test_killed_after_a_stop_request_reads_stopped(tmp_path):
     assert registry.run_state(run_dir)["state"] == "stopped"
 
 
+@pytest.mark.slow
 def test_a_launched_process_is_starting_until_it_locks_and_failed_if_it_dies_first(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -82,17 +84,67 @@ def test_two_launches_at_once_never_share_a_directory(tmp_path):
         runs.create_run("identify", {}, tmp_path, name=made[0].name)
 
 
+@pytest.mark.slow
 def test_a_run_cannot_be_trained_twice_at_once(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
     holder = _hold(run_dir)
     try:
-        with pytest.raises(DeepLanguageError, match="already being trained"):
+        with pytest.raises(DeepLanguageError, match="already running"):
             with runs.RunLock(run_dir):
                 pass
     finally:
         _kill9(holder)
     with runs.RunLock(run_dir):  # free again once the holder is gone
         pass
+
+
+def test_lifecycle_marks_finished_stopped_and_failed(tmp_path):
+    done = runs.create_run("identify", {}, tmp_path, name="done")
+    with runs.lifecycle(done) as outcome:
+        assert runs.run_status(done)["state"] == "running" and runs.is_locked(done)
+        outcome.update(best_epoch=3)
+    status = runs.run_status(done)
+    assert status["state"] == "finished" and status["best_epoch"] == 3 and not runs.is_locked(done)
+
+    stopped = runs.create_run("identify", {}, tmp_path, name="stopped")
+    with pytest.raises(KeyboardInterrupt), runs.lifecycle(stopped, resume="python -m core train --resume x"):
+        raise KeyboardInterrupt
+    status = runs.run_status(stopped)
+    assert status["state"] == "stopped" and "--resume x" in status["error"]
+
+    failed = runs.create_run("identify", {}, tmp_path, name="failed")
+    with pytest.raises(ZeroDivisionError), runs.lifecycle(failed):
+        1 / 0
+    status = runs.run_status(failed)
+    assert status["state"] == "failed" and status["error"].startswith("ZeroDivisionError")
+
+    pruned = runs.create_run("identify", {}, tmp_path, name="pruned")
+    with pytest.raises(TimeoutError), runs.lifecycle(pruned, resume="", stop_on=(TimeoutError,)):
+        raise TimeoutError("pruned after epoch 2")
+    assert runs.run_status(pruned)["error"] == "pruned after epoch 2"
+
+    outcome_failed = runs.create_run("study", {}, tmp_path, name="partial")
+    with runs.lifecycle(outcome_failed, what="study") as outcome:
+        outcome.update(state="failed", error="runs failed: es-s0")
+    assert runs.run_status(outcome_failed)["state"] == "failed"
+
+
+def test_lifecycle_of_a_rank_that_does_not_own_the_run_writes_nothing(tmp_path):
+    run_dir = runs.create_run("identify", {}, tmp_path)
+    with pytest.raises(KeyboardInterrupt), runs.lifecycle(run_dir, own=False):
+        assert not runs.is_locked(run_dir)
+        raise KeyboardInterrupt
+    assert runs.run_status(run_dir)["state"] == "created"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run(tmp_path):
+    run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
+    holder = _hold(run_dir)
+    holder.send_signal(signal.SIGTERM)
+    holder.wait(timeout=20)
+    status = runs.run_status(run_dir)
+    assert status["state"] == "stopped" and status["error"] == runs.STOPPED
 
 
 def test_records_summarise_state_metrics_and_config(tmp_path):

@@ -1,4 +1,4 @@
-"""The pretraining study end to end on a tiny synthetic corpus (3 languages x 6 speakers x 2 clips)."""
+"""The transfer matrix end to end on a tiny synthetic corpus (3 languages x 6 speakers x 2 clips)."""
 
 import shutil
 
@@ -10,18 +10,21 @@ import soundfile as sf
 from core import runs
 from core.errors import DeepLanguageError
 from core.audio.features import mel_filters
-from core.study.trainer import RunData, train_run
-from core.study.layout import StudyConfig, load_study, study_runs
+from core.study.grouped import make_members
+from core.study.layout import StudyConfig, load_study, parse_run_name, pretrain_name, study_runs
 from core.study.plan import plan_study
+from core.study.results import convergence, study_curves, study_results, study_status
 from core.study.run import run_study
-from core.study.results import study_curves, study_results
+from core.study.trainer import StudyData, initial_model
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 SR = 16000
-TINY = StudyConfig(target="aa", pretrain=("none", "bb"), seeds=2, threshold=10.0, hidden_size=16,
-                   crop_frames=50, crops_per_clip=2, batch_size=8, max_epochs=2, eval_every=2,
-                   split_fractions=(0.35, 0.15, 0.5), ae_epochs=1)
+# Two targets x (none + 4 conditions x 2 doses) x 2 seeds = 36 runs, in groups of at most 4.
+TINY = StudyConfig(targets=("aa", "bb"), pretrain=("none", "bb", "cc:full", "noise", "aa:utero"), seeds=2,
+                   pretrain_epochs=(1, 2), pretrain_epoch_steps=3, budget_steps=20, loss_budgets=(10, 20),
+                   threshold_step=10, hidden_size=16, crop_frames=50, crops_per_clip=2, batch_size=8,
+                   eval_every=5, group_size=4, split_fractions=(0.35, 0.15, 0.5), ae_epochs=1)
 
 
 def voice(f0: float, seconds: float, seed: int, brightness: float) -> np.ndarray:
@@ -56,25 +59,68 @@ def tiny_study(tmp_path_factory):
     if runs.read_json(root / "study" / "status.json", {}).get("state") != "finished":
         shutil.rmtree(root, ignore_errors=True)
         make_corpus(root / "corpus")
-        run_study(TINY, root / "corpus", root / "study", cache_dir=root / "cache", workers=2)
+        run_study(TINY, root / "corpus", root / "study", cache_dir=root / "cache", workers=2, n_permutations=5)
     return root / "study", root / "corpus", root / "cache"
 
 
-def test_every_run_finishes_and_records_the_threshold_crossing(tiny_study):
+def test_every_cell_of_the_matrix_finishes_with_the_three_measures(tiny_study):
     study, _, _ = tiny_study
-    assert sorted(p.name for p in study_runs(study)) == ["ae-s0", "ae-s1", "bb-s0", "bb-s1", "none-s0", "none-s1"]
+    assert study_status(study)["phase"] == "finished" and study_status(study)["state"] == "finished"
     assert all(runs.run_status(p)["state"] == "finished" for p in study_runs(study))
     results = study_results(study)
-    assert len(results) == 4
-    # An easy threshold: crossed at the first validation check of the target phase.
-    assert results["converged"].all()
-    assert results["steps_to_threshold"].between(1, TINY.eval_every).all()
-    assert (results["epochs_to_threshold"] == 1).all()
-    assert (results["seconds_to_threshold"] > 0).all()
-    assert (results.loc[results["condition"] == "bb", "pretrain_seconds"] > 0).all()
-    validation, training = study_curves(study)
-    assert set(validation["step"]) >= {0, 1}
-    assert (training.loc[training["phase"] == "pretrain", "step"] < 0).all()
+    assert len(results) == 2 * (1 + 4 * 2) * 2
+    assert set(results["pretrain"]) == {"none", "bb", "cc:full", "noise", "aa:utero"}
+    assert set(results.loc[results["pretrain"] == "none", "pretrain_epochs"]) == {0}
+    assert set(results.loc[results["pretrain"] != "none", "pretrain_epochs"]) == {1, 2}
+    for column in ("converged", "steps_to_threshold", "auc", "loss_at_10", "loss_at_20", "threshold",
+                   "seconds_to_threshold", "run"):
+        assert column in results
+    # The threshold is the none runs' mean loss at step 10: they cross it around there.
+    none = results[results["pretrain"] == "none"]
+    assert none["threshold"].gt(0).all() and none["steps_to_threshold"].dropna().between(0, 20).all()
+    assert (results["auc"] > 0).all() and results["loss_at_20"].notna().all()
+    curves = study_curves(study)
+    assert list(curves.columns[:6]) == ["pretrain", "target", "seed", "pretrain_epochs", "step", "val_loss"]
+    assert set(curves["step"]) == {0, 5, 10, 15, 20}
+    assert all(parse_run_name(r)["target"] == t for r, t in zip(results["run"], results["target"]))
+
+
+def test_convergence_interpolates_the_crossing_and_integrates_the_budget():
+    measures = convergence([0, 10, 20], [1.0, 0.6, 0.2], threshold=0.4, budget=20, budgets=(10, 15))
+    assert measures["converged"] and measures["steps_to_threshold"] == pytest.approx(15.0)
+    assert measures["auc"] == pytest.approx(((1.0 + 0.6) / 2 * 10 + (0.6 + 0.2) / 2 * 10) / 20)
+    assert measures["loss_at_15"] == pytest.approx(0.4)
+    never = convergence([0, 10, 20], [1.0, 0.9, 0.8], threshold=0.4, budget=20, budgets=(10,))
+    assert not never["converged"] and np.isnan(never["steps_to_threshold"])
+
+
+def test_each_pretraining_is_computed_once_and_saved_at_every_dose(tiny_study):
+    study, _, _ = tiny_study
+    stored = sorted(p.name for p in (study / "pretrain").iterdir())
+    expected = sorted(pretrain_name(c, s, e) for c in ("bb", "cc:full", "noise", "aa:utero")
+                      for s in range(2) for e in (1, 2))
+    assert stored == expected  # one per (condition, seed, dose), shared by both targets
+
+
+def test_a_batched_group_gives_each_member_what_training_it_alone_would():
+    import torch
+
+    rng = np.random.default_rng(0)
+    batches = rng.standard_normal((4, 3, 8, 12, 16)).astype(np.float32)  # steps, members, batch, frames, mels
+    val = torch.from_numpy(rng.standard_normal((5, 12, 16)).astype(np.float32))
+    config = StudyConfig(hidden_size=8)
+    grouped = make_members([initial_model(config, 16, s) for s in range(3)], 0.01, "grouped")
+    alone = [make_members([initial_model(config, 16, s)], 0.01, "grouped") for s in range(3)]
+    fused = make_members([initial_model(config, 16, s) for s in range(3)], 0.01, "sequential")
+    for step in batches:
+        together = grouped.step(step)
+        apart = np.concatenate([member.step(step[k:k + 1]) for k, member in enumerate(alone)])
+        np.testing.assert_allclose(together, apart, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(together, fused.step(step), rtol=1e-4, atol=1e-5)  # nn.LSTM's own kernel
+    np.testing.assert_allclose(grouped.evaluate(val), [m.evaluate(val)[0] for m in alone], rtol=1e-5)
+    for k in range(3):
+        for a, b in zip(grouped.member(k).state_dict().values(), fused.member(k).state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_splits_never_share_a_speaker_and_latents_are_held_out(tiny_study):
@@ -87,79 +133,86 @@ def test_splits_never_share_a_speaker_and_latents_are_held_out(tiny_study):
     assert latent["language"].value_counts().nunique() == 1  # balanced
 
 
-def test_pretraining_sees_only_low_pass_features(tiny_study):
+def test_each_condition_hears_its_own_filter(tiny_study):
     study, _, _ = tiny_study
     loaded = load_study(study)
-    data = RunData(loaded, "bb")
+    data = StudyData(loaded)
     features = loaded["features"]
     freqs = np.fft.rfftfreq(features.n_fft, 1 / features.sample_rate)
-    centres = freqs[mel_filters(features).argmax(axis=1)]
-    high = centres > 2 * TINY.cutoff_hz  # an octave above the cutoff: 96 dB down, below the 80 dB floor
-    pretrain = np.concatenate(data.clips("pretrain"))
-    target = np.concatenate(data.clips("target"))
+    high = freqs[mel_filters(features).argmax(axis=1)] > 2 * TINY.cutoff_hz  # 96 dB down: below the floor
+    lowpass, full = np.concatenate(data.condition_clips("bb")), np.concatenate(data.condition_clips("bb:full"))
+    noise = np.concatenate(data.condition_clips("noise"))
+    utero = np.concatenate(data.condition_clips("aa:utero"))
     # At the floor, a band is constant over time: zero after per-utterance normalisation.
-    assert np.abs(pretrain[:, high]).max() < 1e-3
-    assert target[:, high].std() > 0.5
-    assert data.clips("target") is data.target and RunData(loaded, "none").clips("pretrain") == []
+    assert np.abs(lowpass[:, high]).max() < 1e-3 and np.abs(noise[:, high]).max() < 1e-3
+    assert full[:, high].std() > 0.5 and utero[:, high].std() > 0.5  # in utero, high bands are damped, not gone
+    assert not np.allclose(utero, np.concatenate(data.clips("aa", "train", "full")))
+    assert noise[:, ~high].std() > 0.5  # the noise is not silence
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(tiny_study, monkeypatch):
-    study, _, _ = tiny_study
-    import core.progress
-
-    run_dir = study / "runs" / "none-s0"
-    for name in ("last.pt", "result.json", "metrics.jsonl", "latents.npz"):
-        (run_dir / name).unlink()
-    monkeypatch.setattr(core.progress, "PROGRESS_EVERY_S", 0.0)  # report every step
-
-    def stop_in_epoch_two(done, total, **metrics):
-        if len(runs.read_metrics(run_dir)) >= 1:
-            raise KeyboardInterrupt
-
-    # An unreachable threshold, for this run only, so it runs all its epochs and can be stopped in one.
-    stored = runs.read_json(study / "study.json")
-    runs.write_json(study / "study.json", {**stored, "threshold": -1.0})
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train_run(run_dir, on_progress=stop_in_epoch_two)
-        assert runs.run_status(run_dir)["state"] == "stopped"
-        first_epoch = runs.read_metrics(run_dir)
-        assert len(first_epoch) == 1
-        result = train_run(run_dir)
-    finally:
-        runs.write_json(study / "study.json", stored)
-    rows = runs.read_metrics(run_dir)
-    assert [r["epoch"] for r in rows] == [1, 2]  # epoch 1 kept, epoch 2 done once, from the checkpoint
-    assert rows[0] == first_epoch[0]
-    assert not result["converged"] and result["epochs"] == 2
-    assert (run_dir / "latents.npz").exists() and runs.run_status(run_dir)["state"] == "finished"
-
-
-def test_a_run_is_reproducible_from_its_seed(tiny_study):
-    study, _, _ = tiny_study
-    run_dir = study / "runs" / "bb-s1"  # trained in a pool worker, perhaps after another run
-    before = [row["step_losses"] for row in runs.read_metrics(run_dir)]
-    for name in ("last.pt", "result.json", "metrics.jsonl", "latents.npz"):
-        (run_dir / name).unlink()
-    train_run(run_dir)  # again, in this process
-    assert [row["step_losses"] for row in runs.read_metrics(run_dir)] == before
-
-
-def test_rerunning_skips_finished_runs_and_other_settings_are_refused(tiny_study):
+def test_an_interrupted_run_is_redone_alone_and_gives_the_same_curve(tiny_study):
     study, corpus, cache = tiny_study
-    stamps = {p.name: (p / "last.pt").stat().st_mtime_ns for p in study_runs(study) if p.name != "none-s0"}
+    name = "bb__aa__e2__s1"  # trained in a group of four in a pool worker
+    before = runs.read_json(study / "runs" / name / "curve.json")
+    stamps = {p: p.stat().st_mtime_ns for p in [*study.glob("runs/*/curve.json"), *study.glob("pretrain/*")]
+              if p.parent.name != name}  # every other run and pretraining
+    (study / "runs" / name / "curve.json").unlink()
+    runs.set_status(study / "runs" / name, "stopped")
     run_study(TINY, corpus, study, cache_dir=cache, workers=1, probe=False)
-    assert stamps == {p.name: (p / "last.pt").stat().st_mtime_ns for p in study_runs(study) if p.name != "none-s0"}
-    with pytest.raises(DeepLanguageError, match="other settings"):
-        plan_study(StudyConfig(target="aa", hidden_size=8), corpus, study, cache_dir=cache)
-    with pytest.raises(DeepLanguageError, match="not in"):
-        plan_study(StudyConfig(target="zz"), corpus, study.parent / "other", cache_dir=cache)
+    after = runs.read_json(study / "runs" / name / "curve.json")
+    np.testing.assert_allclose(after["val_loss"], before["val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(after["train_loss"], before["train_loss"], rtol=1e-4, atol=1e-5)
+    changed = [p for p, t in stamps.items() if p.exists() and p.stat().st_mtime_ns != t]
+    assert changed == []  # nothing finished was redone, not even the pretraining it started from
+    runs.set_status(study, "finished")
 
 
-def test_the_default_threshold_is_a_fraction_of_the_copy_baseline(tiny_study, tmp_path):
+def test_other_settings_are_refused_naming_the_setting(tiny_study):
+    study, corpus, cache = tiny_study
+    with pytest.raises(DeepLanguageError, match="hidden_size is 16 there but 8 now"):
+        plan_study(StudyConfig(targets=("aa",), hidden_size=8), corpus, study, cache_dir=cache)
+    with pytest.raises(DeepLanguageError, match="zz.*it has aa, bb, cc"):
+        plan_study(StudyConfig(targets=("zz",), pretrain=("none",)), corpus, study.parent / "other", cache_dir=cache)
+    with pytest.raises(DeepLanguageError, match="unknown pretraining condition 'aa:loud'"):
+        plan_study(StudyConfig(targets=("aa",), pretrain=("aa:loud",)), corpus, study.parent / "other",
+                   cache_dir=cache)
+
+
+def test_a_target_with_too_few_speakers_is_named_with_its_counts(tiny_study, tmp_path):
     _, corpus, cache = tiny_study
-    config = StudyConfig(target="aa", pretrain=("none",), seeds=1, hidden_size=8, threshold=None,
-                         threshold_ratio=0.5, split_fractions=(0.35, 0.15, 0.5))
-    study = plan_study(config, corpus, tmp_path / "s", cache_dir=cache)
-    threshold = load_study(study)["threshold"]
-    assert 0 < threshold < 1
+    small = tmp_path / "corpus"
+    shutil.copytree(corpus / "aa", small / "aa")
+    (small / "dd" / "spk0").mkdir(parents=True)
+    shutil.copy(corpus / "bb" / "spk0" / "0.wav", small / "dd" / "spk0" / "0.wav")
+    with pytest.raises(DeepLanguageError, match=r"language dd has too few speakers to split: 1 speakers with 1 clips"):
+        plan_study(StudyConfig(targets=("dd",), pretrain=("none",)), small, tmp_path / "s", cache_dir=tmp_path / "c")
+
+
+def test_the_cli_refuses_unknown_languages_with_exit_2_and_the_known_list(tiny_study, capsys):
+    from core.__main__ import main
+
+    _, corpus, _ = tiny_study
+    assert main(["study", "--data", str(corpus), "--targets", "aa,xx", "--pretrain", "none,yy"]) == 2
+    assert "unknown language xx, yy" in capsys.readouterr().err
+    assert main(["study", "--data", str(corpus), "--target", "aa", "--pretrain", "none,aa:loud"]) == 2
+    assert "'aa:loud'" in capsys.readouterr().err
+
+
+def test_the_in_utero_filter_follows_the_cited_figures():
+    from core.audio.features import FeatureConfig
+    from core.audio.filters import utero_gain
+
+    decibels = 10 * np.log10(utero_gain(np.array([100.0, 250.0, 500.0, 1000.0, 4000.0, 8000.0])))
+    # Flat to 250 Hz, then 6 dB per octave (Gerhardt et al. 1990), floored at -30 dB.
+    np.testing.assert_allclose(decibels, [0, 0, -6, -12, -24, -30], atol=1e-4)
+    # A new cache for the new filter; the Butterworth's cache keeps the key it had before the field.
+    assert FeatureConfig(lowpass_filter="utero").key() != FeatureConfig().key()
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from core.audio.features import FEATURES_VERSION
+
+    before = {k: v for k, v in asdict(FeatureConfig()).items() if k != "lowpass_filter"}
+    old_key = hashlib.sha1(json.dumps({**before, "version": FEATURES_VERSION}, sort_keys=True).encode()).hexdigest()
+    assert FeatureConfig().key() == old_key[:12]

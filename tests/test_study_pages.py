@@ -19,6 +19,7 @@ def studies_dir(tiny_study, monkeypatch):
     return study
 
 
+@pytest.mark.slow
 def test_convergence_page_shows_curves_and_the_time_table(studies_dir):
     at = AppTest.from_file(str(ROOT / "pages/convergence.py"), default_timeout=60).run()
     assert not at.exception
@@ -29,6 +30,7 @@ def test_convergence_page_shows_curves_and_the_time_table(studies_dir):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_latent_space_page_projects_and_shows_probes(studies_dir):
     at = AppTest.from_file(str(ROOT / "pages/latent_space.py"), default_timeout=60).run()
     assert not at.exception

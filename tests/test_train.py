@@ -63,6 +63,7 @@ def test_splits_are_speaker_disjoint(config):
     assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["validation"])
 
 
+@pytest.mark.slow
 def test_loss_falls_and_run_directory_is_complete(config, tmp_path):
     run_dir = train(replace(config, epochs=6), runs_dir=tmp_path / "runs", name="learn")
     metrics = runs.read_metrics(run_dir)
@@ -81,6 +82,7 @@ def test_loss_falls_and_run_directory_is_complete(config, tmp_path):
         torch.load(run_dir / name, weights_only=True)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_path):
     clips = load_clips(config)
     whole = train(config, runs_dir=tmp_path, name="whole", clips=clips)
@@ -93,7 +95,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(config, runs_dir=tmp_path, name="interrupted", on_progress=stop_in_epoch_2, clips=clips)
     assert runs.run_status(interrupted)["state"] == "stopped"
-    assert "--resume" in runs.run_status(interrupted)["error"]
+    assert runs.run_status(interrupted)["error"] == runs.STOPPED  # no CLI command: the page has a Resume button
     assert len(runs.read_metrics(interrupted)) == 1
     train(None, interrupted)  # its stored config wins; data is loaded again from the cache
     assert _comparable(runs.read_metrics(interrupted)) == _comparable(runs.read_metrics(whole))
@@ -103,7 +105,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(config, tmp_
 
 def test_second_trainer_on_the_same_run_is_refused(config, tmp_path):
     run_dir = runs.create_run("identify", {"train": asdict(config)}, tmp_path, name="busy")
-    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already being trained"):
+    with runs.RunLock(run_dir), pytest.raises(DeepLanguageError, match="already running"):
         train(None, run_dir)
 
 
@@ -133,6 +135,47 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_identifier(path)
 
 
+@pytest.mark.slow  # prepares the dataset with worker processes
+def test_resume_from_a_malformed_checkpoint_is_a_clear_error(config, tmp_path, capsys):
+    import signal
+
+    from core.__main__ import main
+
+    run_dir = runs.create_run("identify", {"train": asdict(config)}, tmp_path, name="malformed")
+    torch.save({"format": 1, "model": {"kind": "cnn-baseline"}, "state_dict": {}, "labels": ["high", "low"],
+                "features": {}}, run_dir / "last.pt")
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["train", "--resume", str(run_dir), "--threads", "1"]) == 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    err = capsys.readouterr().err
+    assert str(run_dir / "last.pt") in err and "model.config" in err and "internal error" not in err
+    status = runs.run_status(run_dir)
+    assert status["state"] == "failed" and "model.config" in status["error"]
+
+
+def test_checkpoints_store_paths_relative_to_the_repository(tmp_path):
+    import pandas as pd
+
+    from core.identify.clips import ClipSet, base_checkpoint
+    from core.paths import CV_SAMPLE_DIR, REPO_ROOT, portable, resolve
+
+    assert portable(CV_SAMPLE_DIR) == "data/cv-sample" and resolve("data/cv-sample") == CV_SAMPLE_DIR
+    assert portable(tmp_path) == str(tmp_path.resolve()) and resolve(str(tmp_path)) == tmp_path
+    assert portable("") == "" and resolve(portable(REPO_ROOT / "data" / ".." / "data")) == REPO_ROOT / "data"
+    manifest = pd.DataFrame({"language": ["en", "es", "es"], "speaker": ["a", "b", "c"],
+                             "split": ["train", "validation", "test"]})
+    clips = ClipSet(manifest, [np.zeros((64, 10), np.float32)] * 3, ["en", "es"], 10)
+    config = TrainConfig(data_dir=str(CV_SAMPLE_DIR), cache_dir=str(tmp_path / "cache"), model="cnn-baseline")
+    base = base_checkpoint(config, clips, clips.rows("train"), clips.rows("validation"), {"n_classes": 2})
+    assert base["data"]["dir"] == base["train_config"]["data_dir"] == "data/cv-sample"
+    assert base["train_config"]["cache_dir"] == str((tmp_path / "cache").resolve())
+    assert base["data"]["test_speakers"] == ["c"] and base["model"] == {"kind": "cnn-baseline",
+                                                                        "config": {"n_classes": 2}}
+
+
+@pytest.mark.slow
 def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
     from core.identify.evaluate import evaluate_checkpoint
 
@@ -147,6 +190,7 @@ def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
     assert everything["dropped_seen_speaker_clips"] > 0
 
 
+@pytest.mark.slow
 def test_cross_validation_reports_folds_and_interval(config):
     from core.identify.evaluate import cross_validate
 
@@ -156,6 +200,7 @@ def test_cross_validation_reports_folds_and_interval(config):
     assert 0 <= low <= report["accuracy"] <= high <= 1
 
 
+@pytest.mark.slow
 def test_cli_trains_and_resume_of_a_non_run_is_an_error(tiny_dataset, tmp_path):
     out = tmp_path / "cli-run"
     command = [sys.executable, "-m", "core", "train", "--data", str(tiny_dataset), "--model", "cnn-baseline",

@@ -11,6 +11,8 @@ from core.errors import DeepLanguageError
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset, tiny_config
 
+pytestmark = pytest.mark.slow  # every test here trains (the search fixture) or spawns a process
+
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory):

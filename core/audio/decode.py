@@ -166,11 +166,21 @@ def _check_header(n_channels: int, rate: int, name: str) -> None:
         )
 
 
+class ClipTooLongError(DeepLanguageError):
+    """A clip over ``max_seconds``; callers that let the user raise the limit add how (e.g. prepare's
+    ``--max-seconds``), so this message names no option that the caller may not have."""
+
+    def __init__(self, name: str, seconds: float, max_seconds: float):
+        super().__init__(f"{name} is {seconds:.0f} s long; the limit is {max_seconds:.0f} s. "
+                         f"Trim it or split it into shorter clips.")
+        self.name, self.seconds, self.max_seconds = name, seconds, max_seconds
+
+    def __reduce__(self):  # so it pickles across worker processes with its fields
+        return type(self), (self.name, self.seconds, self.max_seconds)
+
+
 def _raise_too_long(name: str, seconds: float, max_seconds: float) -> None:
-    raise DeepLanguageError(
-        f"{name} is {seconds:.0f} s long; the limit is {max_seconds:.0f} s. Trim it, or raise the limit "
-        f"(max_seconds / --max-seconds)."
-    )
+    raise ClipTooLongError(name, seconds, max_seconds)
 
 
 def _to_mono_rate(data: np.ndarray, rate: int, target: int, max_seconds: float, name: str) -> np.ndarray:

@@ -16,9 +16,9 @@ import numpy as np
 import scipy.fft
 from scipy import sparse
 
-from core.audio.filters import LOWPASS_HZ, lowpass_gain
+from core.audio.filters import LOWPASS_HZ, prenatal_gain
 from core.audio.decode import SAMPLE_RATE, AudioSource, load_audio
-from core.configs import known_fields
+from core.configs import known_fields, setting, validate
 from core.files import save_array
 from core.paths import CACHE_DIR
 
@@ -37,13 +37,19 @@ FEATURES_VERSION = 1  # bump when the computation changes, so caches are rebuilt
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = SAMPLE_RATE  # Hz
-    win_ms: float = WIN_MS  # window length, ms
-    hop_ms: float = HOP_MS  # hop between frames, ms
-    n_mels: int = N_MELS
-    fmin: float = 0.0  # lowest mel band edge, Hz
-    fmax: float | None = None  # highest mel band edge, Hz; None = half the sample rate
-    lowpass_hz: float = LOWPASS_HZ  # cutoff of the low-pass variant, Hz
+    sample_rate: int = setting(SAMPLE_RATE, low=1000)  # Hz
+    win_ms: float = setting(WIN_MS, low=1, high=1000)  # window length, ms
+    hop_ms: float = setting(HOP_MS, low=1, high=1000)  # hop between frames, ms
+    n_mels: int = setting(N_MELS, low=1, high=256)
+    fmin: float = setting(0.0, low=0)  # lowest mel band edge, Hz
+    fmax: float | None = setting(None, above=0)  # highest mel band edge, Hz; None = half the sample rate
+    lowpass_hz: float = setting(LOWPASS_HZ, above=0, high=8000)  # cutoff of the low-pass variant, Hz
+    # The filter of the second ("low-pass") variant: "butterworth" (lowpass_hz) or "utero" (the
+    # in-utero attenuation, core.audio.filters.utero_gain). Each has its own cache folder.
+    lowpass_filter: str = setting("butterworth", choices=("butterworth", "utero"))
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     @property
     def win_length(self) -> int:
@@ -63,7 +69,10 @@ class FeatureConfig:
 
     def key(self) -> str:
         """A short stable hash of every parameter: names a cache that can never go stale."""
-        text = json.dumps({**asdict(self), "version": FEATURES_VERSION}, sort_keys=True)
+        fields = asdict(self)
+        if fields["lowpass_filter"] == "butterworth":
+            del fields["lowpass_filter"]  # so caches made before the field existed keep their key
+        text = json.dumps({**fields, "version": FEATURES_VERSION}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     @classmethod
@@ -113,7 +122,7 @@ def _mel_bases(config: FeatureConfig) -> tuple[sparse.csr_matrix, sparse.csr_mat
     """
     filters = mel_filters(config)
     freqs = np.fft.rfftfreq(config.n_fft, 1 / config.sample_rate)
-    gain = lowpass_gain(freqs, config.lowpass_hz, config.sample_rate)
+    gain = prenatal_gain(freqs, config.lowpass_filter, config.lowpass_hz, config.sample_rate)
     n_kept = int(np.flatnonzero(gain > 1e-12).max()) + 1
     return sparse.csr_matrix(filters), sparse.csr_matrix(filters[:, :n_kept] * gain[:n_kept])
 
@@ -121,6 +130,11 @@ def _mel_bases(config: FeatureConfig) -> tuple[sparse.csr_matrix, sparse.csr_mat
 def _mel(power: np.ndarray, config: FeatureConfig, lowpass: bool) -> np.ndarray:
     full, low = _mel_bases(config)
     return np.asarray(low @ power[: low.shape[1]] if lowpass else full @ power)
+
+
+def log_mel_from_power(power: np.ndarray, config: FeatureConfig, lowpass: bool = False) -> np.ndarray:
+    """The log-mel of a power spectrogram ``(n_fft // 2 + 1, n_frames)``: ``(n_mels, n_frames)``."""
+    return _log(_mel(power.astype(np.float32, copy=False), config, lowpass))
 
 
 def power_spectrogram(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -1,1 +1,32 @@
-"""One module per `python -m core` subcommand (see core/__main__.py)."""
+"""One module per `python -m core` subcommand (see core/__main__.py), and the checks their options share.
+
+Settings that belong to a config (TrainConfig, StudyConfig, FeatureConfig) are checked by the config
+itself (core.configs.validate); the few options that are no config's field (process counts, trial
+counts, timeouts) are checked here, by argparse, which exits 2 with the option's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+
+def number(kind: type = int, low: float | None = None, above: float | None = None) -> Callable[[str], float]:
+    """An argparse ``type=`` that reads an int or a finite float and refuses values below ``low``
+    (inclusive) or not above ``above`` (exclusive)."""
+    words = ("an integer" if kind is int else "a finite number") + (
+        f" >= {low:g}" if low is not None else "") + (f" > {above:g}" if above is not None else "")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {words}; got {text!r}") from None
+        if (not math.isfinite(value) or (low is not None and value < low)
+                or (above is not None and value <= above)):
+            raise argparse.ArgumentTypeError(f"must be {words}; got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from core.commands import number
 from core.paths import DEMO_CORPUS_DIR
 
 NAME = "demo-corpus"
@@ -12,12 +13,12 @@ HELP = "synthesize the demo corpus (espeak-ng speech in Common Voice's layout)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEMO_CORPUS_DIR,
                         help=f"output folder (default: {DEMO_CORPUS_DIR})")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=number(int, low=0), default=0,
                         help="the same seed gives the same corpus (default: 0)")
-    parser.add_argument("--clips", type=int, default=160, help="clips per language (default: 160)")
+    parser.add_argument("--clips", type=number(int, low=1), default=160, help="clips per language (default: 160)")
     parser.add_argument("--languages", default=None,
                         help="comma-separated Common Voice codes (default: all demo languages)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=number(int, low=1), default=None,
                         help="processes to build languages in (default: one per CPU core)")
     parser.add_argument("--force", action="store_true",
                         help="rebuild even if a complete corpus with these settings is there")

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "prepare"
 HELP = "decode every clip of a dataset and cache its log-mel features (parallel, resumable)"
 
@@ -12,7 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder: Common Voice (<locale>/clips + validated.tsv) or <lang>/*.wav")
     parser.add_argument("--cache", type=Path, default=None,
                         help="cache folder (default: data/cache/<dataset name>-<hash>)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None, help="processes (default: all cores)")
+    parser.add_argument("--max-seconds", type=number(float, above=0), default=None,
+                        help="refuse clips longer than this, s (default 600); raising it takes in clips "
+                             "an earlier prepare refused as too long")
     add_feature_arguments(parser)
 
 
@@ -36,18 +41,25 @@ def feature_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.audio.decode import MAX_SECONDS
     from core.data.cache import prepared_dataset
     from core.progress import tqdm_progress
 
     with tqdm_progress("prepare", unit="clip") as on_progress:
         index = prepared_dataset(args.data, args.cache, feature_config(args), workers=args.workers,
-                                 on_progress=on_progress)
+                                 max_seconds=args.max_seconds or MAX_SECONDS, on_progress=on_progress)
     seconds = index.attrs["seconds"]
     audio_s = index["duration"].sum()
     print(f"prepared {len(index)} clips of {index['language'].nunique()} languages "
           f"({index.attrs['new']} new, {len(index) - index.attrs['new'] + index.attrs['failed']} cached, "
           f"{index.attrs['failed']} failed), {audio_s / 60:.1f} min of audio in {seconds:.1f} s "
           f"-> {index.attrs['cache_dir']}")
+    if index.attrs["repaired"]:
+        print(f"{index.attrs['repaired']} cached file(s) were damaged (truncated or of the wrong shape) and were "
+              f"computed again")
+    if index.attrs["skipped_lines"]:
+        print(f"{index.attrs['skipped_lines']} line(s) of {index.attrs['cache_dir']}/index.jsonl are not clip "
+              f"records and were skipped")
     if index.attrs["failed"]:
         print(f"{index.attrs['failed']} clip(s) could not be decoded; their reasons are in "
               f"{index.attrs['cache_dir']}/index.jsonl")

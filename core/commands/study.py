@@ -1,40 +1,74 @@
-"""`python -m core study`: the pretraining study, every condition x seed, in parallel and resumable."""
+"""`python -m core study`: the transfer matrix, every (pretraining condition x target) cell x seed, resumable."""
 
 import argparse
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "study"
-HELP = ("pretrain next-frame LSTMs on low-pass speech of each language, train them on a target language "
-        "to a loss threshold, then probe their latents (parallel, resumable)")
+HELP = ("the pretraining study: pretrain next-frame LSTMs on each condition, train them on each target "
+        "language for a fixed budget, measure convergence three ways, probe their latents (resumable)")
+CONDITIONS_HELP = """\
+comma-separated pretraining conditions (default %(default)s):
+  none        no pretraining
+  es          that language, low-pass (< --cutoff Hz, 8th-order Butterworth, zero phase)
+  es:full     control: the same language, full band (is it the low-pass that matters?)
+  es:utero    the language through the in-utero attenuation filter (core/audio/filters.py, cited there)
+  noise       control: noise shaped like speech's long-term average spectrum, low-passed (is it speech?)"""
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in _list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from core.study.layout import StudyConfig
 
-    defaults = StudyConfig()
+    d = StudyConfig()
+    parser.formatter_class = argparse.RawTextHelpFormatter
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (Common Voice layout or <lang>/*.wav)")
-    parser.add_argument("--target", default=defaults.target, help="language learnt last, full band (default %(default)s)")
-    parser.add_argument("--pretrain", default=",".join(defaults.pretrain),
-                        help="comma-separated conditions: 'none' or languages (default %(default)s)")
-    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="runs per condition (default %(default)s)")
+    parser.add_argument("--targets", type=_list, default=d.targets,
+                        help="comma-separated languages learnt after pretraining, full band (default %(default)s)")
+    parser.add_argument("--target", default=None, help="one target: shorthand for --targets LANG")
+    parser.add_argument("--pretrain", type=_list, default=d.pretrain, help=CONDITIONS_HELP)
+    parser.add_argument("--seeds", type=int, default=d.seeds, help="runs per cell (default %(default)s)")
+    parser.add_argument("--pretrain-epochs", type=_ints, default=d.pretrain_epochs,
+                        help="dose: comma-separated pretraining lengths in epochs of "
+                             f"{d.pretrain_epoch_steps} steps, e.g. 0,1,2,4 (0 = none; default %(default)s)")
+    parser.add_argument("--budget", type=int, default=d.budget_steps,
+                        help="target-phase steps of every run (default %(default)s)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="validation MSE that counts as learnt (default: --threshold-ratio x the copy baseline)")
-    parser.add_argument("--threshold-ratio", type=float, default=defaults.threshold_ratio,
-                        help="threshold as a fraction of the loss of repeating the last frame (default %(default)s)")
-    parser.add_argument("--cutoff", type=float, default=defaults.cutoff_hz,
+                        help="validation MSE that counts as learnt (default: the rule of --threshold-step)")
+    parser.add_argument("--threshold-step", type=int, default=d.threshold_step,
+                        help="threshold = mean validation loss of the target's 'none' runs at this step "
+                             "(default %(default)s)")
+    parser.add_argument("--threshold-ratio", type=float, default=d.threshold_ratio,
+                        help="without 'none' runs: threshold = this x the loss of repeating the last frame "
+                             "(default %(default)s)")
+    parser.add_argument("--cutoff", type=float, default=d.cutoff_hz,
                         help="low-pass cutoff of the pretraining features, Hz (default %(default)s)")
-    parser.add_argument("--pretrain-epochs", type=int, default=defaults.pretrain_epochs,
-                        help="epochs of low-pass pretraining (default %(default)s)")
-    parser.add_argument("--max-epochs", type=int, default=defaults.max_epochs,
-                        help="target epochs before a run that never reaches the threshold stops (default %(default)s)")
-    parser.add_argument("--hidden-size", type=int, default=defaults.hidden_size, help="LSTM units (default %(default)s)")
-    parser.add_argument("--latent-languages", default="",
+    parser.add_argument("--hidden-size", type=int, default=d.hidden_size, help="LSTM units (default %(default)s)")
+    parser.add_argument("--latent-languages", type=_list, default=(),
                         help="comma-separated languages whose latents are probed (default: all)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")
-    parser.add_argument("--permutations", type=int, default=None, help="permutations per probe p-value (default 30)")
-    parser.add_argument("--workers", type=int, default=None, help="runs trained at once (default: all cores)")
+    parser.add_argument("--no-keep-models", action="store_true",
+                        help="delete each run's weights once its latents are written (a small study)")
+    parser.add_argument("--group-size", type=int, default=d.group_size,
+                        help="runs trained together in one process (default %(default)s)")
+    parser.add_argument("--backend", choices=("grouped", "sequential"), default=d.group_backend,
+                        help="grouped: one batched model per group; sequential: one nn.LSTM after another "
+                             "(default %(default)s)")
+    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value (default 30)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None, help="groups trained at once (default: all cores)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="study folder (default: checkpoints/studies/<dataset>-<target>-<settings hash>)")
+                        help="study folder (default: checkpoints/studies/<dataset>-<targets>-<settings hash>)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -42,30 +76,55 @@ def study_config(args: argparse.Namespace):
     from core.study.layout import StudyConfig
 
     return StudyConfig(
-        target=args.target, pretrain=tuple(p.strip() for p in args.pretrain.split(",") if p.strip()),
-        seeds=args.seeds, threshold=args.threshold, threshold_ratio=args.threshold_ratio, cutoff_hz=args.cutoff,
-        pretrain_epochs=args.pretrain_epochs, max_epochs=args.max_epochs, hidden_size=args.hidden_size,
-        autoencoder=not args.no_autoencoder,
-        latent_languages=tuple(p.strip() for p in args.latent_languages.split(",") if p.strip()))
+        targets=(args.target,) if args.target else tuple(args.targets), pretrain=tuple(args.pretrain),
+        seeds=args.seeds, pretrain_epochs=tuple(args.pretrain_epochs), budget_steps=args.budget,
+        loss_budgets=tuple(sorted({args.budget // 4, args.budget // 2, args.budget})),
+        threshold=args.threshold, threshold_step=args.threshold_step, threshold_ratio=args.threshold_ratio,
+        cutoff_hz=args.cutoff, hidden_size=args.hidden_size, autoencoder=not args.no_autoencoder,
+        latent_languages=tuple(args.latent_languages), keep_models=not args.no_keep_models,
+        group_size=args.group_size, group_backend=args.backend)
+
+
+def usage_problem(config, data_dir: Path) -> str | None:
+    """What is wrong with the request itself (exit 2), checked before any work: None when fine."""
+    from core.data.datasets import read_dataset
+    from core.errors import DeepLanguageError
+    from core.study.layout import parse_condition
+
+    if config.seeds < 1 or not config.pretrain or not config.targets:
+        return "a study needs at least one seed, one target and one pretraining condition."
+    if any(e < 0 for e in config.pretrain_epochs) or config.budget_steps < config.eval_every:
+        return f"--pretrain-epochs must be >= 0 and --budget at least {config.eval_every} steps."
+    try:
+        for condition in config.pretrain:
+            parse_condition(condition)
+        known = sorted(set(read_dataset(data_dir, durations=False)["language"]))
+    except DeepLanguageError as error:
+        return str(error)
+    unknown = [x for x in [*config.languages(), *config.latent_languages] if x not in known]
+    if unknown:
+        return f"unknown language {', '.join(unknown)} in {data_dir}; known languages: {', '.join(known)}."
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
-    from core.errors import DeepLanguageError
     from core.progress import tqdm_progress
-    from core.study.probes import study_report
     from core.study.plan import plan_study
+    from core.study.probes import study_report
     from core.study.run import run_study
 
     config = study_config(args)
-    if config.seeds < 1 or not config.pretrain:
-        raise DeepLanguageError("a study needs at least one seed and one pretraining condition.")
+    problem = usage_problem(config, args.data)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     study_dir = plan_study(config, args.data, args.out, workers=args.workers)
-    with tqdm_progress("study", unit="step") as on_progress:
+    with tqdm_progress("study", unit="run") as on_progress:
         run_study(config, args.data, study_dir, workers=args.workers, n_permutations=args.permutations,
                   on_progress=on_progress)
-    print("probes written (rerun them alone with `python -m core probe --study DIR`)")
     report = study_report(study_dir)
     print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
           if args.json else report["text"])

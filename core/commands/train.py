@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "train"
 STUDY_KINDS = ("nextframe", "autoencoder")  # runs made by core.jobs.launch for the pretraining study
 HELP = "train a language identifier on a dataset's cached log-mels (resumable; --cv K to cross-validate)"
@@ -30,12 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-seconds", type=float, help="drop clips shorter than this, s (default 1.5)")
     parser.add_argument("--seed", type=int, help="training seed (default 0)")
     parser.add_argument("--split-seed", type=int, help="seed of the speaker-disjoint split (default 0)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
+    parser.add_argument("--threads", type=number(int, low=0), default=2,
+                        help="torch CPU threads; 0 = torch's default (default %(default)s)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run", metavar="NAME", help="name of the new run under checkpoints/runs/")
     where.add_argument("--out", type=Path, metavar="DIR", help="new run directory at this path instead")
     where.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run (its config wins)")
-    parser.add_argument("--cv", type=int, default=0, metavar="K",
+    parser.add_argument("--cv", type=number(int, low=0), default=0, metavar="K",
                         help="instead of one model, run speaker-grouped K-fold cross-validation of this recipe")
     parser.add_argument("--cv-out", type=Path, metavar="FILE", help="write the cross-validation report here (JSON)")
     from core.commands.prepare import add_feature_arguments
@@ -47,13 +50,13 @@ def train_config(args: argparse.Namespace):
     from dataclasses import asdict
 
     from core.commands.prepare import feature_config
-    from core.errors import DeepLanguageError
+    from core.errors import UsageError
     from core.identify.clips import TrainConfig
 
     try:
         model_config = json.loads(args.model_config)
     except json.JSONDecodeError as error:
-        raise DeepLanguageError(f"--model-config is not valid JSON ({error}).") from None
+        raise UsageError(f"--model-config is not valid JSON ({error}); give an object, e.g. '{{\"channels\": [16, 32]}}'.") from None
     values = {"data_dir": str(args.data.resolve()), "cache_dir": str(args.cache.resolve()) if args.cache else "",
               "model_config": model_config, "threads": args.threads,
               "languages": tuple(x.strip() for x in args.languages.split(",") if x.strip()),
@@ -76,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from core.progress import tqdm_progress
     from core.runs import write_json
 
-    torch.set_num_threads(args.threads)
+    # Every setting is checked (TrainConfig validates itself) before anything is written or started.
+    config = train_config(args) if args.resume is None and args.data is not None else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     # SIGTERM (a job's stop, torchrun, a scheduler) ends a run as Ctrl-C does: last epoch kept, state stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     ddp = distributed.init_from_env()  # torchrun's environment: join its processes (else one process)
@@ -85,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
     if args.cv:
         from core.identify.evaluate import cross_validate, format_report
 
-        config = train_config(args)
         with tqdm_progress(f"{args.cv}-fold CV", unit="step") as on_progress:
             report = cross_validate(config, args.cv, on_progress)
         report["train_config"] = asdict(config)
@@ -111,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
             raise DeepLanguageError(f"{run_dir} is not a run directory (no config.json); give a folder "
                                     f"under checkpoints/runs/.")
     else:
-        config = train_config(args)
         from core.identify.models import model_config
 
         model_config(config.model, config.model_config)  # a bad --model fails before a run is made

@@ -3,13 +3,15 @@
 import argparse
 from pathlib import Path
 
+from core.commands import number
+
 NAME = "tune"
 HELP = "search learning rate, weight decay, width, dropout, SpecAugment and crop length with Optuna"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="dataset folder (required to run trials)")
-    parser.add_argument("--trials", type=int, default=20, help="trials to add to the search (default %(default)s)")
+    parser.add_argument("--trials", type=number(int, low=0), default=20, help="trials to add to the search (default %(default)s)")
     parser.add_argument("--study-name", help="name of the search: checkpoints/tune/<name>.db "
                                              "(default: <dataset>-<model>)")
     parser.add_argument("--model", default="cnn-baseline", help="model kind (default %(default)s)")
@@ -17,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=8, help="epochs per trial (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="default %(default)s")
     parser.add_argument("--seed", type=int, default=0, help="training and sampler seed (default %(default)s)")
-    parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
+    parser.add_argument("--timeout", type=number(float, above=0), help="stop starting trials after this many seconds")
+    parser.add_argument("--threads", type=number(int, low=0), default=2,
+                        help="torch CPU threads; 0 = torch's default (default %(default)s)")
     parser.add_argument("--tune-dir", type=Path, default=None, help="where searches live (default checkpoints/tune)")
     parser.add_argument("--best-to-run", action="store_true",
                         help="train the best configuration found as a normal run under checkpoints/runs/")
@@ -34,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import DeepLanguageError
     from core.identify.clips import TrainConfig
 
-    torch.set_num_threads(args.threads)
+    from core.runs import check_name
+
+    if args.run is not None:
+        check_name(args.run)  # refused now, not after the search
+    if args.study_name is not None:
+        check_name(args.study_name, "--study-name")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tune_dir = args.tune_dir or tune.TUNE_DIR
     if args.data is None and not (args.best_to_run and args.study_name):
         raise DeepLanguageError("give --data DIR to run trials (or --study-name NAME --best-to-run to train "

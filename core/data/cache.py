@@ -8,7 +8,12 @@ Layout, under ``<cache>/<FeatureConfig.key()>/`` so changed parameters never reu
 
 A clip's key hashes its absolute path, size and modification time, so an edited file is
 redone. Files are written to a temporary name and renamed and index lines are appended only
-after, so a killed run loses at most the clips in flight; a line cut short is ignored.
+after, so a killed run loses at most the clips in flight.
+
+Healing, in one place: what is read is checked. An index line that is not a clip's record (cut
+short, or valid JSON of another shape) is skipped and counted; a clip file whose header, shape or
+size disagrees with its index line (truncated, overwritten) is not cached: the next ``prepare``
+computes it again. A file that still cannot be read or written is named in the error.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.audio.decode import SAMPLE_RATE, load_audio
+from core.audio.decode import MAX_SECONDS, SAMPLE_RATE, ClipTooLongError, load_audio
 from core.audio.speech import speech_seconds
 from core.errors import DeepLanguageError
 from core.files import save_array, write_json
@@ -36,6 +41,7 @@ from core.paths import default_cache_dir
 
 INDEX_NAME = "index.jsonl"
 FULL, LOWPASS = 0, 1  # rows of a cached array
+COLUMNS = ("key", "path", "n_frames", "duration", "speech_seconds", "error")  # of an index line
 
 
 def clip_key(path: str | Path) -> str:
@@ -55,22 +61,58 @@ class FeatureCache:
         return self.root / "clips" / key[:2] / f"{key}.npy"
 
     def read_index(self) -> pd.DataFrame:
-        """Every clip finished so far, the newest line per key; empty when nothing is cached."""
-        rows = []
+        """Every clip finished so far, the newest line per key; empty when nothing is cached.
+
+        Lines that are not a clip's record are skipped; ``attrs["skipped_lines"]`` counts them.
+        """
+        rows, skipped = [], 0
         index = self.root / INDEX_NAME
         if index.exists():
             for line in index.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # the last line of a killed run
-        table = pd.DataFrame(rows, columns=["key", "path", "n_frames", "duration", "speech_seconds", "error"])
-        return table.drop_duplicates("key", keep="last").reset_index(drop=True)
+                row = _record(line)
+                rows += [row] if row else []
+                skipped += row is None and bool(line.strip())
+        table = pd.DataFrame(rows, columns=[*COLUMNS, "limit_s"])  # limit_s: set on clips refused as too long
+        table = table.drop_duplicates("key", keep="last").reset_index(drop=True)
+        table.attrs["skipped_lines"] = skipped
+        return table
+
+    def damage(self, key: str, n_frames: int) -> str:
+        """Why the clip file of ``key`` is not the ``(2, n_mels, n_frames)`` float16 array its index
+        line promises (missing, truncated, another shape); "" when it is intact. Reads only the header."""
+        path = self.clip_path(key)
+        expected = (2, self.config.n_mels, int(n_frames))
+        try:
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(handle)
+                header = handle.tell()
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return "missing"
+        except (OSError, ValueError) as error:
+            return f"unreadable header ({error})"
+        if shape != expected or dtype != np.float16:
+            return f"holds a {dtype} array of shape {shape}, not float16 {expected}"
+        if size != header + 2 * int(np.prod(expected)):  # 2 bytes per float16
+            return f"is {size} bytes, not {header + 2 * int(np.prod(expected))} (truncated or padded)"
+        return ""
 
     def load(self, key: str, lowpass: bool = False, normalize: bool = True) -> np.ndarray:
         """One clip's log-mel, ``(n_mels, n_frames)`` float32, per-utterance normalised by default."""
-        array = np.load(self.clip_path(key), mmap_mode="r")[LOWPASS if lowpass else FULL]
-        features = np.asarray(array, dtype=np.float32)
+        path = self.clip_path(key)
+        try:
+            array = np.load(path, mmap_mode="r")[LOWPASS if lowpass else FULL]
+            features = np.asarray(array, dtype=np.float32)
+        except (OSError, ValueError, IndexError) as error:  # numpy's words for a truncated file name none
+            raise DeepLanguageError(
+                f"the cached features {path} are damaged ({error}); run `python -m core prepare` on the "
+                f"dataset again to recompute them.") from None
+        if features.shape[0] != self.config.n_mels:
+            raise DeepLanguageError(f"the cached features {path} have {features.shape[0]} mel bands, not "
+                                    f"{self.config.n_mels}; delete the file and run `python -m core prepare` again.")
         return normalize_utterance(features) if normalize else features
 
     def load_many(self, keys, lowpass: bool = False, normalize: bool = True) -> list[np.ndarray]:
@@ -83,10 +125,12 @@ def prepare(
     config: FeatureConfig = FeatureConfig(),
     *,
     workers: int | None = None,
-    max_seconds: float = 600.0,
+    max_seconds: float = MAX_SECONDS,
     on_progress: Callable[..., None] | None = None,
 ) -> pd.DataFrame:
     """Cache full-band and low-pass log-mels of every clip in ``manifest``, in parallel.
+
+    Clips longer than ``max_seconds`` are refused; a clip refused under a lower limit is tried again.
 
     Returns the manifest with ``key, n_frames, speech_seconds, error`` columns (and the
     decoded ``duration``); clips that failed to decode keep their message in ``error``.
@@ -99,9 +143,16 @@ def prepare(
     write_json(cache.root / "config.json", asdict(config))
 
     keys = [clip_key(p) for p in manifest["path"]]
-    done = cache.read_index().set_index("key")
+    done = cache.read_index()
+    skipped = done.attrs["skipped_lines"]
+    done = done.set_index("key")
+    # Cached means: a record, and either its decoding error or an intact file (else it is redone).
+    damaged = {k for k in set(keys) & set(done.index) if not done.at[k, "error"]
+               and cache.damage(k, done.at[k, "n_frames"])}
+    raised = {k for k in set(keys) & set(done.index)
+              if pd.notna(done.at[k, "limit_s"]) and done.at[k, "limit_s"] < max_seconds}
     todo = sorted({(k, p) for k, p in zip(keys, manifest["path"])
-                   if k not in done.index or not (done.at[k, "error"] or cache.clip_path(k).exists())})
+                   if k not in done.index or k in damaged or k in raised})
     total, n_done, failed = len(set(keys)), len(set(keys)) - len(todo), 0
     if on_progress:
         on_progress(n_done, total, new=0, failed=0)
@@ -125,7 +176,8 @@ def prepare(
     for column in ("n_frames", "speech_seconds", "error"):
         result[column] = [done.at[k, column] for k in keys]
     result["duration"] = [done.at[k, "duration"] for k in keys]
-    result.attrs.update(manifest.attrs, new=len(todo), cache_dir=str(cache.root))
+    result.attrs.update(manifest.attrs, new=len(todo), repaired=len(damaged), skipped_lines=skipped,
+                        cache_dir=str(cache.root))
     return result
 
 
@@ -178,16 +230,37 @@ def _reuse_heap() -> None:
         pass  # not glibc: only slower
 
 
+def _record(line: str) -> dict | None:
+    """An index line as a clip's record, or None when it is not one (torn by a kill, or edited)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(row, dict) and set(COLUMNS) <= set(row) and isinstance(row["key"], str)
+            and isinstance(row["n_frames"], int) and isinstance(row["error"], str)):
+        return None
+    return row
+
+
 def _featurize(job) -> dict:
     key, path, out, config, max_seconds = job
     row = {"key": key, "path": path, "n_frames": 0, "duration": None, "speech_seconds": 0.0, "error": ""}
     try:
         audio = load_audio(path, config.sample_rate, max_seconds=max_seconds)
+    except ClipTooLongError as error:
+        row["error"] = (f"{error} Or raise the limit: python -m core prepare --data DATASET "
+                        f"--max-seconds {int(error.seconds) + 1}")
+        row["limit_s"] = max_seconds  # a later prepare with a higher limit tries it again
+        return row
     except DeepLanguageError as error:
         row["error"] = str(error)
         return row
     full, low = log_mel_pair(audio, config)
-    save_array(out, np.stack([full, low]).astype(np.float16))
+    try:
+        save_array(out, np.stack([full, low]).astype(np.float16))
+    except OSError as error:  # not the clip's fault: say where, and don't record it as a bad clip
+        raise DeepLanguageError(f"could not write the cached features {out} ({error.strerror or error}); check "
+                                f"the cache folder's permissions and free space.") from None
     row.update(n_frames=int(full.shape[1]), duration=len(audio) / config.sample_rate,
                speech_seconds=speech_seconds(audio) if config.sample_rate == SAMPLE_RATE else None)
     return row
@@ -199,17 +272,19 @@ def prepared_dataset(
     config: FeatureConfig = FeatureConfig(),
     *,
     workers: int | None = None,
+    max_seconds: float = MAX_SECONDS,
     on_progress: Callable[..., None] | None = None,
 ) -> pd.DataFrame:
     """Read a dataset and make sure its features are cached: the start of every training job.
 
-    Clips that failed to decode are dropped (and counted in ``attrs["failed"]``).
+    Clips that failed to decode are dropped (and counted in ``attrs["failed"]``); clips over
+    ``max_seconds`` fail, and a later call with a higher limit takes them in.
     """
 
     manifest = read_dataset(data_dir, durations=False)
     started = time.perf_counter()
     result = prepare(manifest, cache_dir or default_cache_dir(data_dir), config,
-                     workers=workers, on_progress=on_progress)
+                     workers=workers, max_seconds=max_seconds, on_progress=on_progress)
     failed = result["error"].astype(bool)
     kept = result[~failed].reset_index(drop=True)
     kept.attrs.update(result.attrs, failed=int(failed.sum()), seconds=time.perf_counter() - started)

@@ -33,7 +33,7 @@ import numpy as np
 
 from core.audio.decode import SAMPLE_RATE
 from core.data.espeak import ESPEAK_SAMPLE_RATE, Espeak, Voice, load_espeak_library
-from core.errors import DeepLanguageError
+from core.errors import UsageError
 from core.files import atomic_path, write_text
 from core.paths import DEMO_CORPUS_DIR
 
@@ -308,13 +308,13 @@ def build_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR, seed: int = 0, n_clips: i
     languages = list(dict.fromkeys(languages))  # keep order, drop repeats
     unknown = [lang for lang in languages if lang not in ESPEAK_BASES]
     if unknown or not languages:
-        raise DeepLanguageError(
-            f"no demo voices for language(s) {', '.join(unknown) or '(none given)'}; "
+        raise UsageError(
+            f"--languages: no demo voices for language(s) {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(DEMO_LANGUAGES)}")
     if n_clips < 1:
-        raise DeepLanguageError(f"the number of clips per language must be at least 1, not {n_clips}")
+        raise UsageError(f"--clips (clips per language) must be an integer >= 1, not {n_clips}")
     if seed < 0:
-        raise DeepLanguageError(f"the seed must be 0 or more, not {seed}")
+        raise UsageError(f"--seed must be an integer >= 0, not {seed}")
     total = n_clips * len(languages)
     parameters = _parameters(seed, n_clips, languages)
     if not force and _read_marker(out_dir) == parameters:

@@ -17,17 +17,17 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from core.configs import known_fields
+from core.checkpoint import model_record
+from core.configs import known_fields, setting, validate
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
-from core.identify.models import (DEFAULT_MODEL, clip_windows, input_normalization,
+from core.identify.models import (DEFAULT_MODEL, MODELS, clip_windows, input_normalization,
                          normalize_windows,
                          predict_batches, predict_whole_clip, scores_whole_clip)
 from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits, select_languages
-from core.paths import default_cache_dir
+from core.paths import default_cache_dir, portable, resolve
 
-CHECKPOINT_FORMAT = 1
 NORMALIZATION = {"kind": "per-window", "eps": 1e-5}  # what the model expects of its input
 
 
@@ -36,31 +36,35 @@ class TrainConfig:
     data_dir: str = ""  # dataset folder (Common Voice layout or <lang>/*.wav)
     cache_dir: str = ""  # feature cache base folder; empty = core.paths.default_cache_dir(data_dir)
     languages: tuple[str, ...] = ()  # languages to learn; empty = all in the dataset
-    model: str = DEFAULT_MODEL  # a kind from core.models.MODELS
+    model: str = setting(DEFAULT_MODEL, choices=tuple(MODELS))  # a kind from core.identify.models.MODELS
     model_config: dict = field(default_factory=dict)  # overrides of the model's config defaults
-    epochs: int = 40  # upper bound; early stopping usually ends sooner
-    batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, as the original project)
-    lr: float = 0.01  # peak learning rate, the original project's
-    weight_decay: float = 0.05  # decoupled for adamw, L2 for sgd
-    warmup_epochs: float = 2.0  # linear warm-up, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.02
-    crop_seconds: float = 3.0  # random training crops; shorter clips are tiled to this length
-    freq_masks: int = 2  # SpecAugment: masks per crop and their maximum widths
-    freq_mask_bands: int = 8
-    time_masks: int = 2
-    time_mask_frames: int = 30
-    label_smoothing: float = 0.1
+    epochs: int = setting(40, low=1)  # upper bound; early stopping usually ends sooner
+    batch_size: int = setting(32, low=1)
+    optimizer: str = setting("adamw", choices=("adamw", "sgd"))  # adamw | sgd (momentum 0.9, as the original project)
+    lr: float = setting(0.01, above=0)  # peak learning rate, the original project's
+    weight_decay: float = setting(0.05, low=0)  # decoupled for adamw, L2 for sgd
+    warmup_epochs: float = setting(2.0, low=0)  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = setting(0.02, low=0, high=1)
+    crop_seconds: float = setting(3.0, above=0)  # random training crops; shorter clips are tiled to this length
+    freq_masks: int = setting(2, low=0)  # SpecAugment: masks per crop and their maximum widths
+    freq_mask_bands: int = setting(8, low=0)
+    time_masks: int = setting(2, low=0)
+    time_mask_frames: int = setting(30, low=0)
+    label_smoothing: float = setting(0.1, low=0, below=1)
     class_weights: bool = True  # weight the loss by inverse language frequency
-    min_seconds: float = 1.5  # drop single-word prompts shorter than this
-    split_seed: int = 0  # speaker-disjoint train/validation/test split (core.datasets.assign_splits)
-    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    patience: int = 10  # epochs without a better validation metric before stopping; 0 = never stop early
-    window_seconds: float = 3.0  # evaluation and inference windows (as identify) ...
-    hop_seconds: float = 1.0  # ... and their hop
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    min_seconds: float = setting(1.5, low=0)  # drop single-word prompts shorter than this
+    split_seed: int = setting(0, low=0)  # speaker-disjoint train/validation/test split (core.data.datasets.assign_splits)
+    split_fractions: tuple[float, float, float] = setting((0.7, 0.15, 0.15), low=0, high=1)
+    patience: int = setting(10, low=0)  # epochs without a better validation metric before stopping; 0 = never stop early
+    window_seconds: float = setting(3.0, above=0)  # evaluation and inference windows (as identify) ...
+    hop_seconds: float = setting(1.0, above=0)  # ... and their hop
+    seed: int = setting(0, low=0)
+    threads: int = setting(0, low=0)  # torch CPU threads; 0 = leave torch's default
     features: dict = field(default_factory=lambda: asdict(FeatureConfig()))  # asdict(FeatureConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        FeatureConfig.from_dict(self.features)  # checks the feature settings the same way
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -106,14 +110,15 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
                manifest_filter: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> ClipSet:
     """Prepare (cache) the dataset, keep the configured languages and long-enough clips, split by speaker.
 
-    The manifest gets a ``split`` column from :func:`core.datasets.assign_splits` (``split_seed``).
+    The manifest gets a ``split`` column from :func:`core.data.datasets.assign_splits` (``split_seed``).
     """
 
     if not config.data_dir:
         raise DeepLanguageError("no dataset given: pass --data DIR (a Common Voice folder or <lang>/*.wav).")
     features = FeatureConfig.from_dict(config.features)
-    cache_dir = config.cache_dir or default_cache_dir(config.data_dir)
-    manifest = prepared_dataset(config.data_dir, cache_dir, features, on_progress=on_progress)
+    data_dir = resolve(config.data_dir)  # a config from a checkpoint holds it relative to the repository
+    cache_dir = resolve(config.cache_dir) if config.cache_dir else default_cache_dir(data_dir)
+    manifest = prepared_dataset(data_dir, cache_dir, features, on_progress=on_progress)
     manifest = select_languages(manifest, list(config.languages) or None)
     manifest = manifest[~(manifest["duration"] < config.min_seconds)]
     if manifest_filter:
@@ -127,6 +132,30 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
     crop = round(config.crop_seconds * features.frames_per_second)
     return ClipSet(manifest, arrays, labels, crop)
 
+
+
+def base_checkpoint(config: TrainConfig, clips: ClipSet, train_rows: torch.Tensor, val_rows: torch.Tensor,
+                    model_values: dict, normalization: dict = NORMALIZATION, **data: object) -> dict:
+    """Everything an identifier's checkpoint holds but its weights and training state, for every kind.
+
+    ``model_values``: the model's config as a dict; ``normalization``: what its input expects;
+    ``data``: more facts about the training data (e.g. ``n_background_clips``). Paths are stored
+    relative to the repository when inside it (:func:`core.paths.portable`).
+    """
+    manifest = clips.manifest
+    return {
+        **model_record(config.model, model_values, {}), "labels": clips.labels,
+        "features": asdict(FeatureConfig.from_dict(config.features)), "normalization": dict(normalization),
+        "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds,
+        "train_config": {**asdict(config), "data_dir": portable(config.data_dir),
+                         "cache_dir": portable(config.cache_dir)},
+        "data": {"dir": portable(config.data_dir), "split_seed": config.split_seed,
+                 "split_fractions": list(config.split_fractions),
+                 "n_train_clips": len(train_rows), "n_val_clips": len(val_rows), **data,
+                 "train_speakers": sorted(manifest.loc[train_rows.numpy(), "speaker"].unique()),
+                 "val_speakers": sorted(manifest.loc[val_rows.numpy(), "speaker"].unique()),
+                 "test_speakers": sorted(manifest.loc[manifest["split"] == "test", "speaker"].unique())},
+    }
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -25,9 +25,9 @@ from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits
 from core.audio.features import FeatureConfig
 from core.identify.calibration import reliability
-from core.identify.predict import Identifier, calibrate, load_identifier, resolve_data_dir
+from core.identify.predict import Identifier, calibrate, load_identifier
 from core.identify.models import clip_windows, input_normalization, predict_batches, predict_whole_clip, scores_whole_clip
-from core.paths import default_cache_dir
+from core.paths import default_cache_dir, resolve
 from core.identify.models import build_model
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.train import fit
@@ -96,7 +96,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     manifest = manifest[manifest["language"].isin(bundle.labels)]
     min_seconds = bundle.checkpoint.get("train_config", {}).get("min_seconds", 0.0)
     manifest = manifest[~(manifest["duration"] < min_seconds)].reset_index(drop=True)
-    same_data = resolve_data_dir(data.get("dir", "")) == Path(data_dir).resolve()
+    same_data = bool(data.get("dir")) and resolve(data["dir"]) == Path(data_dir).resolve()  # stored portable
     if split == "test" and same_data:
         manifest = assign_splits(manifest, tuple(data["split_fractions"]), seed=data["split_seed"])
         manifest = manifest[manifest["split"] == "test"]

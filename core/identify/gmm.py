@@ -22,14 +22,14 @@ from core import distributed, runs
 from core.checkpoint import save_checkpoint
 from core.audio.features import FeatureConfig
 from core.identify.models import clip_windows, model_config
-from core.identify.clips import CHECKPOINT_FORMAT, NORMALIZATION
+from core.identify.clips import NORMALIZATION, base_checkpoint
 from core.data.cache import FeatureCache, prepared_dataset
 from core.paths import default_cache_dir
 from core.identify.supervector import GMMSupervector, GMMSupervectorConfig
 from core.identify.backends import GaussianBackend, LogisticBackend, backend_entry
 from core.identify.augment import augmented_log_mels
 from core.identify.calibration import calibration_entry
-from core.paths import REPO_ROOT
+from core.paths import portable
 
 DEMO_MARKER = ".complete"  # written by core.data.demo_corpus into every synthetic corpus it builds
 
@@ -102,9 +102,12 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
            "val_balanced_accuracy": calibration.get("balanced_accuracy", accuracy),
            "seconds": time.perf_counter() - started}
     best = {"metric": "val_balanced_accuracy", "value": row["val_balanced_accuracy"], "loss": row["val_loss"], "epoch": 1}
-    checkpoint = {**_describe(config, cfg, clips, train_rows, val_rows, len(background[1])),
-                  "model": {"kind": config.model, "config": asdict(cfg)}, "features": asdict(features),
-                  "normalization": {**NORMALIZATION, "kind": model.input_normalization}, "calibration": calibration,
+    base = base_checkpoint(config, clips, train_rows, val_rows, asdict(cfg),
+                           {**NORMALIZATION, "kind": model.input_normalization}, n_background_clips=len(background[1]))
+    data_dir = Path(config.data_dir).resolve() if config.data_dir else None
+    checkpoint = {**base, "calibration": calibration,
+                  "trained_on": {"data_dir": portable(config.data_dir),
+                                 "synthetic": bool(data_dir and (data_dir / DEMO_MARKER).exists())},
                   "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
                   "epoch": 1, "step": 1, "best": best, "metrics": row, **({"backend": backend} if backend else {})}
     if run_dir and distributed.current().is_main:
@@ -114,26 +117,6 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
         runs.append_metrics(run_dir, row)
         runs.write_json(run_dir / "progress.json", {"done": n_steps, "total": n_steps, "epoch": 1, "epochs": 1})
     return checkpoint
-
-
-def _describe(config, cfg: GMMSupervectorConfig, clips, train_rows: torch.Tensor, val_rows: torch.Tensor,
-              n_background: int) -> dict:
-    """The checkpoint's description of its data: labels, split, speakers, paths relative to the repository."""
-    data_dir = Path(config.data_dir).resolve() if config.data_dir else None
-    manifest = clips.manifest
-    return {
-        "format": CHECKPOINT_FORMAT, "labels": clips.labels,
-        "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds,
-        "train_config": {**asdict(config), "data_dir": repo_relative(config.data_dir), "cache_dir": ""},
-        "data": {"dir": repo_relative(config.data_dir),
-                 "split_seed": config.split_seed, "split_fractions": list(config.split_fractions),
-                 "n_train_clips": len(train_rows), "n_val_clips": len(val_rows), "n_background_clips": n_background,
-                 "train_speakers": sorted(manifest.loc[train_rows.numpy(), "speaker"].unique()),
-                 "val_speakers": sorted(manifest.loc[val_rows.numpy(), "speaker"].unique()),
-                 "test_speakers": sorted(manifest.loc[manifest["split"] == "test", "speaker"].unique())},
-        "trained_on": {"data_dir": repo_relative(config.data_dir),
-                       "synthetic": bool(data_dir and (data_dir / DEMO_MARKER).exists())},
-    }
 
 
 def new_model(config, n_classes: int) -> GMMSupervector:
@@ -175,17 +158,6 @@ def fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Cal
 def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndarray, n_labels: int):
     """The model's configured backend fitted on supervectors ``(n, embedding_dim)`` and folded into it."""
     return _fit_backend(model, _backend(model.config.backend, model.config, balanced), x, y, n_labels)
-
-
-def repo_relative(path: str | Path) -> str:
-    """``path`` relative to the repository when inside it (checkpoints travel with the repository), else absolute."""
-    if not path:
-        return ""
-    resolved = Path(path).resolve()
-    try:
-        return str(resolved.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(resolved)
 
 
 def _fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Callable[..., None]) -> None:

@@ -24,12 +24,12 @@ import torch
 
 from core.audio.speech import VAD_HOP, speech_mask, MIN_SPEECH_SECONDS
 from core.audio.decode import load_audio
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, rebuild_model
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig, log_mel
-from core.identify.models import (build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
+from core.identify.models import (MODELS, build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
                          predict_whole_clip, scores_whole_clip)
-from core.paths import CHECKPOINTS_DIR, REPO_ROOT
+from core.paths import CHECKPOINTS_DIR, resolve
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
 # Only for checkpoints written before calibration existed (no "calibration" entry): "uncertain"
@@ -40,6 +40,7 @@ UNCERTAIN_BELOW = 0.4
 UNCERTAIN_MARGIN = 0.1
 DEMO_MARKER = ".complete"  # written by core.data.demo_corpus into every synthetic corpus it builds
 MIN_WINDOW_SPEECH_SECONDS = 0.5  # windows with less speech than this don't vote (unless none has more)
+IDENTIFIER_FIELDS = {"labels": list, "features": dict}  # what an identifier's checkpoint needs beyond the model
 
 
 @dataclass
@@ -75,10 +76,7 @@ class Identifier:
 
 def resolve_data_dir(stored: str) -> Path | None:
     """A checkpoint's data dir (stored relative to the repository when inside it) as an absolute path."""
-    if not stored:
-        return None
-    path = Path(stored)
-    return (path if path.is_absolute() else REPO_ROOT / path).resolve()
+    return resolve(stored).resolve() if stored else None
 
 
 def trained_on(checkpoint: dict) -> dict:
@@ -97,29 +95,31 @@ def trained_on(checkpoint: dict) -> dict:
 
 def load_identifier(checkpoint_path: str | Path = DEFAULT_CHECKPOINT) -> Identifier:
     """Rebuild the model a checkpoint describes (its stored kind and config win) and load its weights."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    missing = [k for k in ("model", "state_dict", "labels", "features") if k not in checkpoint]
-    if missing:
-        raise DeepLanguageError(f"{checkpoint_path} is not a language-identification checkpoint "
-                                f"(it lacks {', '.join(missing)}). Give a best.pt written by `python -m core train`.")
-    model = build_model(checkpoint["model"]["kind"], checkpoint["model"]["config"])
+    checkpoint = load_checkpoint(checkpoint_path, IDENTIFIER_FIELDS)  # the schema checked: one clear error
+    model = rebuild_model(checkpoint, build_model, checkpoint_path, kinds=tuple(MODELS))
+    labels = checkpoint["labels"]
+    if not all(isinstance(x, str) for x in labels) or len(labels) != getattr(model.config, "n_classes", len(labels)):
+        raise DeepLanguageError(f"checkpoint {checkpoint_path} is malformed: its 'labels' are not the "
+                                f"{getattr(model.config, 'n_classes', '')} language names its model answers. Retrain it.")
     try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise DeepLanguageError(f"{checkpoint_path}: its weights do not fit its model config "
-                                f"({str(error).splitlines()[0]}). Retrain or re-save it.") from None
-    model.eval()
-    features = FeatureConfig.from_dict(checkpoint["features"])
+        features = FeatureConfig.from_dict(checkpoint["features"])
+    except (TypeError, ValueError) as error:
+        raise DeepLanguageError(f"checkpoint {checkpoint_path} is malformed: invalid 'features' ({error}).") from None
     fps = features.frames_per_second
     info = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "rng")}
-    calibration = checkpoint.get("calibration", {})
-    ok_rule = calibration.get("ok_rule") or {"min_probability": UNCERTAIN_BELOW, "min_margin": UNCERTAIN_MARGIN}
-    return Identifier(model, list(checkpoint["labels"]), features, round(checkpoint.get("window_seconds", 3.0) * fps),
+    calibration = checkpoint.get("calibration") or {}
+    try:
+        rule = calibration.get("ok_rule") or {"min_probability": UNCERTAIN_BELOW, "min_margin": UNCERTAIN_MARGIN}
+        temperature = float(calibration.get("temperature", 1.0))
+        ok_rule = {"min_probability": float(rule["min_probability"]), "min_margin": float(rule["min_margin"])}
+        if not temperature > 0:
+            raise ValueError(f"temperature {temperature}")
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise DeepLanguageError(f"checkpoint {checkpoint_path} is malformed: invalid 'calibration' ({error}). "
+                                f"Retrain it.") from None
+    return Identifier(model, list(labels), features, round(checkpoint.get("window_seconds", 3.0) * fps),
                       round(checkpoint.get("hop_seconds", 1.0) * fps), info, str(checkpoint_path),
-                      temperature=float(calibration.get("temperature", 1.0)),
-                      ok_rule={"min_probability": float(ok_rule["min_probability"]),
-                               "min_margin": float(ok_rule["min_margin"])},
-                      trained_on=trained_on(checkpoint))
+                      temperature=temperature, ok_rule=ok_rule, trained_on=trained_on(checkpoint))
 
 
 def calibrate(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -14,12 +14,11 @@ the GMM-supervector model is fitted in closed form by :mod:`core.identify.gmm`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +30,10 @@ from core import distributed, progress, runs
 from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_checkpoint
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
-from core.identify.models import (build_model, count_parameters, model_config)
+from core.identify.models import build_model, count_parameters, model_config
 from core.identify import gmm, supervector
-from core.identify.clips import CHECKPOINT_FORMAT, ClipSet, NORMALIZATION, TrainConfig, epoch_generator, evaluate_clips, load_clips, make_batch
+from core.identify.clips import (ClipSet, TrainConfig, base_checkpoint, epoch_generator, evaluate_clips, load_clips,
+                                 make_batch)
 
 def learning_rate(step: int, total_steps: int, steps_per_epoch: int, config: TrainConfig) -> float:
     """Linear warm-up over ``warmup_epochs``, then cosine decay to ``min_lr_ratio * lr``: a pure function of the step."""
@@ -76,8 +76,38 @@ def _restore_rng(states: dict) -> None:
                          "pos": numpy["pos"]}, "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
 
 
-def _speakers(clips: ClipSet, split: str) -> list[str]:
-    return sorted(clips.manifest.loc[clips.manifest["split"] == split, "speaker"].unique())
+RESUME_FIELDS = {"labels": list, "optimizer": dict, "epoch": int, "step": int, "best": dict, "rng": dict}
+
+
+@dataclass
+class _Loop:
+    """One identifier's training between two epochs: what it trains and how far it got."""
+
+    config: TrainConfig
+    clips: ClipSet
+    train_rows: torch.Tensor
+    val_rows: torch.Tensor
+    run_dir: Path | None
+    ddp: distributed.DistInfo
+    net: torch.nn.Module  # what trains: DDP when distributed
+    model: torch.nn.Module  # what is saved and evaluated
+    optimizer: torch.optim.Optimizer
+    weights: torch.Tensor | None  # the loss's class weights
+    crop: int  # frames per training crop
+    per_epoch: int  # optimizer steps per epoch
+    total_steps: int
+    base: dict  # the checkpoint but weights and training state (core.identify.clips.base_checkpoint)
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimizer steps taken
+    best: dict = field(default_factory=lambda: {"metric": "val_balanced_accuracy", "value": -1.0,
+                                                "loss": math.inf, "epoch": 0})
+    best_state: dict | None = None  # the checkpoint of the best epoch so far
+    last_report: float = 0.0  # perf_counter of the last progress report
+    epoch_started: float = 0.0  # perf_counter at the start of this epoch: its measured pace gives the ETA
+
+    def should_continue(self) -> bool:
+        patience = self.config.patience
+        return self.epoch < self.config.epochs and not (patience and self.epoch - self.best["epoch"] >= patience)
 
 
 def fit(
@@ -94,114 +124,134 @@ def fit(
     resumes from its last.pt if one exists. Returns the final checkpoint dict of the best
     epoch (model state included), whether or not a run_dir was given.
     """
-
     if config.model in supervector.KINDS:  # fitted in closed form (GMM + regression), not by epochs
         return gmm.fit(config, clips, train_rows, val_rows, run_dir, on_progress)
     if config.threads:
         torch.set_num_threads(config.threads)
+    loop = _start(config, clips, train_rows, val_rows, run_dir)
+    if run_dir and (run_dir / "last.pt").exists():
+        _resume(loop, run_dir / "last.pt")
+    loop.net.train()
+    while loop.should_continue():
+        started = loop.epoch_started = time.perf_counter()
+        totals = _train_epoch(loop, on_progress)
+        _end_epoch(loop, totals, time.perf_counter() - started)
+    if loop.best_state is not None:
+        return loop.best_state
+    return {**loop.base, "state_dict": loop.model.state_dict(), "epoch": loop.epoch, "step": loop.step,
+            "best": loop.best}
+
+
+def _start(config: TrainConfig, clips: ClipSet, train_rows: torch.Tensor, val_rows: torch.Tensor,
+           run_dir: Path | None) -> _Loop:
+    """A fresh model (initial weights from ``config.seed``), its optimizer and the checkpoint's fixed part."""
     features = FeatureConfig.from_dict(config.features)
-    crop = round(config.crop_seconds * features.frames_per_second)
     n_classes = len(clips.labels)
     model_values = {**asdict(model_config(config.model, config.model_config)),
                     "n_mels": features.n_mels, "n_classes": n_classes}
     torch.manual_seed(config.seed)
     ddp = distributed.current()  # one process unless started by torchrun (see core.distributed)
-    net = distributed.wrap(build_model(config.model, model_values), ddp)  # what trains: DDP when distributed
-    model = distributed.unwrap(net)  # what is saved and evaluated
-    optimizer = make_optimizer(model, config)
+    net = distributed.wrap(build_model(config.model, model_values), ddp)
+    model = distributed.unwrap(net)
     per_epoch = max(1, len(train_rows) // config.batch_size)
-    total_steps = per_epoch * config.epochs
     counts = torch.bincount(clips.targets[train_rows], minlength=n_classes).float()
     weights = (counts.sum() / (n_classes * counts.clamp(min=1))).to(ddp.device) if config.class_weights else None
+    return _Loop(config, clips, train_rows, val_rows, run_dir, ddp, net, model, make_optimizer(model, config),
+                 weights, crop=round(config.crop_seconds * features.frames_per_second), per_epoch=per_epoch,
+                 total_steps=per_epoch * config.epochs,
+                 base=base_checkpoint(config, clips, train_rows, val_rows, model_values))
 
-    base = {
-        "format": CHECKPOINT_FORMAT, "model": {"kind": config.model, "config": model_values},
-        "labels": clips.labels, "features": asdict(features), "normalization": dict(NORMALIZATION),
-        "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds,
-        "train_config": asdict(config),
-        "data": {"dir": str(Path(config.data_dir).resolve()) if config.data_dir else "",
-                 "split_seed": config.split_seed, "split_fractions": list(config.split_fractions),
-                 "n_train_clips": len(train_rows), "n_val_clips": len(val_rows),
-                 "train_speakers": sorted(clips.manifest.loc[train_rows.numpy(), "speaker"].unique()),
-                 "val_speakers": sorted(clips.manifest.loc[val_rows.numpy(), "speaker"].unique()),
-                 "test_speakers": _speakers(clips, "test")},
-    }
-    epoch, step, best = 0, 0, {"metric": "val_balanced_accuracy", "value": -1.0, "loss": math.inf, "epoch": 0}
-    best_state = None
-    last_path = run_dir / "last.pt" if run_dir else None
-    if last_path and last_path.exists():
-        checkpoint, used = load_checkpoint_or_previous(last_path)  # a corrupt last.pt: the one before
-        if used != last_path:
-            print(f"warning: {last_path} is unreadable; resuming from {used.name} (epoch {checkpoint['epoch']})",
-                  file=sys.stderr)
-        if checkpoint["labels"] != clips.labels:
-            raise DeepLanguageError(f"{last_path} was trained on {checkpoint['labels']}, but the data now has "
-                                    f"{clips.labels}; resume with the same dataset and --languages.")
-        model.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        epoch, step, best = checkpoint["epoch"], checkpoint["step"], checkpoint["best"]
-        _restore_rng(checkpoint["rng"])
-        runs.truncate_metrics(run_dir, epoch)
-        if (run_dir / "best.pt").exists():
-            best_state = load_checkpoint(run_dir / "best.pt")
 
-    net.train()
-    last_report = 0.0
-    while epoch < config.epochs and not (config.patience and epoch - best["epoch"] >= config.patience):
-        started = time.perf_counter()
-        generator = epoch_generator(config.seed, epoch)
-        torch.manual_seed(config.seed * 1_000_003 + epoch + 1)  # dropout: also a function of (seed, epoch)
-        order = train_rows[torch.randperm(len(train_rows), generator=generator)]
-        batches = order[: per_epoch * config.batch_size].view(per_epoch, -1) if len(order) >= config.batch_size \
-            else order[None]
-        loss_sum = correct = seen = 0.0
-        for i, rows in enumerate(batches):
-            lr = learning_rate(step, total_steps, per_epoch, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = make_batch(clips, rows, crop, config, generator)  # the global batch: same RNG use on every rank
-            mine = distributed.shard(torch.arange(len(rows)), ddp)
-            x, y = x[mine].to(ddp.device), clips.targets[rows][mine].to(ddp.device)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            loss_sum += float(loss.detach()) * len(y)
-            correct += float((logits.argmax(1) == y).sum())
-            seen += len(y)
-            now = time.perf_counter()
-            if now - last_report >= progress.PROGRESS_EVERY_S or i == len(batches) - 1:
-                last_report = now
-                live = {"epoch": epoch + 1, "epochs": config.epochs, "loss": loss_sum / seen}
-                if on_progress and ddp.is_main:
-                    on_progress(epoch * per_epoch + i + 1, total_steps, **live)
-                if run_dir and ddp.is_main:
-                    runs.write_json(run_dir / "progress.json",
-                                    {"done": epoch * per_epoch + i + 1, "total": total_steps, **live})
-        epoch += 1
-        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], ddp)  # the global batch's
-        val = evaluate_clips(model, clips, val_rows, config)  # every rank: the same weights, the same decision
-        row = {"epoch": epoch, "step": step, "lr": lr, "train_loss": loss_sum / seen,
-               "train_accuracy": correct / seen, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-               "val_balanced_accuracy": val["balanced_accuracy"], "seconds": time.perf_counter() - started}
-        improved = (val["balanced_accuracy"], -val["loss"]) > (best["value"], -best["loss"])
+def _resume(loop: _Loop, last_path: Path) -> None:
+    """Restore model, optimizer, step, epoch, best metric and RNG states from ``last_path`` (or the one before)."""
+    checkpoint, used = load_checkpoint_or_previous(last_path, RESUME_FIELDS)  # a corrupt last.pt: the one before
+    if used != last_path:
+        print(f"warning: {last_path} is unreadable; resuming from {used.name} (epoch {checkpoint['epoch']})",
+              file=sys.stderr)
+    if checkpoint["labels"] != loop.clips.labels:
+        raise DeepLanguageError(f"{used} was trained on {checkpoint['labels']}, but the data now has "
+                                f"{loop.clips.labels}; resume with the same dataset and --languages.")
+    try:
+        loop.model.load_state_dict(checkpoint["state_dict"])
+        loop.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise DeepLanguageError(f"checkpoint {used} does not fit this run's model ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0]}). Start a new run.") from None
+    loop.epoch, loop.step, loop.best = checkpoint["epoch"], checkpoint["step"], checkpoint["best"]
+    _restore_rng(checkpoint["rng"])
+    runs.truncate_metrics(loop.run_dir, loop.epoch)
+    if (loop.run_dir / "best.pt").exists():
+        loop.best_state = load_checkpoint(loop.run_dir / "best.pt")
+
+
+def _train_epoch(loop: _Loop, on_progress: Callable[..., None] | None) -> dict:
+    """One epoch of optimizer steps; returns the global batch's loss and accuracy sums and the last lr."""
+    config, clips, ddp = loop.config, loop.clips, loop.ddp
+    generator = epoch_generator(config.seed, loop.epoch)
+    torch.manual_seed(config.seed * 1_000_003 + loop.epoch + 1)  # dropout: also a function of (seed, epoch)
+    order = loop.train_rows[torch.randperm(len(loop.train_rows), generator=generator)]
+    batches = order[: loop.per_epoch * config.batch_size].view(loop.per_epoch, -1) \
+        if len(order) >= config.batch_size else order[None]
+    loss_sum = correct = seen = 0.0
+    for i, rows in enumerate(batches):
+        lr = learning_rate(loop.step, loop.total_steps, loop.per_epoch, config)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        x = make_batch(clips, rows, loop.crop, config, generator)  # the global batch: same RNG use on every rank
+        mine = distributed.shard(torch.arange(len(rows)), ddp)
+        x, y = x[mine].to(ddp.device), clips.targets[rows][mine].to(ddp.device)
+        logits = loop.net(x)
+        loss = F.cross_entropy(logits, y, weight=loop.weights, label_smoothing=config.label_smoothing)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        loop.step += 1
+        loss_sum += float(loss.detach()) * len(y)
+        correct += float((logits.argmax(1) == y).sum())
+        seen += len(y)
+        _report(loop, i + 1, loss_sum / seen, i == len(batches) - 1, on_progress)
+    loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], ddp)  # the global batch's
+    return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "lr": lr}
+
+
+def _report(loop: _Loop, epoch_steps: int, loss: float, last: bool, on_progress: Callable[..., None] | None) -> None:
+    """Progress to the callback and progress.json, at most every PROGRESS_EVERY_S (and at an epoch's end)."""
+    now = time.perf_counter()
+    if now - loop.last_report < progress.PROGRESS_EVERY_S and not last:
+        return
+    loop.last_report = now
+    done = loop.epoch * loop.per_epoch + epoch_steps
+    # epoch_steps/epoch_seconds: this epoch's measured pace, what the first ETA is computed from
+    live = {"epoch": loop.epoch + 1, "epochs": loop.config.epochs, "loss": loss,
+            "epoch_steps": epoch_steps, "epoch_seconds": now - loop.epoch_started}
+    if on_progress and loop.ddp.is_main:
+        on_progress(done, loop.total_steps, **live)
+    if loop.run_dir and loop.ddp.is_main:
+        runs.write_json(loop.run_dir / "progress.json", {"done": done, "total": loop.total_steps, **live})
+
+
+def _end_epoch(loop: _Loop, totals: dict, seconds: float) -> None:
+    """Validate, keep the best epoch, and (rank 0) save last.pt, best.pt and the epoch's metrics."""
+    loop.epoch += 1
+    val = evaluate_clips(loop.model, loop.clips, loop.val_rows, loop.config)  # every rank: the same decision
+    row = {"epoch": loop.epoch, "step": loop.step, "lr": totals["lr"], "train_loss": totals["loss_sum"] / totals["seen"],
+           "train_accuracy": totals["correct"] / totals["seen"], "val_loss": val["loss"],
+           "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"], "seconds": seconds}
+    improved = (val["balanced_accuracy"], -val["loss"]) > (loop.best["value"], -loop.best["loss"])
+    if improved:
+        loop.best = {"metric": "val_balanced_accuracy", "value": val["balanced_accuracy"], "loss": val["loss"],
+                     "epoch": loop.epoch}
+    state = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    checkpoint = {**loop.base, "state_dict": state, "epoch": loop.epoch, "step": loop.step, "best": loop.best,
+                  "metrics": row}
+    if improved:
+        loop.best_state = checkpoint
+    if loop.run_dir and loop.ddp.is_main:
         if improved:
-            best = {"metric": "val_balanced_accuracy", "value": val["balanced_accuracy"], "loss": val["loss"],
-                    "epoch": epoch}
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-        checkpoint = {**base, "state_dict": state, "epoch": epoch, "step": step, "best": best, "metrics": row}
-        if improved:
-            best_state = checkpoint
-        if run_dir and ddp.is_main:
-            if improved:
-                save_checkpoint(checkpoint, run_dir / "best.pt")  # no optimizer: what identify ships
-            save_checkpoint({**checkpoint, "optimizer": optimizer.state_dict(), "rng": _rng_states(),
-                             "total_steps": total_steps}, run_dir / "last.pt", keep_previous=True)
-            runs.append_metrics(run_dir, row)
-    return best_state if best_state is not None else {**base, "state_dict": model.state_dict(), "epoch": epoch,
-                                                     "step": step, "best": best}
+            save_checkpoint(checkpoint, loop.run_dir / "best.pt")  # no optimizer: what identify ships
+        save_checkpoint({**checkpoint, "optimizer": loop.optimizer.state_dict(), "rng": _rng_states(),
+                         "total_steps": loop.total_steps}, loop.run_dir / "last.pt", keep_previous=True)
+        runs.append_metrics(loop.run_dir, row)
 
 
 def train(
@@ -230,22 +280,13 @@ def train(
             raise DeepLanguageError(f"{run_dir} is not a training run (no config.json). Check the path.")
         config = TrainConfig.from_dict(stored["train"])
     main = distributed.current().is_main  # under torchrun only rank 0 owns the run directory
-    set_status = runs.set_status if main else (lambda *args, **kwargs: None)
-    with runs.RunLock(run_dir) if main else contextlib.nullcontext():
-        set_status(run_dir, "running")
-        try:
-            clips = clips or load_clips(config)
-            if main:
-                runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
-                                                        "splits": clips.manifest["split"].value_counts().to_dict()})
-            best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
-        except KeyboardInterrupt:
-            set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
-            raise
-        except BaseException as error:
-            set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
-            raise
-        set_status(run_dir, "finished", best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
+    with runs.lifecycle(run_dir, own=main) as outcome:  # stopped: runs.STOPPED (the CLI prints --resume)
+        clips = clips or load_clips(config)
+        if main:
+            runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
+                                                    "splits": clips.manifest["split"].value_counts().to_dict()})
+        best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
+        outcome.update(best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
     return run_dir
 
 

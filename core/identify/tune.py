@@ -33,7 +33,6 @@ from core.paths import CHECKPOINTS_DIR
 from core.identify.models import model_config
 from core.identify.clips import TrainConfig, load_clips
 from core.identify.train import fit
-from core.identify.clips import TrainConfig
 
 TUNE_DIR = CHECKPOINTS_DIR / "tune"
 OBJECTIVE = "val_balanced_accuracy"
@@ -128,16 +127,14 @@ def tune(base, n_trials: int, name: str, tune_dir: str | Path = TUNE_DIR, timeou
                 reported.append(row["epoch"])
                 trial.report(row[OBJECTIVE], row["epoch"])
                 if trial.should_prune():
-                    runs.set_status(run_dir, "stopped", error="pruned")
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
-        runs.set_status(run_dir, "running")
-        try:
-            fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress=report)
-            report()
-        finally:
-            (run_dir / "last.pt").unlink(missing_ok=True)  # only best.pt is worth keeping
-        runs.set_status(run_dir, "finished")
+        with runs.lifecycle(run_dir, resume="", stop_on=(optuna.TrialPruned,)):
+            try:
+                fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress=report)
+                report()
+            finally:
+                (run_dir / "last.pt").unlink(missing_ok=True)  # only best.pt is worth keeping
         return max(row[OBJECTIVE] for row in runs.read_metrics(run_dir))
 
     def callback(study, trial) -> None:

@@ -4,7 +4,7 @@ A job is ``python -m core train --resume RUN_DIR`` (or ``torchrun ... -m core tr
 several processes) started in its own session with its output in ``RUN_DIR/log.txt``: it
 survives a page reload and a restart of the Streamlit server, and nothing but the run
 directory ties it to whoever launched it. ``job.json`` records the process; the trainer
-takes the run's lock, so :func:`core.registry.run_state` always knows whether it lives.
+takes the run's lock, so :func:`core.jobs.registry.run_state` always knows whether it lives.
 
 Stopping sends SIGINT to the job's process group: the trainer abandons the current epoch,
 keeps the last finished one in ``last.pt`` and marks the run "stopped". A job that does not
@@ -22,15 +22,16 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from core import runs
-from core.study.layout import AE, NONE, StudyConfig
+from core.study.layout import NONE, StudyConfig, ae_run_name, run_name
 from core.study.plan import plan_study
 from core.study.trainer import train_run
 from core.jobs import registry
+from core.identify.models import MODELS
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
 from core.checkpoint import load_checkpoint, previous_path
 
-IDENTIFY_MODELS = ("cnn-baseline", "resnet-asp", "gmm-supervector")  # core.models kinds, trained by core.train
+IDENTIFY_MODELS = tuple(MODELS)  # the identifier kinds, trained by core.identify.train
 STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
 KINDS = IDENTIFY_MODELS + STUDY_KINDS
 LOG_FILE = "log.txt"
@@ -41,7 +42,7 @@ def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str
     """Create a run for ``config`` and start training it in the background; returns the run directory.
 
     ``kind``: a model of :data:`KINDS`. For the identify models ``config`` is a
-    :class:`core.train.TrainConfig` (or its dict); its ``model`` is set to ``kind``. For the
+    :class:`core.identify.clips.TrainConfig` (or its dict); its ``model`` is set to ``kind``. For the
     study kinds it is the dict :func:`study_run_config` makes. ``nproc`` > 1
     trains with that many processes under torchrun (DDP). ``threads``: torch threads per process.
     """
@@ -84,6 +85,7 @@ def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
         log.flush()
         process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    runs.reap_when_done(process)
     runs.write_json(run_dir / registry.JOB_FILE, {
         "pid": process.pid, "pgid": process.pid, "proc_start": registry.process_start_time(process.pid),
         "command": args, "started": time.time(), "threads": threads, "nproc": nproc})
@@ -189,7 +191,7 @@ def study_run_config(data_dir: str | Path, condition: str = "none", seed: int = 
     """The config of a one-run job of the pretraining study: a next-frame LSTM pretrained (low-pass)
     on ``condition`` ("none" or a language) then trained on ``study["target"]``, or the autoencoder.
 
-    ``study``: :class:`core.study.StudyConfig` fields (target, hidden_size, max_epochs, ...).
+    ``study``: :class:`core.study.layout.StudyConfig` fields (target, hidden_size, max_epochs, ...).
     """
     return {"data_dir": str(Path(data_dir).resolve()), "condition": condition, "seed": int(seed), "study": study}
 
@@ -210,7 +212,8 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
     condition = NONE if is_ae else spec["condition"]
     config = replace(StudyConfig.from_dict(spec.get("study", {})), pretrain=(condition,),
                      seeds=spec["seed"] + 1, autoencoder=is_ae)
-    inner_name = f"{AE if is_ae else condition}-s{spec['seed']}"
+    inner_name = (ae_run_name(spec["seed"]) if is_ae else
+                  run_name(condition, config.target, spec["seed"], 0 if condition == NONE else max(config.pretrain_epochs)))
 
     def mirror(*args, **kwargs) -> None:
         inner = run_dir / "study" / "runs" / inner_name
@@ -221,19 +224,11 @@ def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
         if on_progress and args:
             on_progress(*args, **kwargs)
 
-    with runs.RunLock(run_dir):
-        runs.set_status(run_dir, "running")
+    with runs.lifecycle(run_dir, resume=""):  # stopped: runs.STOPPED; the Train page offers Resume
         try:
             study_dir = plan_study(config, spec["data_dir"], run_dir / "study")
             result = train_run(study_dir / "runs" / inner_name, on_progress=mirror)
-            mirror()
-        except KeyboardInterrupt:
-            mirror()
-            runs.set_status(run_dir, "stopped", error=f"interrupted; resume with: python -m core train --resume {run_dir}")
-            raise
-        except BaseException as error:
-            runs.set_status(run_dir, "failed", error=f"{type(error).__name__}: {error}")
-            raise
+        finally:
+            mirror()  # what the inner run reached, even when it stopped or failed
         runs.write_json(run_dir / "result.json", result)
-        runs.set_status(run_dir, "finished")
     return result

@@ -5,7 +5,7 @@ A run's state comes from three facts on disk (see :mod:`core.runs`):
 * ``status.json``, written by the trainer (running, finished, failed, stopped);
 * the run's ``lock``, held by the live trainer: the kernel drops it when the process dies,
   even by ``kill -9``, so "running" with a free lock means the trainer died;
-* ``job.json`` and ``stop-requested``, written by :mod:`core.jobs` when it launches or stops
+* ``job.json`` and ``stop-requested``, written by :mod:`core.jobs.launch` when it launches or stops
   a run: a launched process that has not taken the lock yet is "starting", and a run that
   died after a stop was asked for is "stopped", not "failed".
 
@@ -15,14 +15,13 @@ States: created, starting, running, finished, failed, stopped.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from core import runs
 
-JOB_FILE = "job.json"  # the launched process: pid, command, time (core.jobs)
+JOB_FILE = "job.json"  # the launched process: pid, command, time (core.jobs.launch)
 STOP_FILE = "stop-requested"  # exists once a stop was asked for; removed on resume
 RECORD_COLUMNS = ["run", "kind", "model", "state", "created", "epochs_done", "epochs", "best_epoch", "best_metric",
                   "best_value", "final_val_accuracy", "final_val_loss", "final_train_loss", "config", "error", "path"]
@@ -72,6 +71,8 @@ def run_state(run_dir: str | Path) -> dict:
     state = status.get("state", "created")
     died = state == "failed" and runs.read_json(run_dir / "status.json", {}).get("state") == "running"
     launched_after = job.get("started", 0) >= status.get("updated", status.get("created", 0))
+    if state != "running" and job and launched_after and runs.is_locked(run_dir):
+        return {**status, "state": "starting", "error": ""}  # locked, its "running" not written yet
     if state != "running" and job and launched_after and not runs.is_locked(run_dir):
         # A job launched after the last status change: still starting up, or gone before training.
         if process_alive(job.get("pid"), job.get("proc_start")):
@@ -141,26 +142,44 @@ def list_run_records(runs_dir: str | Path = runs.RUNS_DIR) -> pd.DataFrame:
 
 def run_progress(run_dir: str | Path) -> dict:
     """Live progress of a run: ``done``, ``total`` (steps), ``fraction``, ``epoch``, ``epochs``,
-    ``loss`` and ``eta_seconds`` (None until it can be estimated)."""
+    ``loss`` and ``eta_seconds`` (None until it can be estimated).
+
+    A run that is not training (stopped, failed) shows where it would resume: the last finished
+    epoch, never a step of the epoch it discarded.
+    """
     run_dir = Path(run_dir)
     progress = runs.read_json(run_dir / "progress.json", {})
     done, total = int(progress.get("done", 0)), int(progress.get("total", 0))
-    status = runs.read_json(run_dir / "status.json", {})
     metrics = runs.read_metrics(run_dir)
+    if runs.run_status(run_dir).get("state") in ("stopped", "failed"):
+        done = int(metrics[-1].get("step", 0)) if metrics else 0
+        progress = {**progress, "epoch": len(metrics)}
+        progress.pop("loss", None)
     eta = None
     if total and done < total:
-        # Seconds per step from finished epochs; before the first one, from the time since start.
+        # Seconds per step as measured: over the last finished epoch (validation included), else over
+        # the steps of the running epoch so far. Nothing measured yet (loading data): no estimate.
         timed = [r for r in metrics if r.get("seconds") and r.get("step")]
         if timed:
             steps = timed[-1]["step"] - (timed[-2]["step"] if len(timed) > 1 else 0)
             per_step = timed[-1]["seconds"] / max(1, steps)
-        elif status.get("state") == "running" and done:
-            per_step = (time.time() - status.get("updated", time.time())) / done
+        elif progress.get("epoch_steps") and progress.get("epoch_seconds"):
+            per_step = progress["epoch_seconds"] / progress["epoch_steps"]
         else:
             per_step = None
         eta = None if per_step is None else per_step * (total - done)
     return {**progress, "done": done, "total": total, "fraction": done / total if total else 0.0,
             "eta_seconds": eta}
+
+
+def progress_line(record: dict, progress: dict) -> str:
+    """The text of a run's progress bar: state, epoch, step and, once steps are measured, the ETA."""
+    line = (f"{record['state']} · epoch {progress.get('epoch', record['epochs_done'])}/{record['epochs']} · "
+            f"step {progress['done']}/{progress['total']}")
+    if record["state"] != "running":
+        return line
+    eta = progress["eta_seconds"]
+    return line + (f" · ETA {eta:.0f} s" if eta is not None else " · ETA once the first steps are timed")
 
 
 def run_curves(run_dirs: list[str | Path]) -> pd.DataFrame:

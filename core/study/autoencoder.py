@@ -8,7 +8,8 @@ A whole clip is encoded as the mean bottleneck of its patches (:func:`encode_cli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,8 +94,11 @@ def encode_clip(model: ConvAutoencoder, features: np.ndarray) -> np.ndarray:
 
 
 def save_dict(model: ConvAutoencoder) -> dict:
-    return model_record("autoencoder", model)
+    """What a checkpoint stores to rebuild the model (:func:`core.checkpoint.model_record`)."""
+    return model_record("autoencoder", asdict(model.config), model.state_dict())
 
 
-def from_checkpoint(checkpoint: dict) -> ConvAutoencoder:
-    return rebuild_model(checkpoint, "autoencoder", ConvAutoencoder, AutoencoderConfig, "a conv autoencoder")
+def from_checkpoint(checkpoint: dict, path: str | Path = "") -> ConvAutoencoder:
+    """Rebuild a model from a checkpoint dict; the stored architecture wins over any default."""
+    return rebuild_model(checkpoint, lambda kind, config: ConvAutoencoder(AutoencoderConfig.from_dict(config)), path,
+                         kinds=("autoencoder",))

@@ -23,12 +23,11 @@ from core.errors import DeepLanguageError
 from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
 from core.study.autoencoder import encode_clip
 from core.data.cache import FeatureCache
-from core.study.layout import load_study, resolve
+from core.study.layout import load_study
 from core.study import autoencoder
 from core.study import nextframe
 from core.checkpoint import load_checkpoint
-from core.study.layout import load_study
-from core.study.layout import resolve
+from core.paths import resolve
 
 LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
 AE_KINDS = ("ae",)
@@ -70,10 +69,10 @@ def extract_run_latents(run_dir: str | Path, clips: tuple[pd.DataFrame, list[np.
     run_dir = Path(run_dir)
     checkpoint = load_checkpoint(run_dir / "last.pt")
     manifest, features = clips or latent_clips(run_dir.parent.parent)
-    if checkpoint["model_kind"] == "autoencoder":
-        arrays = encode_autoencoder(autoencoder.from_checkpoint(checkpoint), features)
+    if checkpoint["model"]["kind"] == "autoencoder":
+        arrays = encode_autoencoder(autoencoder.from_checkpoint(checkpoint, run_dir / "last.pt"), features)
     else:
-        arrays = encode_lstm(nextframe.from_checkpoint(checkpoint), features)
+        arrays = encode_lstm(nextframe.from_checkpoint(checkpoint, run_dir / "last.pt"), features)
     save_latents(run_dir, arrays, manifest)
     return run_dir / "latents.npz"
 

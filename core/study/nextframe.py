@@ -10,7 +10,8 @@ wants; cached features are ``(n_mels, n_frames)`` and are transposed once when b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -64,10 +65,11 @@ class NextFrameLSTM(nn.Module):
 
 
 def save_dict(model: NextFrameLSTM) -> dict:
-    """What a checkpoint stores to rebuild the model: its config and weights."""
-    return model_record("nextframe", model)
+    """What a checkpoint stores to rebuild the model (:func:`core.checkpoint.model_record`)."""
+    return model_record("nextframe", asdict(model.config), model.state_dict())
 
 
-def from_checkpoint(checkpoint: dict) -> NextFrameLSTM:
+def from_checkpoint(checkpoint: dict, path: str | Path = "") -> NextFrameLSTM:
     """Rebuild a model from a checkpoint dict; the stored architecture wins over any default."""
-    return rebuild_model(checkpoint, "nextframe", NextFrameLSTM, NextFrameConfig, "a next-frame LSTM")
+    return rebuild_model(checkpoint, lambda kind, config: NextFrameLSTM(NextFrameConfig.from_dict(config)), path,
+                         kinds=("nextframe",))

@@ -1,4 +1,4 @@
-"""Planning a study: the manifest, splits and the runs to train."""
+"""Planning a study: check the request, prepare features, fix the splits, create every run's folder."""
 
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ import numpy as np
 import pandas as pd
 
 from core import runs
-from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
-from core.study.layout import AE, NONE, StudyConfig, portable, default_study_dir, feature_config, write_tsv
-from core.study.trainer import fixed_crops
-from core.data.cache import prepared_dataset
+from core.data.cache import FeatureCache, prepare, prepared_dataset
 from core.data.datasets import assign_splits, balance, filter_min_duration, select_languages
+from core.errors import DeepLanguageError
 from core.paths import default_cache_dir
-from core.data.cache import FeatureCache
+from core.study.layout import (AE, GROWABLE, NOISE, StudyConfig, default_study_dir, feature_config,
+                               parse_condition, parse_run_name, portable, write_tsv)
+from core.study.noise import LTAS_FILE, ltas_paths, speech_ltas
+from core.study.trainer import fixed_crops
+
+SPLITS = ("train", "validation", "test")
+
 
 def plan_study(
     config: StudyConfig,
@@ -33,72 +37,92 @@ def plan_study(
 ) -> Path:
     """Prepare the dataset, fix the splits and create every run's folder; returns the study folder.
 
-    An existing study folder is reused when its settings match (more seeds or conditions are
-    added to it); different settings are an error rather than a silent mix.
+    An existing study folder is reused when its settings match (targets, conditions, seeds and
+    doses may grow); different settings are an error naming each difference, never a silent mix.
     """
-
     study_dir = Path(study_dir) if study_dir else default_study_dir(data_dir, config)
-    features = feature_config(config)
+    for condition in config.pretrain:
+        parse_condition(condition)  # a misspelt condition fails before any work
     stored = runs.read_json(study_dir / "study.json")
     if stored:
-        old = StudyConfig.from_dict(stored["study"])
-        if old.key() != config.key():
-            raise DeepLanguageError(
-                f"study {study_dir} was made with other settings ({_diff(old, config)}); "
-                f"give a new --out folder, or repeat the original settings to resume it.")
-        config = replace(config, pretrain=tuple(dict.fromkeys(old.pretrain + config.pretrain)),
-                         seeds=max(old.seeds, config.seeds))
+        config = merged_config(StudyConfig.from_dict(stored["study"]), config, study_dir)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(data_dir)
+    features = feature_config(config)
     manifest = prepared_dataset(data_dir, cache_dir, features, workers=workers, on_progress=on_progress)
-    languages = set(manifest["language"])
-    for language in [config.target, *config.pretrain, *config.latent_languages]:
-        if language != NONE and language not in languages:
-            raise DeepLanguageError(f"language {language!r} is not in {data_dir}; it has "
-                                    f"{', '.join(sorted(languages))}.")
+    check_languages(config, sorted(set(manifest["language"])), data_dir)
     manifest = filter_min_duration(manifest.assign(duration=manifest["n_frames"] / features.frames_per_second),
                                    max(config.min_seconds, (config.crop_frames + 1) / features.frames_per_second))
     manifest = assign_splits(manifest, config.split_fractions, seed=config.split_seed)
-    for split in ("train", "validation"):
-        if not ((manifest["language"] == config.target) & (manifest["split"] == split)).any():
-            raise DeepLanguageError(f"the target language {config.target} has no {split} speakers; it needs "
-                                    f"at least three speakers with clips over {config.min_seconds} s.")
+    check_speakers(manifest, config)
+    utero = [language for language, variant in map(parse_condition, config.conditions()) if variant == "utero"]
+    if utero:  # the in-utero filter has its own cache; only its languages are prepared
+        prepare(manifest[manifest["language"].isin(utero)], cache_dir, feature_config(config, features, "utero"),
+                workers=workers, on_progress=on_progress)
     held_out = select_languages(manifest[manifest["split"] == "test"], list(config.latent_languages))
     latent = balance(held_out, config.n_per_language, seed=config.split_seed)
-
-    threshold = config.threshold
-    if threshold is None:
-        threshold = config.threshold_ratio * copy_baseline(manifest, cache_dir, features, config)
+    baselines = {t: copy_baseline(manifest, cache_dir, features, config, t) for t in config.targets}
     study_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(data_dir).resolve()
+    if NOISE in config.pretrain and not (study_dir / LTAS_FILE).exists():
+        np.save(study_dir / LTAS_FILE, speech_ltas(ltas_paths(manifest, root, config.languages()), features))
     columns = ["key", "path", "language", "speaker", "split", "n_frames"]
-    root = Path(data_dir).resolve()  # clip paths are kept relative to the dataset: it may move
-    manifest["path"] = [os.path.relpath(p, root) if Path(p).is_relative_to(root) else p for p in manifest["path"]]
-    latent = latent.assign(path=[os.path.relpath(p, root) if Path(p).is_relative_to(root) else p
-                                 for p in latent["path"]])
+    # Clip paths are kept relative to the dataset: it may move.
+    for table in (manifest, latent):
+        table["path"] = [os.path.relpath(p, root) if Path(p).is_relative_to(root) else p for p in table["path"]]
     write_tsv(study_dir / "manifest.tsv", manifest[columns])
     write_tsv(study_dir / "latent_manifest.tsv", latent[columns])
     runs.write_json(study_dir / "study.json", {
         "study": asdict(config), "features": asdict(features), "data_dir": portable(data_dir),
-        "cache_dir": portable(cache_dir), "threshold": float(threshold), "created": (stored or {}).get("created", time.time()),
+        "cache_dir": portable(cache_dir), "copy_baselines": baselines,
+        "created": (stored or {}).get("created", time.time()),
     })
     for name in config.run_names():
-        run_dir = study_dir / "runs" / name
-        if not (run_dir / "config.json").exists():
-            condition, seed = name.rsplit("-s", 1)
-            runs.create_run("study-ae" if condition == AE else "study-lstm",
-                            {"condition": condition, "seed": int(seed)}, study_dir / "runs", name=name)
+        if not (study_dir / "runs" / name / "config.json").exists():
+            spec = parse_run_name(name)
+            runs.create_run("study-ae" if spec["kind"] == AE else "study-lstm", spec, study_dir / "runs", name=name)
     return study_dir
 
 
-def copy_baseline(manifest: pd.DataFrame, cache_dir: Path, features: FeatureConfig, config: StudyConfig) -> float:
-    """MSE of predicting each frame by the one before, on the target's validation crops."""
+def merged_config(old: StudyConfig, new: StudyConfig, study_dir: Path) -> StudyConfig:
+    """The union of an existing study's matrix and a new request with the same fixed settings."""
+    if old.key() != new.key():
+        a, b = asdict(old), asdict(new)
+        differences = ", ".join(f"{k} is {a[k]} there but {b[k]} now" for k in a if a[k] != b[k] and k not in GROWABLE)
+        raise DeepLanguageError(
+            f"study {study_dir} was made with other settings ({differences}); refusing to mix runs. "
+            f"Give a new --out folder, or repeat the original settings to resume or extend it.")
+    return replace(new, targets=tuple(dict.fromkeys(old.targets + new.targets)),
+                   pretrain=tuple(dict.fromkeys(old.pretrain + new.pretrain)), seeds=max(old.seeds, new.seeds),
+                   pretrain_epochs=tuple(sorted(set(old.pretrain_epochs + new.pretrain_epochs))))
 
+
+def check_languages(config: StudyConfig, known: list[str], data_dir: str | Path) -> None:
+    unknown = [x for x in [*config.languages(), *config.latent_languages] if x not in known]
+    if unknown:
+        raise DeepLanguageError(f"language {', '.join(map(repr, unknown))} is not in {data_dir}; "
+                                f"it has {', '.join(known)}.")
+
+
+def check_speakers(manifest: pd.DataFrame, config: StudyConfig) -> None:
+    """Every target needs training and validation speakers; every pretraining language training ones."""
+    needs = {t: ("train", "validation") for t in config.targets}
+    for language in config.languages():
+        needs.setdefault(language, ("train",))
+    for language, splits in needs.items():
+        rows = manifest[manifest["language"] == language]
+        if any(not (rows["split"] == s).any() for s in splits):
+            speakers = rows.groupby("split")["speaker"].nunique().reindex(SPLITS, fill_value=0)
+            raise DeepLanguageError(
+                f"language {language} has too few speakers to split: {rows['speaker'].nunique()} speakers with "
+                f"{len(rows)} clips over {config.min_seconds} s (train/validation/test speakers: "
+                f"{'/'.join(str(int(n)) for n in speakers)}); it needs {', '.join(splits)} speakers. "
+                f"Leave it out, or add recordings by more speakers.")
+
+
+def copy_baseline(manifest: pd.DataFrame, cache_dir: Path, features: FeatureConfig, config: StudyConfig,
+                  target: str) -> float:
+    """MSE of predicting each frame by the one before, on the target's validation crops."""
     cache = FeatureCache(cache_dir, features)
-    rows = manifest[(manifest["language"] == config.target) & (manifest["split"] == "validation")]
+    rows = manifest[(manifest["language"] == target) & (manifest["split"] == "validation")]
     crops = fixed_crops([cache.load(key).T for key in rows["key"]], config.crop_frames + 1)
     return float(np.mean((crops[:, 1:] - crops[:, :-1]) ** 2))
-
-
-def _diff(old: StudyConfig, new: StudyConfig) -> str:
-    a, b = asdict(old), asdict(new)
-    return ", ".join(f"{k}: {a[k]} there, {b[k]} now" for k in a if a[k] != b[k] and k not in ("pretrain", "seeds"))
-

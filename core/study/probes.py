@@ -35,11 +35,9 @@ from sklearn.svm import LinearSVC
 
 from core.errors import DeepLanguageError
 from core.study.latents import load_latents
-from core.runs import read_json
-from core.study.layout import write_tsv, load_study, study_runs
 from core.runs import write_json
-from core.study.layout import NONE, load_study
-from core.study.results import study_results
+from core.study.layout import AE, NONE, cell_label, load_study, parse_run_name, study_runs, write_tsv
+from core.study.results import study_results, thresholds
 
 N_SPLITS = 5  # at most; fewer when a class has fewer speakers
 N_PERMUTATIONS = 30  # per run: smallest reachable p is 1 / 31; seeds are then combined
@@ -169,21 +167,20 @@ def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_j
 
 
     study_dir = Path(study_dir)
-    target = load_study(study_dir)["config"].target
+    config = load_study(study_dir)["config"]
     folders = [p for p in study_runs(study_dir) if (p / "latents.npz").exists()]
     if (study_dir / "identify" / "latents.npz").exists():
         folders.append(study_dir / "identify")
     jobs = []
     for folder in folders:
-        spec = read_json(folder / "config.json", {"condition": "identify", "seed": 0})
         arrays, manifest = load_latents(folder)
-        for kind, X in arrays.items():
-            head = {"run": folder.name, "condition": spec["condition"], "seed": spec["seed"]}
-            jobs.append((head, {kind: X}, manifest, int(spec["seed"])))
+        for head in probe_heads(folder, config):
+            for kind, X in arrays.items():
+                jobs.append((head, {kind: X}, manifest, int(head["seed"])))
     rows = []
     parallel = Parallel(n_jobs=n_jobs or os.cpu_count() or 1, return_as="generator_unordered")
     for i, (head, result) in enumerate(parallel(
-            delayed(_probe_job)(head, arrays, manifest, target, n_permutations, seed)
+            delayed(_probe_job)(head, arrays, manifest, head["target"], n_permutations, seed)
             for head, arrays, manifest, seed in jobs)):
         rows += [{**head, **row} for row in result]
         if on_progress:
@@ -193,6 +190,21 @@ def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_j
         table = table.sort_values(["run", "kind", "task"]).reset_index(drop=True)
         write_tsv(study_dir / "probes.tsv", table)
     return table
+
+
+def probe_heads(folder: Path, config) -> list[dict]:
+    """Who a latents folder belongs to: run, pretrain, target, seed, pretrain_epochs, condition (a
+    label of the cell: the condition, with "@e<N>" for a dose other than the longest). A next-frame
+    run is probed for its own target; the autoencoder and the identifier for every target."""
+    if folder.name == "identify":
+        return [{"run": "identify", "pretrain": "identify", "target": t, "seed": 0, "pretrain_epochs": 0,
+                 "condition": "identify"} for t in config.targets]
+    spec = parse_run_name(folder.name)
+    if spec["kind"] == AE:
+        return [{"run": folder.name, "pretrain": AE, "target": t, "seed": spec["seed"], "pretrain_epochs": 0,
+                 "condition": AE} for t in config.targets]
+    return [{"run": folder.name, **{k: spec[k] for k in ("pretrain", "target", "seed", "pretrain_epochs")},
+             "condition": cell_label(spec["pretrain"], spec["pretrain_epochs"], config)}]
 
 
 def _probe_job(head, arrays, manifest, target, n_permutations, seed):
@@ -221,13 +233,15 @@ def summarize_probes(table: pd.DataFrame) -> pd.DataFrame:
     """Per condition, latent kind and task: mean accuracy over seeds, its 95 % CI, chance,
     majority and the seeds' permutation p-values combined by Fisher's method."""
     rows = []
-    for (task, kind, condition), group in table.groupby(["task", "kind", "condition"], sort=False):
+    table = table if "target" in table else table.assign(target="")
+    for (task, kind, target, condition), group in table.groupby(["task", "kind", "target", "condition"],
+                                                                sort=False):
         mean, low, high = mean_ci(group["accuracy"])
         if len(group) == 1:  # one model (identify): the bootstrap interval over speakers
             low, high = group["ci_low"].iloc[0], group["ci_high"].iloc[0]
         p = (stats.combine_pvalues(group["p_value"], method="fisher").pvalue if len(group) > 1
              else group["p_value"].iloc[0])
-        rows.append({"task": task, "kind": kind, "condition": condition, "n_seeds": len(group),
+        rows.append({"task": task, "kind": kind, "target": target, "condition": condition, "n_seeds": len(group),
                      "accuracy": mean, "ci_low": low, "ci_high": high, "chance": group["chance"].iloc[0],
                      "null_mean": float(group["null_mean"].mean()) if "null_mean" in group else np.nan,
                      "majority": group["majority"].iloc[0], "p_value": float(p), "n_clips": int(group["n"].iloc[0])})
@@ -273,12 +287,12 @@ def min_attainable_p(n1: int, n2: int) -> float:
 
 
 def time_to_threshold(results: pd.DataFrame, value: str = "seconds_to_threshold") -> pd.DataFrame:
-    """Per condition: runs, how many converged, mean and 95 % CI over converged seeds, median."""
+    """Per target and condition: runs, how many converged, mean and 95 % CI over converged seeds, median."""
     rows = []
-    for condition, group in results.groupby("condition", sort=False):
+    for (target, condition), group in results.groupby(["target", "condition"], sort=False):
         values = group[value].to_numpy(dtype=float)
         mean, low, high = mean_ci(values)
-        rows.append({"condition": condition, "n_runs": len(group), "n_converged": int(group["converged"].sum()),
+        rows.append({"target": target, "condition": condition, "n_runs": len(group), "n_converged": int(group["converged"].sum()),
                      "mean": mean, "ci_low": low, "ci_high": high, "median": float(np.median(values))})
     return pd.DataFrame(rows)
 
@@ -290,29 +304,31 @@ def study_report(study_dir: str | Path, write: bool = True) -> dict:
     Returns tables as lists of dicts plus ``text``, a plain-text report; also written to ``summary.json``.
     """
 
-    study = load_study(study_dir)
+    config = load_study(study_dir)["config"]
     results = study_results(study_dir)
-    report = {"study": str(study_dir), "target": study["config"].target, "threshold": study["threshold"],
+    results["condition"] = [cell_label(p, e, config) for p, e in zip(results["pretrain"], results["pretrain_epochs"])]
+    bars = thresholds(study_dir)
+    report = {"study": str(study_dir), "targets": list(config.targets), "thresholds": bars,
               "time": [], "time_tests": [], "probes": [], "probe_tests": []}
-    lines = [f"study {Path(study_dir).name}: target {study['config'].target}, "
-             f"threshold {study['threshold']:.4f} (validation MSE)"]
+    lines = [f"study {Path(study_dir).name}: targets {', '.join(config.targets)}; thresholds (validation MSE) "
+             + ", ".join(f"{t} {v:.4f}" for t, v in bars.items())]
     if not results.empty:
         censored = results.copy()
-        for column in ("seconds_to_threshold", "steps_to_threshold", "epochs_to_threshold"):
+        for column in ("seconds_to_threshold", "steps_to_threshold"):
             # A run that never got there took longer than any that did: +inf keeps its rank right.
             censored[column] = censored[column].astype(float).where(censored["converged"].astype(bool), np.inf)
         times, tests = [], []
         for value in ("steps_to_threshold", "seconds_to_threshold"):
             times.append(time_to_threshold(censored, value).assign(measure=value))
-            tests.append(compare_conditions(censored, value, NONE).assign(measure=value))
+            tests.append(compare_conditions(censored, value, NONE, by=["target"]).assign(measure=value))
         report["time"] = pd.concat(times).to_dict("records")
         report["time_tests"] = pd.concat(tests).to_dict("records") if any(len(t) for t in tests) else []
         lines.append("\nto threshold (mean [95% CI] over converged seeds; test vs none: Mann-Whitney U, "
                      "rank-biserial r < 0 = faster):")
         for row in report["time"]:
             test = next((t for t in report["time_tests"] if t["condition"] == row["condition"]
-                         and t["measure"] == row["measure"]), None)
-            lines.append(f"  {row['measure']:<22} {row['condition']:<6} {row['mean']:8.1f} "
+                         and t["target"] == row["target"] and t["measure"] == row["measure"]), None)
+            lines.append(f"  {row['measure']:<22} {row['target']:<6} {row['condition']:<10} {row['mean']:8.1f} "
                          f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]  converged {row['n_converged']}/{row['n_runs']}"
                          + (f"  p={test['p_value']:.3f} r={test['rank_biserial']:+.2f} (min p {test['min_p']:.3f})"
                             if test else ""))
@@ -321,12 +337,13 @@ def study_report(study_dir: str | Path, write: bool = True) -> dict:
         summary = summarize_probes(table)
         report["probes"] = summary.to_dict("records")
         lstm = table[table["condition"].isin(results["condition"].unique())] if not results.empty else table
-        tests = compare_conditions(lstm, "accuracy", NONE, by=["task", "kind"])
+        tests = compare_conditions(lstm, "accuracy", NONE, by=["task", "kind", "target"])
         report["probe_tests"] = tests.to_dict("records")
         lines.append("\nlinear probes (balanced accuracy, speaker-grouped CV; mean [95% CI] over seeds; "
                      "chance; Fisher-combined permutation p):")
         for row in report["probes"]:
-            lines.append(f"  {row['task']:<15} {row['kind']:<8} {row['condition']:<8} {row['accuracy']:.3f} "
+            lines.append(f"  {row['task']:<15} {row['kind']:<8} {row['target']:<6} {row['condition']:<10} "
+                         f"{row['accuracy']:.3f} "
                          f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  chance {row['chance']:.3f} "
                          f"(shuffled {row['null_mean']:.3f})  "
                          f"majority {row['majority']:.3f}  p={row['p_value']:.3g}  seeds {row['n_seeds']}")

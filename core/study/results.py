@@ -1,68 +1,137 @@
-"""Reading a study's results: status, per-run results, curves, progress."""
+"""Reading a study's results back from disk: status, per-run convergence, curves, progress.
 
+Convergence is measured three ways, so that no single threshold decides the answer:
+
+* ``steps_to_threshold``: target-phase steps until the validation loss first reaches the
+  target's threshold, interpolated linearly between the two validation passes around the
+  crossing (NaN, with ``converged`` False, when it never does within the budget); the
+  threshold rule is :class:`core.study.layout.StudyConfig`'s (by default the mean validation
+  loss of the target's ``none`` runs at ``threshold_step``);
+* ``auc``: the mean validation loss over the fixed budget ``[0, budget_steps]`` (trapezoids
+  over the validation passes, divided by the budget: lower is faster learning);
+* ``loss_at_<N>``: the validation loss at each fixed budget N of ``loss_budgets``
+  (interpolated between passes).
+
+Every next-frame run trains the same fixed budget, so all three come from its stored curve
+(``curve.json``) and can be recomputed under another rule without training again.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core import runs
-from core.study.layout import study_runs
+from core.study.layout import NONE, StudyConfig, load_study, lstm_runs, study_runs
+
+KEYS = ["pretrain", "target", "seed", "pretrain_epochs"]
+PHASES = ("training", "latents", "probes", "finished")
+
 
 def study_status(study_dir: str | Path) -> dict:
-    """The study process's state and its progress (runs finished of total, steps so far)."""
+    """The study process's state and progress: ``state``, ``phase`` (one of PHASES), ``done`` and
+    ``total`` (runs of the current phase), ``steps`` and ``failed``, for a live progress bar."""
     study_dir = Path(study_dir)
     status = runs.run_status(study_dir)
     progress = runs.read_json(study_dir / "progress.json", {})
-    return {**status, **{k: progress.get(k) for k in ("done", "total", "steps", "failed")}}
+    phase = progress.get("phase") or ("finished" if status.get("state") == "finished" else "training")
+    return {**status, "phase": phase, **{k: progress.get(k) for k in ("done", "total", "steps", "failed")}}
+
+
+def read_curve(run_dir: str | Path) -> dict | None:
+    """A finished run's ``curve.json``: step, val_loss (validation passes), train_loss (every
+    step), seconds_per_step; None while the run is unfinished."""
+    return runs.read_json(Path(run_dir) / "curve.json")
+
+
+def study_curves(study_dir: str | Path) -> pd.DataFrame:
+    """The validation curves of every finished next-frame run, long format: pretrain, target, seed,
+    pretrain_epochs, step (target-phase steps; 0 is the start, after any pretraining), val_loss, run."""
+    rows = []
+    for run_dir, spec in lstm_runs(study_dir):
+        curve = read_curve(run_dir)
+        if curve:
+            head = {k: spec[k] for k in KEYS}
+            rows += [{**head, "step": s, "val_loss": v, "run": run_dir.name}
+                     for s, v in zip(curve["step"], curve["val_loss"])]
+    return pd.DataFrame(rows, columns=[*KEYS, "step", "val_loss", "run"])
+
+
+def thresholds(study_dir: str | Path, curves: pd.DataFrame | None = None) -> dict[str, float]:
+    """The threshold of each target under the study's rule (see StudyConfig), validation MSE."""
+    study = load_study(study_dir)
+    config: StudyConfig = study["config"]
+    curves = study_curves(study_dir) if curves is None else curves
+    found = {}
+    for target in config.targets:
+        if config.threshold is not None:
+            found[target] = float(config.threshold)
+            continue
+        none = curves[(curves["target"] == target) & (curves["pretrain"] == NONE)]
+        if len(none):
+            found[target] = float(np.mean([np.interp(config.threshold_step, part["step"], part["val_loss"])
+                                           for _, part in none.groupby("seed")]))
+        elif target in study.get("copy_baselines", {}):
+            found[target] = config.threshold_ratio * float(study["copy_baselines"][target])
+    return found
+
+
+def convergence(steps: np.ndarray, losses: np.ndarray, threshold: float, budget: int,
+                budgets: tuple[int, ...]) -> dict:
+    """The three measures of one curve (validation passes at ``steps``, ascending, from 0)."""
+    steps, losses = np.asarray(steps, dtype=float), np.asarray(losses, dtype=float)
+    below = np.flatnonzero(losses <= threshold)
+    crossing = np.nan
+    if len(below):
+        i = below[0]
+        crossing = steps[0] if i == 0 else steps[i - 1] + (losses[i - 1] - threshold) / (
+            losses[i - 1] - losses[i]) * (steps[i] - steps[i - 1])
+    inside = steps <= budget
+    grid = np.append(steps[inside], budget) if steps[inside][-1] < budget else steps[inside]
+    values = np.interp(grid, steps, losses)
+    auc = float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(grid)) / budget)
+    return {"converged": bool(len(below)), "steps_to_threshold": float(crossing), "auc": auc,
+            **{f"loss_at_{n}": float(np.interp(n, steps, losses)) if n <= steps[-1] else np.nan
+               for n in budgets}}
+
+
+def result_columns(config: StudyConfig) -> list[str]:
+    return [*KEYS, "converged", "steps_to_threshold", "auc", *(f"loss_at_{n}" for n in config.loss_budgets),
+            "threshold", "seconds_to_threshold", "start_val_loss", "final_val_loss", "run"]
 
 
 def study_results(study_dir: str | Path) -> pd.DataFrame:
-    """One row per finished LSTM run: condition, seed, converged, epochs/steps/seconds to threshold."""
+    """One row per finished next-frame run: pretrain, target, seed, pretrain_epochs, converged,
+    steps_to_threshold, auc, loss_at_<N>, threshold, seconds_to_threshold (steps times the run's
+    share of its batched model's training seconds per step), start/final_val_loss, run."""
+    config = load_study(study_dir)["config"]
+    curves = study_curves(study_dir)
+    bars = thresholds(study_dir, curves)
     rows = []
-    for run_dir in study_runs(study_dir):
-        result = runs.read_json(run_dir / "result.json")
-        if result and result.get("kind") == "study-lstm":
-            rows.append({k: result.get(k) for k in RESULT_COLUMNS})
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
-
-
-RESULT_COLUMNS = ["condition", "seed", "converged", "epochs_to_threshold", "steps_to_threshold",
-                  "seconds_to_threshold", "pretrain_seconds", "start_val_loss", "final_val_loss", "epochs"]
-
-
-def study_curves(study_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The learning curves of every LSTM run, in long form, against target-phase steps.
-
-    Returns ``(validation, training)``: validation has run, condition, seed, step, val_loss (step 0
-    is the start of the target phase, after any pretraining; then every ``eval_every`` steps and at
-    each epoch's end); training has run, condition, seed, phase, step, loss per optimisation step
-    (pretraining steps are numbered below zero, so every condition's target phase starts at 1).
-    """
-    validation, training = [], []
-    for run_dir in study_runs(study_dir):
-        spec = runs.read_json(run_dir / "config.json", {})
-        if spec.get("kind") != "study-lstm":
+    for run_dir, spec in lstm_runs(study_dir):
+        curve = read_curve(run_dir)
+        if not curve or spec["target"] not in bars:
             continue
-        head = {"run": run_dir.name, "condition": spec["condition"], "seed": spec["seed"]}
-        rows = runs.read_metrics(run_dir)
-        n_pretrain = sum(len(r.get("step_losses", [])) for r in rows if r["phase"] == "pretrain")
-        step = -n_pretrain
-        for row in rows:
-            for loss in row.get("step_losses", []):
-                step += 1
-                training.append({**head, "phase": row["phase"], "step": step if step > 0 else step - 1,
-                                 "loss": loss})
-            if row["phase"] != "target":
-                continue
-            if row["target_epoch"] == 1 and row.get("start_val_loss") is not None:
-                validation.append({**head, "step": 0, "val_loss": row["start_val_loss"]})
-            validation += [{**head, "step": s, "val_loss": v} for s, v in row.get("val_steps", [])]
-            validation.append({**head, "step": row["steps"] - n_pretrain, "val_loss": row["val_loss"]})
-    validation = pd.DataFrame(validation, columns=["run", "condition", "seed", "step", "val_loss"])
-    return (validation.drop_duplicates(["run", "step"]).sort_values(["run", "step"]).reset_index(drop=True),
-            pd.DataFrame(training, columns=["run", "condition", "seed", "phase", "step", "loss"]))
+        measures = convergence(curve["step"], curve["val_loss"], bars[spec["target"]], config.budget_steps,
+                               config.loss_budgets)
+        rows.append({**{k: spec[k] for k in KEYS}, **measures, "threshold": bars[spec["target"]],
+                     "seconds_to_threshold": measures["steps_to_threshold"] * curve["seconds_per_step"],
+                     "start_val_loss": curve["val_loss"][0], "final_val_loss": curve["val_loss"][-1],
+                     "run": run_dir.name})
+    return pd.DataFrame(rows, columns=result_columns(config))
+
+
+def study_training_curves(study_dir: str | Path) -> pd.DataFrame:
+    """The training loss of every step of every finished run, long format (as study_curves)."""
+    rows = []
+    for run_dir, spec in lstm_runs(study_dir):
+        curve = read_curve(run_dir)
+        if curve:
+            head = {k: spec[k] for k in KEYS}
+            rows += [{**head, "step": i + 1, "loss": v, "run": run_dir.name} for i, v in enumerate(curve["train_loss"])]
+    return pd.DataFrame(rows, columns=[*KEYS, "step", "loss", "run"])
 
 
 def run_progress(study_dir: str | Path) -> pd.DataFrame:

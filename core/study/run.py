@@ -16,9 +16,10 @@ from typing import Callable
 from core import progress, runs
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
-from core.study.layout import AE, StudyConfig, default_study_dir, study_runs
+from core.study.layout import (AE, NONE, StudyConfig, default_study_dir, load_study, parse_run_name,
+                               pretrain_name, study_runs)
 from core.study.plan import plan_study
-from core.study.trainer import train_run
+from core.study.trainer import pretrain_group, train_autoencoder, train_group
 from core.study.latents import extract_identify_latents
 from core.study.probes import N_PERMUTATIONS, probe_study, study_report
 
@@ -33,70 +34,98 @@ def run_study(
     n_permutations: int | None = None,
     on_progress: Callable[..., None] | None = None,
 ) -> Path:
-    """Plan, train every unfinished run in parallel (one core each), then probe; resumable.
+    """Plan, pretrain, train every unfinished run (groups in parallel, one core each), probe.
 
-    The study's status turns "finished" only once its probes are written.
-
-    ``on_progress(done, total, finished=, failed=)`` counts optimisation steps over all runs.
+    Resumable: a finished pretraining or run is never redone; an interrupted one is. The study's
+    status turns "finished" only once its probes are written. ``on_progress(done, total,
+    finished=, failed=)`` counts runs finished (pretrainings count as runs of the training phase).
     """
     study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
-    with runs.RunLock(study_dir):
-        runs.set_status(study_dir, "running")
-        try:
-            _train_all(study_dir, workers, on_progress)
-
-            extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
-            if probe:
-
-                probe_study(study_dir, n_permutations or N_PERMUTATIONS)
-                study_report(study_dir)  # summary.json
-        except BaseException as error:
-            state = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
-            runs.set_status(study_dir, state, error=str(error))
-            raise
+    with runs.lifecycle(study_dir, what="study") as outcome:
+        _train_all(study_dir, workers, on_progress)
+        _set_phase(study_dir, "latents")
+        extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+        if probe:
+            _set_phase(study_dir, "probes")
+            probe_study(study_dir, n_permutations or N_PERMUTATIONS)
+            study_report(study_dir)  # summary.json
         failed = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
-        runs.set_status(study_dir, "failed" if failed else "finished",
-                        error=f"runs failed: {', '.join(failed)}" if failed else "")
+        _set_phase(study_dir, "finished")
+        if failed:
+            outcome.update(state="failed", error=f"runs failed: {', '.join(failed)}")
     return study_dir
 
 
+def _set_phase(study_dir: Path, phase: str) -> None:
+    progress_now = runs.read_json(study_dir / "progress.json", {})
+    runs.write_json(study_dir / "progress.json", {**progress_now, "phase": phase, "time": time.time()})
+
+
+def plan_jobs(study_dir: Path) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+    """The unfinished work: pretraining jobs (lists of (condition, seed)) and training jobs
+    (lists of run names of one target, or one autoencoder run), each at most ``group_size``."""
+    config: StudyConfig = load_study(study_dir)["config"]
+    todo = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
+    specs = {name: parse_run_name(name) for name in todo}
+    needed = sorted({(s["pretrain"], s["seed"]) for s in specs.values()
+                     if s["kind"] == "lstm" and s["pretrain"] != NONE
+                     and not all((study_dir / "pretrain" / pretrain_name(s["pretrain"], s["seed"], e)).exists()
+                                 for e in config.pretrain_epochs if e > 0)}, key=lambda cs: (cs[1], cs[0]))
+    pretrain = [("pretrain", needed[i:i + config.group_size]) for i in range(0, len(needed), config.group_size)]
+    train = []
+    for target in config.targets:
+        # Seed by seed, conditions interleaved: a group holds whole seeds where it can.
+        names = sorted((n for n, s in specs.items() if s["kind"] == "lstm" and s["target"] == target),
+                       key=lambda n: (specs[n]["seed"], n))
+        train += [("train", names[i:i + config.group_size]) for i in range(0, len(names), config.group_size)]
+    train += [("ae", [n]) for n, s in specs.items() if s["kind"] == AE]
+    return pretrain, train
+
+
+def _run_job(study_dir: Path, kind: str, items: list) -> None:
+    if kind == "pretrain":
+        pretrain_group(study_dir, items)
+    elif kind == "train":
+        train_group(study_dir, items)
+    else:
+        train_autoencoder(study_dir / "runs" / items[0])
+
+
 def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., None] | None) -> None:
-    todo = [p for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
-    total_runs = len(study_runs(study_dir))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    pretrain, train = plan_jobs(study_dir)
+    total = len(study_runs(study_dir)) + len(pretrain)
+    workers = max(1, min(workers or os.cpu_count() or 1, max(len(pretrain), len(train), 1)))
     failures: list[str] = []
-    # Seed by seed, conditions interleaved, so every condition meets the same machine load (wall
-    # times are compared across conditions); the short autoencoder runs fill in at the end.
-    todo.sort(key=lambda p: (p.name.startswith(AE), int(p.name.rsplit("-s", 1)[1]), p.name))
+    finished_pretrain = 0
 
     def report() -> None:
-        progress = [runs.read_json(p / "progress.json", {}) for p in study_runs(study_dir)]
         finished = sum(runs.run_status(p)["state"] == "finished" for p in study_runs(study_dir))
-        done = sum(x.get("done", 0) for x in progress)
-        total = max(done, sum(x.get("total", 0) for x in progress))
-        runs.write_json(study_dir / "progress.json", {"done": finished, "total": total_runs,
-                                                      "steps": done, "failed": failures, "time": time.time()})
+        done = finished + finished_pretrain
+        runs.write_json(study_dir / "progress.json", {"phase": "training", "done": done, "total": total,
+                                                      "failed": failures, "time": time.time()})
         if on_progress:
             on_progress(done, total, finished=finished, failed=len(failures))
 
-    if not todo:
-        report()
-        return
     context = get_context("spawn")  # a clean interpreter per worker: no inherited torch threads
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        pending = {pool.submit(train_run, run_dir): run_dir for run_dir in todo}
-        try:
-            while pending:
-                finished, _ = wait(pending, timeout=progress.PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    run_dir = pending.pop(future)
-                    if future.exception() is not None:
-                        failures.append(f"{run_dir.name}: {future.exception()}")
-                report()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        for jobs in (pretrain, train):  # every pretraining must be on disk before targets start
+            pending = {pool.submit(_run_job, study_dir, kind, items): (kind, items) for kind, items in jobs}
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=progress.PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        kind, items = pending.pop(future)
+                        finished_pretrain += kind == "pretrain"
+                        if future.exception() is not None:
+                            failures.append(f"{kind} {items}: {future.exception()}")
+                    report()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+            if failures:
+                break
+    report()
     if failures:
         raise DeepLanguageError("some runs failed: " + "; ".join(failures)
                                 + ". Run the same command again to retry them.")
@@ -107,7 +136,7 @@ def _init_worker() -> None:
 
     import torch
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool; finished epochs are kept
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool; finished runs are kept
     torch.set_num_threads(1)  # one process per core: more threads would only fight over it
 
 
@@ -126,15 +155,19 @@ def launch_study(config: StudyConfig, data_dir: str | Path, study_dir: str | Pat
     with open(study_dir / "study.log", "ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
+    runs.reap_when_done(process)  # no zombie left behind in the server
     return study_dir, process.pid
 
 
 def study_arguments(config: StudyConfig) -> list[str]:
     """The CLI options that rebuild ``config`` (see core/commands/study.py)."""
-    return ["--target", config.target, "--pretrain", ",".join(config.pretrain), "--seeds", str(config.seeds),
-            *(["--threshold", str(config.threshold)] if config.threshold is not None else
-              ["--threshold-ratio", str(config.threshold_ratio)]), "--cutoff", str(config.cutoff_hz),
-            "--pretrain-epochs", str(config.pretrain_epochs), "--max-epochs", str(config.max_epochs),
-            "--hidden-size", str(config.hidden_size), *([] if config.autoencoder else ["--no-autoencoder"])]
+    return ["--targets", ",".join(config.targets), "--pretrain", ",".join(config.pretrain),
+            "--seeds", str(config.seeds), "--pretrain-epochs", ",".join(map(str, config.pretrain_epochs)),
+            *(["--threshold", str(config.threshold)] if config.threshold is not None else []),
+            "--threshold-step", str(config.threshold_step), "--threshold-ratio", str(config.threshold_ratio),
+            "--budget", str(config.budget_steps), "--cutoff", str(config.cutoff_hz),
+            "--hidden-size", str(config.hidden_size), *([] if config.autoencoder else ["--no-autoencoder"]),
+            *(["--latent-languages", ",".join(config.latent_languages)] if config.latent_languages else []),
+            *([] if config.keep_models else ["--no-keep-models"])]
 
 

@@ -1,11 +1,23 @@
-"""One run of the study: pretrain on a low-pass language, train to the threshold."""
+"""Training a study's models: shared pretrainings, then target groups, then the autoencoders.
 
+* :func:`pretrain_group` trains the models of some (condition, seed) pairs on the condition's
+  sound (low-pass, full band, in-utero or noise) for the longest dose, saving each model after
+  every shorter dose: ``<study>/pretrain/<condition>__s<seed>__e<epochs>.pt``. Every target
+  starts from those files, so a pretraining is computed once, not once per target.
+* :func:`train_group` trains runs of one target together for the fixed budget of steps, from
+  their pretrained (or, for "none", fresh) weights, and writes each run's curve, result and
+  latents. A member's data order depends only on its seed, and its initial weights only on its
+  seed and condition, so a run's result never depends on which runs it was grouped with.
+
+Pretraining is a fresh start for the optimiser: the target phase begins with a new Adam.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
+
 import time
-from dataclasses import asdict
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -13,204 +25,67 @@ import numpy as np
 import pandas as pd
 
 from core import progress, runs
-from core.audio.features import FeatureConfig
-from core.study.layout import AE, NONE, StudyConfig, load_study, resolve
-from core.study.latents import extract_run_latents
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.study.autoencoder import AutoencoderConfig, ConvAutoencoder
-from core.study.nextframe import NextFrameConfig, NextFrameLSTM
-from core.study import autoencoder
-from core.study import nextframe
 from core.data.cache import FeatureCache
+from core.study import autoencoder, nextframe
+from core.study.autoencoder import AutoencoderConfig, ConvAutoencoder
+from core.study.grouped import make_members
+from core.study.latents import extract_run_latents
+from core.study.layout import (NOISE, NONE, StudyConfig, feature_config, load_study, parse_condition,
+                               parse_run_name, pretrain_name, resolve)
+from core.study.nextframe import NextFrameConfig, NextFrameLSTM
+from core.study.noise import noise_clips
 
-def train_run(run_dir: str | Path, on_progress: Callable[..., None] | None = None) -> dict:
-    """Train one run of a study to the end (resuming from ``last.pt``), then extract its latents.
-
-    The clean callable behind every run: the study's process pool and any other launcher use it.
-    Returns the run's result (also in ``result.json``).
-    """
-    run_dir = Path(run_dir)
-    with runs.RunLock(run_dir):
-        if runs.run_status(run_dir)["state"] == "finished" and (run_dir / "result.json").exists():
-            return runs.read_json(run_dir / "result.json")
-        runs.set_status(run_dir, "running")
-        try:
-            result = _train(run_dir, on_progress)
-
-            extract_run_latents(run_dir)
-            runs.write_json(run_dir / "result.json", result)
-        except BaseException as error:
-            runs.set_status(run_dir, "stopped" if isinstance(error, KeyboardInterrupt) else "failed",
-                            error=f"{type(error).__name__}: {error}")
-            raise
-        runs.set_status(run_dir, "finished")
-    return result
+MODEL_FILE = "last.pt"  # the frozen model of a finished run (latents read it)
 
 
-def _train(run_dir: Path, on_progress: Callable[..., None] | None) -> dict:
-    """The epoch loop shared by both kinds of run: checkpoint each epoch, resume from the last.
+class StudyData:
+    """The clips a study trains on, as ``(n_frames, n_mels)`` float32 (normalised log-mels),
+    loaded once per process and kept: ``clips(language, split, variant)``."""
 
-    In the target phase the validation loss is measured every ``eval_every`` steps; the first
-    measurement at or below the threshold ends the run and fixes its steps, training seconds
-    (evaluation excluded) and epochs to threshold.
-    """
-    import torch
+    def __init__(self, study: dict):
+        self.study = study
+        self.config: StudyConfig = study["config"]
+        self.manifest = pd.read_csv(study["dir"] / "manifest.tsv", sep="\t", dtype={"key": str})
+        self._loaded: dict[tuple, list[np.ndarray]] = {}
 
+    def clips(self, language: str, split: str, variant: str = "full") -> list[np.ndarray]:
+        """``variant``: "full" (full band), "lowpass" (the Butterworth) or "utero"."""
+        key = (language, split, variant)
+        if key not in self._loaded:
+            features = feature_config(self.config, self.study["features"], variant)
+            cache = FeatureCache(resolve(self.study["cache_dir"]), features)
+            rows = self.manifest[(self.manifest["language"] == language) & (self.manifest["split"] == split)]
+            self._loaded[key] = [cache.load(k, lowpass=variant != "full").T.copy() for k in rows["key"]]
+        return self._loaded[key]
 
-    spec = runs.read_json(run_dir / "config.json")
-    study = load_study(run_dir.parent.parent)
-    config: StudyConfig = study["config"]
-    threshold = study["threshold"]
-    condition, seed, is_ae = spec["condition"], int(spec["seed"]), spec["kind"] == "study-ae"
-    data = RunData(study, condition)
-    torch.manual_seed(seed)  # before the model is built: its initial weights belong to the seed
-    model = _build_model(config, study["features"], is_ae)
-    n_pretrain = 0 if is_ae or condition == NONE else config.pretrain_epochs
-    n_epochs = n_pretrain + (config.ae_epochs if is_ae else config.max_epochs)
-    length = model.config.patch_frames if is_ae else config.crop_frames + 1
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    rng = np.random.default_rng(seed)
-    state = {"epoch": 0, "steps": 0, "seconds": {}, "crossed": None, "start_val_loss": None, "val_loss": None}
-    if (run_dir / "last.pt").exists():
-        checkpoint = load_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(checkpoint["model"])
-        state = json.loads(checkpoint["state"])
-        if "optimizer" in checkpoint:  # absent once training has ended: the loop below then does nothing
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            rng.bit_generator.state = json.loads(checkpoint["numpy_rng"])
-            torch.set_rng_state(checkpoint["torch_rng"])
-    runs.truncate_metrics(run_dir, state["epoch"])
-    val = torch.from_numpy(fixed_crops(data.validation, length))
-    steps_per_epoch = {p: -(-len(data.clips(p)) * config.crops_per_clip // config.batch_size)
-                       for p in ("pretrain", "target") if data.clips(p)}
-    n_pretrain_steps = n_pretrain * steps_per_epoch.get("pretrain", 0)
-    total = n_pretrain_steps + (n_epochs - n_pretrain) * steps_per_epoch["target"]
-    last_report = 0.0
-
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad():
-            losses = [_loss(model, val[i:i + 256], is_ae).item() * len(val[i:i + 256])
-                      for i in range(0, len(val), 256)]
-        model.train()
-        return float(sum(losses) / len(val))
-
-    model.train()
-    for epoch in range(state["epoch"] + 1, n_epochs + 1):
-        if state["crossed"]:
-            break
-        phase = "pretrain" if epoch <= n_pretrain else "target"
-        checks = phase == "target" and not is_ae  # only the target phase races to the threshold
-        target_epoch = epoch - n_pretrain if phase == "target" else epoch - n_pretrain - 1
-        if phase == "target" and state["start_val_loss"] is None:
-            state["start_val_loss"] = evaluate()
-        seconds = state["seconds"].get(phase, 0.0)
-        step_losses, val_steps = [], []
-        for batch in _batches(data.clips(phase), rng, length, config.crops_per_clip, config.batch_size):
-            started = time.perf_counter()
-            loss = _loss(model, torch.from_numpy(batch), is_ae)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # LSTMs spike early on; keep steps sane
-            optimizer.step()
-            seconds += time.perf_counter() - started
-            step_losses.append(round(loss.item(), 5))
-            state["steps"] += 1
-            if checks and (state["steps"] - n_pretrain_steps) % config.eval_every == 0:
-                val_steps.append([state["steps"] - n_pretrain_steps, round(evaluate(), 5)])
-                if val_steps[-1][1] <= threshold:
-                    state["crossed"] = {"epochs": target_epoch, "steps": val_steps[-1][0], "seconds": seconds}
-                    break
-            if time.perf_counter() - last_report > progress.PROGRESS_EVERY_S:
-                last_report = time.perf_counter()
-                runs.write_json(run_dir / "progress.json", {
-                    "done": state["steps"], "total": total, "phase": phase, "epoch": epoch,
-                    "loss": step_losses[-1], "val_loss": state["val_loss"]})
-                if on_progress:
-                    on_progress(state["steps"], total, loss=step_losses[-1])
-        val_loss = evaluate()
-        if checks and not state["crossed"] and val_loss <= threshold:
-            state["crossed"] = {"epochs": target_epoch, "steps": state["steps"] - n_pretrain_steps,
-                                "seconds": seconds}
-        state.update(epoch=epoch, val_loss=val_loss)
-        state["seconds"][phase] = seconds
-        runs.append_metrics(run_dir, {
-            "epoch": epoch, "phase": phase, "target_epoch": target_epoch, "loss": float(np.mean(step_losses)),
-            "val_loss": val_loss, "start_val_loss": state["start_val_loss"], "steps": state["steps"],
-            "seconds": seconds, "step_losses": step_losses, "val_steps": val_steps, "time": time.time()})
-        save_checkpoint({**_save_dict(model, is_ae), "optimizer": optimizer.state_dict(),
-                         "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-                         "state": json.dumps(state), "condition": condition, "seed": seed,
-                         "features": asdict(study["features"])}, run_dir / "last.pt")
-    # Finished: the optimizer and RNG states are only for resuming; dropping them makes the frozen
-    # model a third of the size (the shipped demo study must stay small).
-    save_checkpoint({**_save_dict(model, is_ae), "state": json.dumps(state), "condition": condition, "seed": seed,
-                     "features": asdict(study["features"])}, run_dir / "last.pt")
-    runs.write_json(run_dir / "progress.json", {"done": total, "total": total, "phase": "done",
-                                                "val_loss": state["val_loss"]})
-    crossed = state["crossed"] or {}
-    return {"kind": spec["kind"], "condition": condition, "seed": seed, "converged": bool(crossed),
-            "epochs_to_threshold": crossed.get("epochs"), "steps_to_threshold": crossed.get("steps"),
-            "seconds_to_threshold": crossed.get("seconds"), "pretrain_seconds": state["seconds"].get("pretrain", 0.0),
-            "start_val_loss": state["start_val_loss"], "final_val_loss": state["val_loss"],
-            "epochs": state["epoch"], "threshold": None if is_ae else threshold}
+    def condition_clips(self, condition: str) -> list[np.ndarray]:
+        """What a condition's pretraining hears: its language's training speakers, filtered, or noise."""
+        if condition == NOISE:
+            if (NOISE,) not in self._loaded:
+                self._loaded[(NOISE,)] = noise_clips(self.study)
+            return self._loaded[(NOISE,)]
+        language, variant = parse_condition(condition)
+        return self.clips(language, "train", variant)
 
 
-def _build_model(config: StudyConfig, features: FeatureConfig, is_ae: bool):
-    if is_ae:
+def batch_stream(clips: list[np.ndarray], rng: np.random.Generator, length: int, crops_per_clip: int,
+                 batch_size: int):
+    """Endless full batches ``(batch_size, length, n_mels)`` of random crops: epoch after epoch,
+    ``crops_per_clip`` crops of every clip in a shuffled order; a batch may straddle two epochs
+    (every batch is full, so members with different clip counts still stack)."""
+    def indices():
+        while True:
+            yield from rng.permutation(np.repeat(np.arange(len(clips)), crops_per_clip))
 
-        return ConvAutoencoder(AutoencoderConfig(n_mels=features.n_mels))
-
-    return NextFrameLSTM(NextFrameConfig(n_mels=features.n_mels, hidden_size=config.hidden_size,
-                                         n_layers=config.n_layers))
-
-
-def _save_dict(model, is_ae: bool) -> dict:
-
-    return (autoencoder if is_ae else nextframe).save_dict(model)
-
-
-def _loss(model, crops, is_ae: bool):
-    """``crops`` are ``(batch, frames, n_mels)``; the autoencoder wants ``(batch, 1, n_mels, frames)``."""
-    return model.loss(crops.transpose(1, 2).unsqueeze(1) if is_ae else crops)
-
-
-class RunData:
-    """The clips one run learns from, as ``(n_frames, n_mels)`` float32 arrays (normalised log-mels).
-
-    ``pretrain``: the condition's language, training speakers, low-pass. ``target``: the target
-    language's training speakers, full band. ``validation``: its validation speakers, full band.
-    """
-
-    def __init__(self, study: dict, condition: str):
-
-        config: StudyConfig = study["config"]
-        cache = FeatureCache(resolve(study["cache_dir"]), study["features"])
-        manifest = pd.read_csv(study["dir"] / "manifest.tsv", sep="\t", dtype={"key": str})
-
-        def load(language: str, split: str, lowpass: bool) -> list[np.ndarray]:
-            rows = manifest[(manifest["language"] == language) & (manifest["split"] == split)]
-            return [cache.load(key, lowpass=lowpass).T.copy() for key in rows["key"]]
-
-        self.pretrain = [] if condition in (NONE, AE) else load(condition, "train", lowpass=True)
-        self.target = load(config.target, "train", lowpass=False)
-        self.validation = load(config.target, "validation", lowpass=False)
-
-    def clips(self, phase: str) -> list[np.ndarray]:
-        return self.pretrain if phase == "pretrain" else self.target
-
-
-def _batches(clips: list[np.ndarray], rng: np.random.Generator, length: int, crops_per_clip: int,
-             batch_size: int):
-    """One epoch: ``crops_per_clip`` random crops of every clip, shuffled, ``(batch, length, n_mels)``."""
-    order = rng.permutation(np.repeat(np.arange(len(clips)), crops_per_clip))
-    for start in range(0, len(order), batch_size):
+    order = indices()
+    while True:
         batch = []
-        for i in order[start:start + batch_size]:
-            clip = clips[i]
+        for _ in range(batch_size):
+            clip = clips[next(order)]
             offset = rng.integers(0, max(1, len(clip) - length + 1))
             crop = clip[offset:offset + length]
-            if len(crop) < length:  # only a clip shorter than one crop: pad with its mean
+            if len(crop) < length:  # only a clip shorter than one crop: pad with zeros (its mean)
                 crop = np.pad(crop, ((0, length - len(crop)), (0, 0)))
             batch.append(crop)
         yield np.stack(batch)
@@ -225,3 +100,167 @@ def fixed_crops(clips: list[np.ndarray], length: int, per_clip: int = 4) -> np.n
             crop = clip[i * length:(i + 1) * length]
             crops.append(np.pad(crop, ((0, length - len(crop)), (0, 0))))
     return np.stack(crops).astype(np.float32)
+
+
+def initial_model(config: StudyConfig, n_mels: int, seed: int) -> NextFrameLSTM:
+    """A run's weights before any training: those ``torch.manual_seed(seed)`` gives."""
+    import torch
+
+    torch.manual_seed(seed)
+    return NextFrameLSTM(NextFrameConfig(n_mels=n_mels, hidden_size=config.hidden_size, n_layers=config.n_layers))
+
+
+def member_rng(seed: int, stream: str) -> np.random.Generator:
+    """A member's own data order: a function of its seed and stream name only, never of its group."""
+    return np.random.default_rng([seed, zlib.crc32(stream.encode())])
+
+
+def pretrain_group(study_dir: str | Path, members: list[tuple[str, int]],
+                   on_progress: Callable[..., None] | None = None) -> None:
+    """Pretrain each (condition, seed) for the longest dose; save a model after every dose."""
+    study_dir = Path(study_dir)
+    study = load_study(study_dir)
+    config: StudyConfig = study["config"]
+    doses = sorted(e for e in config.pretrain_epochs if e > 0)
+    data = StudyData(study)
+    models = [initial_model(config, study["features"].n_mels, seed) for _, seed in members]
+    streams = [batch_stream(data.condition_clips(c), member_rng(s, f"pretrain:{c}"), config.crop_frames + 1,
+                            config.crops_per_clip, config.batch_size) for c, s in members]
+    group = make_members(models, config.learning_rate, config.group_backend)
+    n_steps = doses[-1] * config.pretrain_epoch_steps
+    for step in range(1, n_steps + 1):
+        group.step(np.stack([next(s) for s in streams]))
+        if step % config.pretrain_epoch_steps == 0 and step // config.pretrain_epoch_steps in doses:
+            for k, (condition, seed) in enumerate(members):
+                path = study_dir / "pretrain" / pretrain_name(condition, seed, step // config.pretrain_epoch_steps)
+                save_checkpoint({**nextframe.save_dict(group.member(k)), "condition": condition, "seed": seed},
+                                path)
+        if on_progress:
+            on_progress(step, n_steps)
+
+
+def pretrained_model(study_dir: Path, condition: str, seed: int, epochs: int) -> NextFrameLSTM:
+    return nextframe.from_checkpoint(load_checkpoint(study_dir / "pretrain" / pretrain_name(condition, seed, epochs)))
+
+
+def train_group(study_dir: str | Path, run_names: list[str], on_progress: Callable[..., None] | None = None
+                ) -> None:
+    """Train runs of one target together for ``budget_steps``; write each run's files; resumes
+    nothing (a group is short): an interrupted group is redone."""
+    study_dir = Path(study_dir)
+    study = load_study(study_dir)
+    config: StudyConfig = study["config"]
+    specs = [parse_run_name(name) for name in run_names]
+    target = specs[0]["target"]
+    data = StudyData(study)
+    run_dirs = [study_dir / "runs" / name for name in run_names]
+    with contextlib.ExitStack() as stack:  # every run of the group owned, and finished or failed, together
+        for run_dir in run_dirs:
+            stack.enter_context(runs.lifecycle(run_dir))
+        models = [initial_model(config, study["features"].n_mels, s["seed"]) if s["pretrain"] == NONE else
+                  pretrained_model(study_dir, s["pretrain"], s["seed"], s["pretrain_epochs"]) for s in specs]
+        curve = _train_members(config, data, target, models, [s["seed"] for s in specs], run_dirs, on_progress)
+        for k, (run_dir, spec) in enumerate(zip(run_dirs, specs)):
+            _finish_run(run_dir, spec, curve["members"][k], curve, study, config)
+
+
+def _train_members(config: StudyConfig, data: StudyData, target: str, models: list, seeds: list[int],
+                   run_dirs: list[Path], on_progress) -> dict:
+    """The target phase of a group: fixed budget, validation every ``eval_every`` steps."""
+    import torch
+
+    group = make_members(models, config.learning_rate, config.group_backend)
+    clips = data.clips(target, "train", "full")
+    # Members with the same seed see the same batches: draw each seed's stream once.
+    streams = {s: batch_stream(clips, member_rng(s, "target"), config.crop_frames + 1, config.crops_per_clip,
+                               config.batch_size) for s in dict.fromkeys(seeds)}
+    val = torch.from_numpy(fixed_crops(data.clips(target, "validation", "full"), config.crop_frames + 1))
+    steps, val_losses, train_losses = [0], [group.evaluate(val)], []
+    seconds, last_report = 0.0, 0.0
+    for step in range(1, config.budget_steps + 1):
+        batches = {s: next(stream) for s, stream in streams.items()}
+        started = time.perf_counter()
+        train_losses.append(group.step(np.stack([batches[s] for s in seeds])))
+        seconds += time.perf_counter() - started
+        if step % config.eval_every == 0 or step == config.budget_steps:
+            steps.append(step)
+            val_losses.append(group.evaluate(val))
+        if time.perf_counter() - last_report > progress.PROGRESS_EVERY_S:
+            last_report = time.perf_counter()
+            for k, run_dir in enumerate(run_dirs):
+                runs.write_json(run_dir / "progress.json", {"done": step, "total": config.budget_steps,
+                                                            "phase": "target", "val_loss": float(val_losses[-1][k])})
+            if on_progress:
+                on_progress(step, config.budget_steps)
+    val_losses, train_losses = np.array(val_losses), np.array(train_losses)
+    members = [{"model": group.member(k), "val_loss": [round(float(v), 6) for v in val_losses[:, k]],
+                "train_loss": [round(float(v), 5) for v in train_losses[:, k]]} for k in range(len(models))]
+    # Each member's share of the group's training time: what one step of one run costs here.
+    return {"members": members, "step": steps, "seconds_per_step": seconds / config.budget_steps / len(models)}
+
+
+def _finish_run(run_dir: Path, spec: dict, member: dict, curve: dict, study: dict, config: StudyConfig) -> None:
+    runs.write_json(run_dir / "curve.json", {"step": curve["step"], "val_loss": member["val_loss"],
+                                             "train_loss": member["train_loss"],
+                                             "seconds_per_step": curve["seconds_per_step"]})
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    for i, (start, step) in enumerate(zip(curve["step"], curve["step"][1:]), 1):  # for the run registry
+        runs.append_metrics(run_dir, {"epoch": i, "phase": "target", "step": step, "val_loss": member["val_loss"][i],
+                                      "loss": float(np.mean(member["train_loss"][start:step]))})
+    save_checkpoint({**nextframe.save_dict(member["model"]), **{k: spec[k] for k in spec}},
+                    run_dir / MODEL_FILE)
+    extract_run_latents(run_dir)
+    if not config.keep_models:
+        (run_dir / MODEL_FILE).unlink()
+    runs.write_json(run_dir / "result.json", {**spec, "kind": "study-lstm", "start_val_loss": member["val_loss"][0],
+                                              "final_val_loss": member["val_loss"][-1]})
+    runs.write_json(run_dir / "progress.json", {"done": config.budget_steps, "total": config.budget_steps,
+                                                "phase": "done", "val_loss": member["val_loss"][-1]})
+
+
+def train_autoencoder(run_dir: str | Path, on_progress: Callable[..., None] | None = None) -> None:
+    """The conv autoencoder reference of one seed, on the targets' training clips (full band)."""
+    import torch
+
+    run_dir = Path(run_dir)
+    study = load_study(run_dir.parent.parent)
+    config: StudyConfig = study["config"]
+    seed = parse_run_name(run_dir.name)["seed"]
+    data = StudyData(study)
+    with runs.lifecycle(run_dir):
+        torch.manual_seed(seed)
+        model = ConvAutoencoder(AutoencoderConfig(n_mels=study["features"].n_mels))
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        clips = [c for t in config.targets for c in data.clips(t, "train", "full")]
+        stream = batch_stream(clips, member_rng(seed, "autoencoder"), model.config.patch_frames,
+                              config.crops_per_clip, config.batch_size)
+        n_steps = config.ae_epochs * -(-len(clips) * config.crops_per_clip // config.batch_size)
+        for step in range(1, n_steps + 1):
+            loss = model.loss(torch.from_numpy(next(stream)).transpose(1, 2).unsqueeze(1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if on_progress:
+                on_progress(step, n_steps)
+        save_checkpoint({**autoencoder.save_dict(model), "seed": seed}, run_dir / MODEL_FILE)
+        extract_run_latents(run_dir)
+        if not config.keep_models:
+            (run_dir / MODEL_FILE).unlink()
+        runs.write_json(run_dir / "result.json", {"kind": "study-ae", "seed": seed, "final_loss": loss.item()})
+
+
+def train_run(run_dir: str | Path, on_progress: Callable[..., None] | None = None) -> dict:
+    """Train one run folder of a study on its own (its pretraining too, unless already on disk):
+    the entry point for a launcher that runs one job per run (core.jobs). Returns its result."""
+    run_dir = Path(run_dir)
+    study_dir = run_dir.parent.parent
+    spec = parse_run_name(run_dir.name)
+    if runs.run_status(run_dir)["state"] != "finished":
+        if spec["kind"] == "lstm" and spec["pretrain"] != NONE and not (
+                study_dir / "pretrain" / pretrain_name(spec["pretrain"], spec["seed"], spec["pretrain_epochs"])).exists():
+            pretrain_group(study_dir, [(spec["pretrain"], spec["seed"])])
+        if spec["kind"] == "lstm":
+            train_group(study_dir, [run_dir.name], on_progress)
+        else:
+            train_autoencoder(run_dir, on_progress)
+    return {**runs.read_json(run_dir / "result.json", {}), "condition": spec["pretrain"] or "ae"}
