@@ -66,3 +66,42 @@ def test_a_small_real_curve_on_an_easy_problem(tmp_path):
     assert curve["accuracy"][1] >= 0.9 and all(lo <= a <= hi for a, lo, hi in
                                                zip(curve["accuracy"], curve["ci_low"], curve["ci_high"]))
     assert seen[-1] == 2 * 3
+
+
+@pytest.mark.slow
+def test_cli_writes_the_curve_the_page_reads(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.audio.decode import write_wav
+    from core.identify.clips import TrainConfig
+    from core.identify.train import train
+    from tests.conftest import tone_clip
+
+    rng = np.random.default_rng(1)
+    for language in ("low", "high"):
+        for speaker in range(6):
+            folder = tmp_path / "data" / language / f"{language}{speaker}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                write_wav(folder / f"{i}.wav", tone_clip(language, rng))
+    config = TrainConfig(data_dir=str(tmp_path / "data"), model="gmm-supervector", threads=1,
+                         model_config={"n_components": 4, "ubm_frames": 3000, "ubm_iterations": 10,
+                                       "fit_on": "clips", "backend_dim": 8}, window_seconds=1.0, hop_seconds=0.5)
+    run_dir = train(config, runs_dir=tmp_path / "runs")
+    out = tmp_path / "learning_curve.json"
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "core", "evaluate", "--learning-curve", "--checkpoint",
+                             str(run_dir / "best.pt"), "--data", str(tmp_path / "data"), "--minutes", "0.05,all",
+                             "--folds", "2", "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    curve = load_learning_curve(out)
+    assert {"minutes", "accuracy", "ci_low", "ci_high", "power_law", "minutes_for_80", "chance", "languages",
+            "command"} <= set(curve)
+    assert len(curve["minutes"]) == 2 and "min/language" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "core", "evaluate", "--learning-curve", "--checkpoint",
+                          str(run_dir / "best.pt"), "--data", str(tmp_path / "data"), "--minutes", "one"],
+                         cwd=root, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--minutes" in bad.stderr and "Traceback" not in bad.stderr
