@@ -5,12 +5,13 @@ from pathlib import Path
 import streamlit as st
 
 from core import DeepLanguageError, plots
-from core.identify.predict import DEFAULT_CHECKPOINT, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
-from core.runs import list_runs
-from pages.common import load_clip, show_clip
+from core.audio import load_audio
+from core.identify.predict import UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
+from core.identify.session import latest_input, model_choices, trained_on
+from pages.common import show_clip
 
 UPLOAD_TYPES = ["wav", "flac", "mp3", "ogg", "opus", "m4a", "webm"]
-SHIPPED = "Shipped default model"
+INPUT_NAMES = {"upload": "the uploaded file", "recording": "the recording"}
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -19,8 +20,7 @@ def cached_identifier(path: str):
 
 
 # Sidebar: model and languages.
-models = ({SHIPPED: str(DEFAULT_CHECKPOINT)} if DEFAULT_CHECKPOINT.exists() else {}) | {
-    f"Run {run.name}": str(run / "best.pt") for run in list_runs() if (run / "best.pt").exists()}
+models = model_choices()
 st.title("Identify a language")
 if not models:
     st.info("No model yet: train one with `python -m core train --data DIR` (or on the Train page).")
@@ -31,23 +31,38 @@ try:
 except DeepLanguageError as error:
     st.error(str(error))
     st.stop()
+# One filter per model (its key names the model): a new model starts with all of its own languages
+# instead of inheriting the last model's choice, which may not even be among its labels.
 languages = st.sidebar.multiselect("Languages to choose among", bundle.labels, default=bundle.labels,
-                                   key="identify_languages")
+                                   key=f"identify_languages:{models[choice]}")
 st.sidebar.caption(f"{bundle.checkpoint['model']['kind']} · languages {', '.join(bundle.labels)}")
+origin = trained_on(bundle)
+if origin["synthetic"]:
+    st.warning(f"This model was trained on synthetic speech (the espeak demo corpus, {origin['data']}). "
+               "It answers real voices at about chance level: use it to try the page, not to identify real speech.")
 
-upload = st.file_uploader("Upload a clip", type=UPLOAD_TYPES, key="identify_upload")
+limit_mb = st.get_option("server.maxUploadSize")
+upload = st.file_uploader(f"Upload a clip (up to {limit_mb} MB and 10 minutes)", type=UPLOAD_TYPES,
+                          key="identify_upload")
 recording = st.audio_input("...or record one", key="identify_record")
-source = upload or recording
-if source is None:
+inputs = {"upload": upload, "recording": recording}
+ids = {key: (None if value is None else value.file_id) for key, value in inputs.items()}
+answered = latest_input(ids, st.session_state.get("identify_seen", {}), st.session_state.get("identify_answered"))
+# Only the ids are remembered between reruns, never the audio.
+st.session_state["identify_seen"], st.session_state["identify_answered"] = ids, answered
+if answered is None:
     st.info("Upload a clip or record one to hear which language it is.")
     st.stop()
 if not languages:
     st.info("Choose at least one language in the sidebar.")
     st.stop()
+source = inputs[answered]
+if all(ids.values()):
+    st.caption(f"Answering {INPUT_NAMES[answered]}, the newer of your two inputs.")
 
 name = getattr(source, "name", None) or "recording.wav"
 try:
-    clip = load_clip(source.getvalue(), name)
+    clip = load_audio(source, bundle.features.sample_rate, name=name)
     result = identify(clip, bundle, languages, name=name)
 except DeepLanguageError as error:
     st.error(str(error))
@@ -63,7 +78,7 @@ else:
 
 if result["probabilities"]:
     st.plotly_chart(plots.probability_figure(result["probabilities"]), key="identify_probs")
-if len(result["windows"]) > 1:
+if len(result["windows"]) > 1:  # one window's point would only repeat the bars above
     fps = bundle.features.frames_per_second
     st.plotly_chart(plots.timeline_figure(result["windows"], languages, bundle.window / fps, bundle.hop / fps),
                     key="identify_timeline")
