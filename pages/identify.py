@@ -5,10 +5,9 @@ from pathlib import Path
 import streamlit as st
 
 from core import DeepLanguageError, plots
-from core.audio import load_audio
+from core.audio import load_audio, to_wav_bytes
 from core.identify.predict import UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
 from core.identify.session import latest_input, model_choices, trained_on
-from pages.common import show_clip
 
 UPLOAD_TYPES = ["wav", "flac", "mp3", "ogg", "opus", "m4a", "webm"]
 INPUT_NAMES = {"upload": "the uploaded file", "recording": "the recording"}
@@ -83,5 +82,9 @@ if len(result["windows"]) > 1:  # one window's point would only repeat the bars 
     st.plotly_chart(plots.timeline_figure(result["windows"], languages, bundle.window / fps, bundle.hop / fps),
                     key="identify_timeline")
 
-show_clip(clip, key="identify_clip", config=bundle.features)
-st.caption(f"Model: {Path(bundle.path)} · {result['seconds']:.1f} s of audio · {len(result['windows'])} window(s)")
+# Player and waveform only, built for this answer and not cached: nothing of an upload outlives the rerun
+# that answers it (the log-mels are on the Data page).
+st.audio(to_wav_bytes(clip, bundle.features.sample_rate), format="audio/wav")
+st.plotly_chart(plots.waveform_figure(clip, bundle.features.sample_rate), key="identify_wave")
+st.caption(f"Answered: {name} · {result['seconds']:.1f} s of audio · {len(result['windows'])} window(s) · "
+           f"model {Path(bundle.path)}")
