@@ -19,6 +19,7 @@ COMMANDS = [
     "train",
     "evaluate",
     "identify",
+    "enroll",
     "tune",
     "study",
     "probe",

@@ -115,8 +115,10 @@ def test_train_writes_a_run_that_identify_loads(tone_dataset, tmp_path):
     from core.audio.decode import load_audio
     from core.audio.features import log_mel
     from core.identify.models import predict_whole_clip
+    from core.identify.predict import calibrate
 
     whole = predict_whole_clip(bundle.model, torch.from_numpy(log_mel(load_audio(clip), bundle.features)))
+    whole = calibrate(whole, bundle.temperature)  # identify answers with the checkpoint's temperature
     assert result["probabilities"] == {label: round(float(p), 4) for label, p in zip(bundle.labels, whole)}
     restricted = identify(clip, bundle, ["low"])
     assert restricted["probabilities"] == {"low": 1.0} and len(restricted["windows"]) == 3

@@ -1,25 +1,78 @@
-"""`python -m core evaluate`: score a checkpoint on speakers it never heard."""
+"""`python -m core evaluate`: score a checkpoint on speakers it never heard, or draw its recipe's learning curve."""
 
 import argparse
 import json
 from pathlib import Path
 
 NAME = "evaluate"
-HELP = "score a trained checkpoint on a dataset's unseen speakers: accuracy, per-language recall, confusion"
+HELP = ("score a trained checkpoint on a dataset's unseen speakers (accuracy, recall, confusion, calibration), "
+        "or with --learning-curve, accuracy against minutes of speech per language")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a best.pt written by `train`")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a best.pt written by `train`; with --learning-curve, its training recipe is the one run")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder")
     parser.add_argument("--split", choices=["test", "all"], default="test",
                         help="test: the checkpoint's held-out speakers on its own dataset; all: every clip. "
                              "Speakers it trained on are always left out (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    curve = parser.add_argument_group("learning curve")
+    curve.add_argument("--learning-curve", action="store_true",
+                       help="retrain the checkpoint's recipe on at most M minutes per language in a speaker-grouped "
+                            "CV of --data, for each M of --minutes, and fit a power law to the error")
+    curve.add_argument("--minutes", default="0.5,1,2,3,4,all", help="budgets per language (default %(default)s)")
+    curve.add_argument("--folds", type=int, default=3, help="speaker-grouped folds (default %(default)s)")
+    curve.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
+    curve.add_argument("--out", type=Path, default=None,
+                       help="write the curve as JSON here (e.g. checkpoints/identify-default/learning_curve.json)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.learning_curve:
+        return _learning_curve(args)
     from core.identify.evaluate import evaluate_checkpoint, format_report
 
     report = evaluate_checkpoint(args.checkpoint, args.data, args.split)
     print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def _learning_curve(args: argparse.Namespace) -> int:
+    import sys
+    from dataclasses import replace
+
+    from core.checkpoint import load_checkpoint
+    from core.errors import DeepLanguageError
+    from core.identify.clips import TrainConfig
+    from core.identify.learning_curve import learning_curve, save_learning_curve
+    from core.progress import tqdm_progress
+
+    try:
+        minutes = [None if m.strip() == "all" else float(m) for m in args.minutes.split(",") if m.strip()]
+    except ValueError:
+        print(f"python -m core evaluate: error: --minutes: {args.minutes!r} is not a list of numbers or 'all'",
+              file=sys.stderr)
+        return 2
+    recipe = load_checkpoint(args.checkpoint).get("train_config")
+    if not recipe:
+        raise DeepLanguageError(f"{args.checkpoint} does not record its training recipe (train_config).")
+    config = replace(TrainConfig.from_dict(recipe), data_dir=str(args.data.resolve()), cache_dir="",
+                     threads=args.threads)
+    with tqdm_progress("learning curve", unit="fit") as on_progress:
+        curve = learning_curve(config, minutes, args.folds, on_progress)
+    curve["data_dir"] = str(args.data)
+    curve["command"] = "python -m core evaluate --learning-curve " + " ".join(
+        f"--{k} {v}" for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("minutes", args.minutes),
+                                  ("folds", args.folds), ("out", args.out)) if v is not None)
+    if args.out:
+        save_learning_curve(curve, args.out)
+    if args.json:
+        print(json.dumps(curve))
+    else:
+        for m, a, lo, hi in zip(curve["minutes"], curve["accuracy"], curve["ci_low"], curve["ci_high"]):
+            print(f"{m:5.2f} min/language: {a:.1%} (95% CI {lo:.1%}-{hi:.1%})")
+        law, need = curve["power_law"], curve["minutes_for_80"]
+        print(f"power law {law['form']}: b={law['b']}, c={law['c']}; 80 % needs about "
+              f"{f'{need:.0f} min per language' if need else 'more than the law ever reaches'} (chance {curve['chance']:.1%})")
     return 0

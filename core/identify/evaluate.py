@@ -24,7 +24,8 @@ from core.errors import DeepLanguageError
 from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits
 from core.audio.features import FeatureConfig
-from core.identify.predict import load_identifier
+from core.identify.calibration import reliability
+from core.identify.predict import Identifier, calibrate, load_identifier, resolve_data_dir
 from core.identify.models import clip_windows, input_normalization, predict_batches, predict_whole_clip, scores_whole_clip
 from core.paths import default_cache_dir
 from core.identify.models import build_model
@@ -95,7 +96,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     manifest = manifest[manifest["language"].isin(bundle.labels)]
     min_seconds = bundle.checkpoint.get("train_config", {}).get("min_seconds", 0.0)
     manifest = manifest[~(manifest["duration"] < min_seconds)].reset_index(drop=True)
-    same_data = data.get("dir") == str(Path(data_dir).resolve())
+    same_data = resolve_data_dir(data.get("dir", "")) == Path(data_dir).resolve()
     if split == "test" and same_data:
         manifest = assign_splits(manifest, tuple(data["split_fractions"]), seed=data["split_seed"])
         manifest = manifest[manifest["split"] == "test"]
@@ -108,19 +109,50 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
             f"nothing can be scored honestly.")
     cache = FeatureCache(default_cache_dir(data_dir), FeatureConfig.from_dict(bundle.checkpoint["features"]))
     index = {label: i for i, label in enumerate(bundle.labels)}
-    predicted = []
-    for key in manifest["key"]:
-        clip = torch.from_numpy(cache.load(key, normalize=False))
-        if scores_whole_clip(bundle.model, clip.shape[1], bundle.features.frames_per_second):
-            predicted.append(int(predict_whole_clip(bundle.model, clip).argmax()))
-            continue
-        _, windows = clip_windows(clip, bundle.window, bundle.hop, input_normalization(bundle.model))
-        predicted.append(int(predict_batches(bundle.model, windows).mean(0).argmax()))
-    report = classification_report(manifest["language"].map(index).to_numpy(), np.array(predicted),
-                                   bundle.labels, manifest["speaker"].to_numpy())
+    probabilities = np.stack([clip_probabilities(bundle, torch.from_numpy(cache.load(key, normalize=False)))
+                              for key in manifest["key"]])
+    targets = manifest["language"].map(index).to_numpy()
+    report = classification_report(targets, probabilities.argmax(1), bundle.labels, manifest["speaker"].to_numpy())
     report.update(checkpoint=str(checkpoint_path), data=str(data_dir), split=split,
-                  dropped_seen_speaker_clips=n_seen)
+                  dropped_seen_speaker_clips=n_seen, calibration=test_calibration(bundle, probabilities, targets))
     return report
+
+
+def clip_probabilities(bundle: Identifier, clip: torch.Tensor) -> np.ndarray:
+    """Uncalibrated probabilities ``(n_labels,)`` of one raw log-mel clip ``(n_mels, n_frames)``, as identify answers."""
+    if scores_whole_clip(bundle.model, clip.shape[1], bundle.features.frames_per_second):
+        return predict_whole_clip(bundle.model, clip).numpy()
+    _, windows = clip_windows(clip, bundle.window, bundle.hop, input_normalization(bundle.model))
+    return predict_batches(bundle.model, windows).mean(0).numpy()
+
+
+def test_calibration(bundle: Identifier, probabilities: np.ndarray, targets: np.ndarray) -> dict:
+    """ECE before/after the checkpoint's temperature, reliability bins, and the "ok" rule's figures, on these clips."""
+    from core.identify.calibration import ok_mask
+
+    calibrated = calibrate(torch.from_numpy(probabilities), bundle.temperature).numpy()
+    ece_before, bins_before = reliability(probabilities, targets)
+    ece_after, bins = reliability(calibrated, targets)
+    answered = ok_mask(calibrated, bundle.ok_rule["min_probability"], bundle.ok_rule["min_margin"])
+    correct = calibrated.argmax(1) == targets
+    return {"temperature": bundle.temperature, "ece_before": ece_before, "ece_after": ece_after, "bins": bins,
+            "bins_before": bins_before, "ok_rule": bundle.ok_rule,
+            "ok_precision": float(correct[answered].mean()) if answered.any() else None,
+            "ok_coverage": float(answered.mean()), "n_clips": int(len(targets))}
+
+
+def calibration_report(bundle_or_path: Identifier | str | Path) -> dict:
+    """The calibration a checkpoint carries, measured on its validation speakers when it was trained.
+
+    ``{"temperature", "ece_before", "ece_after", "bins": [{"confidence", "accuracy", "count"}], "bins_before",
+    "ok_rule": {"min_probability", "min_margin"}, "ok_precision", "ok_coverage", "n_clips", "speakers", "source"}``.
+    A checkpoint written before calibration existed raises DeepLanguageError (nothing honest to show).
+    """
+    bundle = bundle_or_path if isinstance(bundle_or_path, Identifier) else load_identifier(bundle_or_path)
+    if not bundle.calibration:
+        raise DeepLanguageError(f"{bundle.path} has no calibration (it predates it). Retrain it with "
+                                f"`python -m core train ... --model gmm-supervector` to get one.")
+    return dict(bundle.calibration)
 
 
 def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | None = None,

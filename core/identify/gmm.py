@@ -21,12 +21,17 @@ from core import distributed, runs
 from core.checkpoint import save_checkpoint
 from core.audio.features import FeatureConfig
 from core.identify.models import clip_windows, model_config
-from core.identify.clips import CHECKPOINT_FORMAT, NORMALIZATION, evaluate_clips
+from core.identify.clips import CHECKPOINT_FORMAT, NORMALIZATION
 from core.data.cache import FeatureCache, prepared_dataset
 from core.paths import default_cache_dir
 from core.identify.supervector import GMMSupervector, GMMSupervectorConfig
+from core.identify.backends import GaussianBackend, LogisticBackend, backend_entry
+from core.identify.calibration import calibration_entry
+from core.paths import REPO_ROOT
 
-def _clip_input(clip: torch.Tensor) -> torch.Tensor:
+DEMO_MARKER = ".complete"  # written by core.data.demo_corpus into every synthetic corpus it builds
+
+def clip_input(clip: torch.Tensor) -> torch.Tensor:
     """A whole clip's raw log-mel ``(n_mels, n_frames)`` as one normalised window ``(1, n_mels, n_frames)``."""
 
     return normalize_windows(clip[None], kind=GMMSupervector.input_normalization)
@@ -34,20 +39,15 @@ def _clip_input(clip: torch.Tensor) -> torch.Tensor:
 
 def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir: Path | None = None,
         on_progress: Callable[..., None] | None = None) -> dict:
-    """Fit a :class:`GMMSupervector` on ``train_rows`` of ``clips`` (a :class:`core.train.ClipSet`).
+    """Fit a :class:`GMMSupervector` on ``train_rows`` and ``val_rows`` of ``clips`` (a :class:`ClipSet`).
 
-    The same contract as :func:`core.train.fit`: returns the checkpoint dict (model state included)
-    and, with ``run_dir``, writes best.pt, last.pt (the same model: nothing to resume),
-    metrics.jsonl (one row) and progress.json. The UBM is fitted on training (and background)
-    frames, the regression on the training clips; validation clips are scored, then added to the
-    regression's data (never to the UBM), as the figures of a cross-validation fold come from
-    its test speakers, not from these.
+    The same contract as :func:`core.identify.train.fit`: returns the checkpoint dict (model state included)
+    and, with ``run_dir``, writes best.pt, last.pt (the same model: nothing to resume), metrics.jsonl (one
+    row) and progress.json. The UBM is fitted on training (and background) frames. The backend's
+    validation figures, temperature and "ok" rule come from speaker-grouped out-of-fold predictions over
+    the training and validation speakers (:func:`_calibrate`); the backend is then fitted on all of them.
+    A cross-validation's figures come from its test speakers, never from these.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.mixture import GaussianMixture
-    from sklearn.preprocessing import StandardScaler
-
-
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -56,11 +56,13 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
               "n_classes": len(clips.labels)}
     model = GMMSupervector(model_config(config.model, values))
     cfg = model.config
-    for name in ("fit_on", "score_on"):
-        if getattr(cfg, name) not in ("windows", "clips"):
-            raise DeepLanguageError(f"{name} must be windows or clips, not {getattr(cfg, name)!r}.")
-    background = _background(config, cfg, clips)
-    n_steps = 2 * len(train_rows) + len(val_rows) + 1 + (len(background[0]) * 2 if background else 0)
+    for name, allowed in (("fit_on", ("windows", "clips")), ("score_on", ("windows", "clips")),
+                          ("backend", ("lr", "gauss"))):
+        if getattr(cfg, name) not in allowed:
+            raise DeepLanguageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(cfg, name)!r}.")
+    background = _background(config, cfg, clips) or ([], np.zeros(0, dtype=int))
+    rows = torch.cat([train_rows, val_rows])
+    n_steps = 2 * len(rows) + 2 * len(background[0]) + 2
     done = 0
 
     def step(n: int = 1, **metrics):
@@ -69,17 +71,100 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
         if on_progress and distributed.current().is_main:
             on_progress(done, n_steps, epoch=1, epochs=1, **metrics)
 
-    pool = []
+    raw = [clips.clip(int(i)) for i in rows]
+    _fit_ubm(model, [clips.clip(int(i)) for i in train_rows] + background[0], config.seed, step)
+    step(len(val_rows))
+    fps = features.frames_per_second
+    window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
+
+    def supervectors(raw: list[torch.Tensor], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Supervectors ``(n_examples, embedding_dim)`` of raw clips and their targets (repeated per window)."""
+        out, labels = [np.zeros((0, model.embedding_dim))], []
+        with torch.no_grad():
+            for clip, target in zip(raw, targets):
+                x = clip_windows(clip, window, hop, model.input_normalization)[1] if cfg.fit_on == "windows" \
+                    else clip_input(clip)
+                out.append(model.supervectors(x).double().numpy())
+                labels.extend([int(target)] * len(x))
+                step()
+        return np.concatenate(out), np.array(labels, dtype=int)
+
+    x, y = supervectors(raw, clips.targets[rows].numpy())
+    x_extra, y_extra = supervectors(background[0], background[1])
+    speakers = clips.manifest.loc[rows.numpy(), "speaker"].to_numpy()
+    groups = np.repeat(speakers, [len(clip_windows(c, window, hop)[0]) for c in raw]) if cfg.fit_on == "windows" \
+        else speakers
+    calibration = _calibrate(cfg, config.class_weights, x, y, groups, x_extra, y_extra, len(clips.labels))
+    backend = _fit_backend(model, cfg, config.class_weights, np.concatenate([x, x_extra]),
+                           np.concatenate([y, y_extra]), len(clips.labels))
+    step()
+    model.eval()
+    accuracy = calibration.get("accuracy", float("nan"))
+    row = {"epoch": 1, "step": 1, "lr": 0.0, "train_loss": float("nan"), "train_accuracy": float("nan"),
+           "val_loss": calibration.get("nll", float("nan")), "val_accuracy": accuracy,
+           "val_balanced_accuracy": calibration.get("balanced_accuracy", accuracy),
+           "seconds": time.perf_counter() - started}
+    best = {"metric": "val_balanced_accuracy", "value": row["val_balanced_accuracy"], "loss": row["val_loss"], "epoch": 1}
+    checkpoint = {**_describe(config, cfg, clips, train_rows, val_rows, len(background[1])),
+                  "model": {"kind": config.model, "config": asdict(cfg)}, "features": asdict(features),
+                  "normalization": {**NORMALIZATION, "kind": model.input_normalization}, "calibration": calibration,
+                  "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+                  "epoch": 1, "step": 1, "best": best, "metrics": row, **({"backend": backend} if backend else {})}
+    if run_dir and distributed.current().is_main:
+        save_checkpoint(checkpoint, run_dir / "best.pt")
+        save_checkpoint(checkpoint, run_dir / "last.pt")
+        runs.truncate_metrics(run_dir, 0)
+        runs.append_metrics(run_dir, row)
+        runs.write_json(run_dir / "progress.json", {"done": n_steps, "total": n_steps, "epoch": 1, "epochs": 1})
+    return checkpoint
+
+
+def _describe(config, cfg: GMMSupervectorConfig, clips, train_rows: torch.Tensor, val_rows: torch.Tensor,
+              n_background: int) -> dict:
+    """The checkpoint's description of its data: labels, split, speakers, paths relative to the repository."""
+    data_dir = Path(config.data_dir).resolve() if config.data_dir else None
+    manifest = clips.manifest
+    return {
+        "format": CHECKPOINT_FORMAT, "labels": clips.labels,
+        "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds,
+        "train_config": {**asdict(config), "data_dir": repo_relative(config.data_dir), "cache_dir": ""},
+        "data": {"dir": repo_relative(config.data_dir),
+                 "split_seed": config.split_seed, "split_fractions": list(config.split_fractions),
+                 "n_train_clips": len(train_rows), "n_val_clips": len(val_rows), "n_background_clips": n_background,
+                 "train_speakers": sorted(manifest.loc[train_rows.numpy(), "speaker"].unique()),
+                 "val_speakers": sorted(manifest.loc[val_rows.numpy(), "speaker"].unique()),
+                 "test_speakers": sorted(manifest.loc[manifest["split"] == "test", "speaker"].unique())},
+        "trained_on": {"data_dir": repo_relative(config.data_dir),
+                       "synthetic": bool(data_dir and (data_dir / DEMO_MARKER).exists())},
+    }
+
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it (checkpoints travel with the repository), else absolute."""
+    if not path:
+        return ""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(resolved)
+
+
+def _fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Callable[..., None]) -> None:
+    """Fit the diagonal UBM on (at most ``ubm_frames``) speech frames of ``raw`` clips; into the model's buffers."""
+    from sklearn.mixture import GaussianMixture
+
+    cfg, pool = model.config, []
     with torch.no_grad():
-        for clip in [clips.clip(int(i)) for i in train_rows] + (background[0] if background else []):
-            frames, speech = model.frames(_clip_input(clip))
+        for clip in raw:
+            frames, speech = model.frames(clip_input(clip))
             pool.append(frames[0][speech[0]].double().numpy())
             step()
     pool = np.concatenate(pool)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     sample = pool[rng.choice(len(pool), min(cfg.ubm_frames, len(pool)), replace=False)]
     ubm = GaussianMixture(cfg.n_components, covariance_type="diag", max_iter=cfg.ubm_iterations,
-                          reg_covar=1e-3, random_state=config.seed)
+                          reg_covar=1e-3, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "did not converge": 30 EM steps are plenty for a UBM
         ubm.fit(sample)
@@ -88,71 +173,58 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     model.ubm_variances.copy_(torch.from_numpy(ubm.covariances_).float())
     step()
 
-    fps = features.frames_per_second
-    window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
 
-    def supervectors(raw: list[torch.Tensor], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Supervectors ``(n_examples, embedding_dim)`` of raw clips and their targets (repeated per window)."""
-        rows, labels = [], []
-        with torch.no_grad():
-            for clip, target in zip(raw, targets):
-                x = clip_windows(clip, window, hop, model.input_normalization)[1] if cfg.fit_on == "windows" \
-                    else _clip_input(clip)
-                rows.append(model.supervectors(x).double().numpy())
-                labels.extend([int(target)] * len(x))
-                step()
-        return (np.concatenate(rows) if rows else np.zeros((0, model.embedding_dim))), np.array(labels, dtype=int)
+def _backend(cfg: GMMSupervectorConfig, balanced: bool):
+    if cfg.backend == "gauss":
+        return GaussianBackend(dim=cfg.backend_dim)
+    return LogisticBackend(c=cfg.inverse_regularization, balanced=balanced)
 
-    train_raw = [clips.clip(int(i)) for i in train_rows]
-    x_train, y_train = supervectors(train_raw, clips.targets[train_rows].numpy())
-    x_extra, y_extra = supervectors(background[0], background[1]) if background else supervectors([], [])
 
-    def fit_regression(x: np.ndarray, y: np.ndarray) -> None:
-        scaler = StandardScaler().fit(x)
-        regression = LogisticRegression(C=cfg.inverse_regularization, max_iter=3000,
-                                        class_weight="balanced" if config.class_weights else None)
-        regression.fit(scaler.transform(x), y)
-        coef, intercept = regression.coef_, regression.intercept_
-        if len(regression.classes_) == 2:  # one logit z for class 1; softmax of (-z/2, z/2) is the same sigmoid(z)
-            coef, intercept = np.concatenate([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
-        keep = [list(regression.classes_).index(c) for c in range(len(clips.labels))]
-        model.scaler_mean.copy_(torch.from_numpy(scaler.mean_).float())
-        model.scaler_scale.copy_(torch.from_numpy(scaler.scale_).float())
-        model.classifier.weight.data.copy_(torch.from_numpy(coef[keep]).float())
-        model.classifier.bias.data.copy_(torch.from_numpy(intercept[keep]).float())
+def _fit_backend(model: GMMSupervector, cfg: GMMSupervectorConfig, balanced: bool, x: np.ndarray, y: np.ndarray,
+                 n_labels: int) -> dict | None:
+    """Fit the backend on supervectors ``(n, embedding_dim)`` and fold it into the model's scaler and classifier.
 
-    fit_regression(np.concatenate([x_train, x_extra]), np.concatenate([y_train, y_extra]))
-    model.eval()
-    val = evaluate_clips(model, clips, val_rows, config)
-    if len(val_rows):
-        x_val, y_val = supervectors([clips.clip(int(i)) for i in val_rows], clips.targets[val_rows].numpy())
-        fit_regression(np.concatenate([x_train, x_val, x_extra]), np.concatenate([y_train, y_val, y_extra]))
-    row = {"epoch": 1, "step": 1, "lr": 0.0, "train_loss": float("nan"), "train_accuracy": float("nan"),
-           "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"],
-           "seconds": time.perf_counter() - started}
-    best = {"metric": "val_balanced_accuracy", "value": val["balanced_accuracy"], "loss": val["loss"], "epoch": 1}
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT, "model": {"kind": config.model, "config": asdict(cfg)},
-        "labels": clips.labels, "features": asdict(features),
-        "normalization": {**NORMALIZATION, "kind": model.input_normalization},
-        "window_seconds": config.window_seconds, "hop_seconds": config.hop_seconds, "train_config": asdict(config),
-        "data": {"dir": str(Path(config.data_dir).resolve()) if config.data_dir else "",
-                 "split_seed": config.split_seed, "split_fractions": list(config.split_fractions),
-                 "n_train_clips": len(train_rows), "n_val_clips": len(val_rows),
-                 "n_background_clips": len(background[1]) if background else 0,
-                 "train_speakers": sorted(clips.manifest.loc[train_rows.numpy(), "speaker"].unique()),
-                 "val_speakers": sorted(clips.manifest.loc[val_rows.numpy(), "speaker"].unique()),
-                 "test_speakers": sorted(clips.manifest.loc[clips.manifest["split"] == "test", "speaker"].unique())},
-        "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
-        "epoch": 1, "step": 1, "best": best, "metrics": row,
-    }
-    if run_dir and distributed.current().is_main:
-        save_checkpoint(checkpoint, run_dir / "best.pt")
-        save_checkpoint(checkpoint, run_dir / "last.pt")
-        runs.truncate_metrics(run_dir, 0)
-        runs.append_metrics(run_dir, row)
-        runs.write_json(run_dir / "progress.json", {"done": n_steps, "total": n_steps, "epoch": 1, "epochs": 1})
-    return checkpoint
+    Background classes (targets >= ``n_labels``) are trained, then dropped. Returns the checkpoint's
+    ``backend`` entry for a Gaussian backend (what enrolment needs), else None.
+    """
+    backend = _backend(cfg, balanced).fit(x, y)
+    mean, scale, weight, bias = backend.folded()
+    keep = [list(backend.classes_).index(c) for c in range(n_labels)]
+    model.scaler_mean.copy_(torch.from_numpy(mean).float())
+    model.scaler_scale.copy_(torch.from_numpy(scale).float())
+    model.classifier.weight.data.copy_(torch.from_numpy(weight[keep]).float())
+    model.classifier.bias.data.copy_(torch.from_numpy(bias[keep]).float())
+    return backend_entry(backend, keep) if cfg.backend == "gauss" else None
+
+
+def _calibrate(cfg: GMMSupervectorConfig, balanced: bool, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
+               x_extra: np.ndarray, y_extra: np.ndarray, n_labels: int) -> dict:
+    """Out-of-fold probabilities over ``groups`` (speakers, up to 5 folds) -> the ``calibration`` entry.
+
+    Background examples join every fold's training part (their speakers are never in ``groups``).
+    Empty when there are too few speakers to hold any out.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_folds = min(5, len(set(groups.tolist())))
+    if n_folds < 2 or len(set(y.tolist())) < 2:
+        return {}
+    probabilities = np.zeros((len(y), n_labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the least populated class has fewer members than n_splits"
+        splits = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=0).split(x, y, groups))
+    for train, held in splits:
+        backend = _backend(cfg, balanced).fit(np.concatenate([x[train], x_extra]), np.concatenate([y[train], y_extra]))
+        full = backend.predict_proba(x[held])
+        columns = [list(backend.classes_).index(c) if c in backend.classes_ else None for c in range(n_labels)]
+        p = np.stack([full[:, c] if c is not None else np.zeros(len(held)) for c in columns], 1)
+        probabilities[held] = p / p.sum(1, keepdims=True)
+    entry = calibration_entry(probabilities, y, groups, source=f"out-of-fold predictions, {n_folds} speaker-grouped "
+                              f"folds over the training and validation speakers")
+    entry["balanced_accuracy"] = float(balanced_accuracy_score(y, probabilities.argmax(1)))
+    entry["nll"] = float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-30, None)).mean())
+    return entry
 
 
 def _background(config, cfg: GMMSupervectorConfig, clips) -> tuple[list[torch.Tensor], np.ndarray] | None:

@@ -16,7 +16,7 @@ clips up to 30 s from one pass over the whole clip (see :func:`core.models.score
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,16 @@ from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig, log_mel
 from core.identify.models import (build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
                          predict_whole_clip, scores_whole_clip)
-from core.paths import CHECKPOINTS_DIR
+from core.paths import CHECKPOINTS_DIR, REPO_ROOT
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
-# "uncertain" instead of an answer when the top language has less than this probability, or
-# leads the runner-up by less than UNCERTAIN_MARGIN (both after renormalising over the allowed
-# languages). With 6 languages chance is 0.17; a flat-ish distribution is not an answer.
+# Only for checkpoints written before calibration existed (no "calibration" entry): "uncertain"
+# when the top language has less than this probability or leads the runner-up by less than
+# UNCERTAIN_MARGIN. A calibrated checkpoint carries its own rule, chosen on validation speakers
+# (see core.identify.calibration).
 UNCERTAIN_BELOW = 0.4
 UNCERTAIN_MARGIN = 0.1
+DEMO_MARKER = ".complete"  # written by core.data.demo_corpus into every synthetic corpus it builds
 MIN_WINDOW_SPEECH_SECONDS = 0.5  # windows with less speech than this don't vote (unless none has more)
 
 
@@ -51,10 +53,46 @@ class Identifier:
     hop: int  # frames between windows
     checkpoint: dict  # everything but the weights: config, data, metrics
     path: str
+    temperature: float = 1.0  # probabilities are softmax(logits / temperature), fitted on validation speakers
+    # An answer is "ok" when top probability >= min_probability and top - runner-up >= min_margin.
+    ok_rule: dict = field(default_factory=lambda: {"min_probability": UNCERTAIN_BELOW, "min_margin": UNCERTAIN_MARGIN})
+    trained_on: dict = field(default_factory=dict)  # {"data_dir": str, "synthetic": bool}
+
+    @property
+    def languages(self) -> list[str]:
+        """The languages this model can answer (its labels)."""
+        return self.labels
 
     @property
     def window_seconds(self) -> float:
         return self.window / self.features.frames_per_second
+
+    @property
+    def calibration(self) -> dict:
+        """The checkpoint's calibration entry (see :func:`core.identify.evaluate.calibration_report`), or {}."""
+        return self.checkpoint.get("calibration", {})
+
+
+def resolve_data_dir(stored: str) -> Path | None:
+    """A checkpoint's data dir (stored relative to the repository when inside it) as an absolute path."""
+    if not stored:
+        return None
+    path = Path(stored)
+    return (path if path.is_absolute() else REPO_ROOT / path).resolve()
+
+
+def trained_on(checkpoint: dict) -> dict:
+    """Which data a checkpoint learned from, and whether it is synthetic speech (the demo corpus).
+
+    A model trained on espeak speech calls almost every real voice "en"; the UI must say so.
+    """
+    data = checkpoint.get("data", {})
+    stored = checkpoint.get("trained_on") or {}
+    directory = resolve_data_dir(stored.get("data_dir") or data.get("dir", ""))
+    synthetic = stored.get("synthetic")
+    if synthetic is None:
+        synthetic = bool(directory and ((directory / DEMO_MARKER).exists() or "demo-corpus" in directory.name))
+    return {"data_dir": str(stored.get("data_dir") or data.get("dir", "")), "synthetic": bool(synthetic)}
 
 
 def load_identifier(checkpoint_path: str | Path = DEFAULT_CHECKPOINT) -> Identifier:
@@ -74,8 +112,34 @@ def load_identifier(checkpoint_path: str | Path = DEFAULT_CHECKPOINT) -> Identif
     features = FeatureConfig.from_dict(checkpoint["features"])
     fps = features.frames_per_second
     info = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "rng")}
+    calibration = checkpoint.get("calibration", {})
+    ok_rule = calibration.get("ok_rule") or {"min_probability": UNCERTAIN_BELOW, "min_margin": UNCERTAIN_MARGIN}
     return Identifier(model, list(checkpoint["labels"]), features, round(checkpoint.get("window_seconds", 3.0) * fps),
-                      round(checkpoint.get("hop_seconds", 1.0) * fps), info, str(checkpoint_path))
+                      round(checkpoint.get("hop_seconds", 1.0) * fps), info, str(checkpoint_path),
+                      temperature=float(calibration.get("temperature", 1.0)),
+                      ok_rule={"min_probability": float(ok_rule["min_probability"]),
+                               "min_margin": float(ok_rule["min_margin"])},
+                      trained_on=trained_on(checkpoint))
+
+
+def calibrate(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Temperature scaling on probabilities ``(..., n_classes)``: softmax(z / T) = p ** (1 / T), renormalised.
+
+    Working on probabilities (not logits) keeps every model's forward untouched; renormalising over a
+    subset of languages afterwards is the same as restricting the calibrated softmax.
+    """
+    if temperature == 1.0:
+        return probabilities
+    scaled = (probabilities.clamp(min=1e-30).log() / temperature)
+    return torch.softmax(scaled, dim=-1)
+
+
+def is_ok(probabilities: torch.Tensor, rule: dict) -> bool:
+    """Whether a distribution ``(n_languages,)`` is confident enough for an answer under ``rule``."""
+    ranked = probabilities.sort(descending=True).values
+    top = float(ranked[0])
+    margin = top - float(ranked[1]) if len(ranked) > 1 else 1.0
+    return top >= rule["min_probability"] and margin >= rule["min_margin"]
 
 
 def parse_languages(text: str | None, labels: list[str]) -> list[str] | None:
@@ -116,7 +180,7 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
 
     features = torch.from_numpy(log_mel(audio, bundle.features))
     starts, windows = clip_windows(features, bundle.window, bundle.hop, input_normalization(bundle.model))
-    probs = predict_batches(bundle.model, windows)[:, allowed]
+    probs = calibrate(predict_batches(bundle.model, windows), bundle.temperature)[:, allowed]
     probs = probs / probs.sum(1, keepdim=True)
     # Speech per window, from the 10 ms VAD frames (the same hop as the features' by default).
     vad_per_frame = bundle.features.hop_length / VAD_HOP
@@ -124,7 +188,7 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
                          for s in starts]) * VAD_HOP / bundle.features.sample_rate
     votes = speech_s >= MIN_WINDOW_SPEECH_SECONDS
     if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):
-        clip_probs = predict_whole_clip(bundle.model, features)[allowed]
+        clip_probs = calibrate(predict_whole_clip(bundle.model, features), bundle.temperature)[allowed]
         clip_probs = clip_probs / clip_probs.sum()
     else:
         clip_probs = probs[torch.from_numpy(votes)].mean(0) if votes.any() else probs.mean(0)
@@ -138,14 +202,11 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
          "probabilities": {label: round(float(q), 4) for label, q in zip(labels, p)}}
         for s, p, v in zip(starts, probs, speech_s)
     ]
-    ranked = clip_probs.sort(descending=True).values
-    top = float(ranked[0])
-    margin = top - float(ranked[1]) if len(ranked) > 1 else 1.0
     result["best_guess"] = labels[int(clip_probs.argmax())]
-    if top < UNCERTAIN_BELOW or margin < UNCERTAIN_MARGIN:
-        result["status"] = "uncertain"
-    else:
+    if is_ok(clip_probs, bundle.ok_rule):
         result.update(status="ok", language=result["best_guess"])
+    else:
+        result["status"] = "uncertain"
     return result
 
 

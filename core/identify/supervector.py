@@ -55,6 +55,8 @@ class GMMSupervectorConfig:
     background_languages: tuple[str, ...] = ()  # dataset languages used as extra classes and UBM data, never answered
     fit_on: str = "windows"  # regression examples: "windows" as identify cuts a clip (3 s every 1 s), or whole "clips"
     score_on: str = "clips"  # a clip's answer: one pass over the whole "clips" (up to 30 s), or the mean of its "windows"
+    backend: str = "lr"  # "lr": logistic regression; "gauss": Gaussian classes in a projection (can enrol languages)
+    backend_dim: int = 200  # principal axes of the Gaussian backend (at most n_train_clips - n_classes are used)
     dropout: float = 0.0  # before the classifier; only for gradient fine-tuning (fit() does not use it)
 
     @property

@@ -1,0 +1,123 @@
+"""Teach a trained identifier a new language from a few clips, without retraining.
+
+The shipped model's backend is Gaussian (:class:`core.identify.backends.GaussianBackend`): every language
+is a mean in a ``dim``-dimensional projection of the supervector, all sharing one covariance. A new
+language is therefore one more mean: the average projected supervector of its clips. The projection,
+the class means and the shared covariance travel in the checkpoint's ``backend`` entry; the logits are
+folded back into the model's linear classifier, so identify runs exactly as fast as before.
+
+``enroll(checkpoint, language, clips, out)`` writes a new checkpoint that records which clips taught it
+(``enrolled``). The temperature and "ok" rule are kept from the original model: they were not measured
+on the new language, and the checkpoint says so.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from core.audio.decode import load_audio
+from core.audio.features import FeatureConfig, log_mel
+from core.audio.speech import speech_seconds
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.errors import DeepLanguageError
+from core.identify.backends import linear_from_backend
+from core.identify.gmm import clip_input
+from core.identify.models import build_model
+from core.data.datasets import AUDIO_SUFFIXES
+
+MIN_SPEECH_SECONDS = 30.0  # less than this gives a mean too noisy to be a language (see the model README)
+MIN_CLIP_SPEECH_SECONDS = 0.5  # a clip with less speech than this teaches nothing and is skipped
+LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")  # es, yue, zh-CN, pt_BR
+
+Clip = str | Path | tuple[str, bytes]
+
+
+def clip_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files and folders (searched recursively for audio) -> audio files, sorted per folder."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | Path, replace: bool = False,
+           on_progress: Callable[..., None] | None = None) -> dict:
+    """Add (or with ``replace``, re-teach) ``language`` from ``clips`` (paths or ``(name, bytes)`` pairs).
+
+    Returns ``{"language", "languages", "n_used", "n_skipped", "skipped": [{"clip", "reason"}],
+    "seconds_of_speech", "out"}``. Raises DeepLanguageError for a bad code, a known code without
+    ``replace``, a checkpoint without a Gaussian backend, or too little speech (saying how much more).
+    """
+    if not LANGUAGE_CODE.match(language or ""):
+        raise DeepLanguageError(f"{language!r} is not a language code; give one like es, yue or zh-CN.")
+    state = load_checkpoint(checkpoint)
+    backend = state.get("backend")
+    if not backend or backend.get("kind") != "gauss":
+        raise DeepLanguageError(f"{checkpoint} has no Gaussian backend, so it cannot learn a language without "
+                                f"retraining. Use checkpoints/identify-default/best.pt or a model retrained by its "
+                                f"README's command.")
+    labels = list(state["labels"])
+    if language in labels and not replace:
+        raise DeepLanguageError(f"{checkpoint} already knows {language!r}; pass --replace (replace=True) to "
+                                f"re-teach it from these clips instead.")
+    model = build_model(state["model"]["kind"], state["model"]["config"])
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    features = FeatureConfig.from_dict(state["features"])
+    components = backend["components"].float()
+    embeddings, used, skipped, seconds = [], [], [], 0.0
+    for done, clip in enumerate(clips, 1):
+        name = clip[0] if isinstance(clip, tuple) else str(clip)
+        try:
+            audio = load_audio(clip[1] if isinstance(clip, tuple) else clip, features.sample_rate, name=name)
+        except DeepLanguageError as error:
+            skipped.append({"clip": name, "reason": str(error)})
+            continue
+        voiced = speech_seconds(audio)
+        if voiced < MIN_CLIP_SPEECH_SECONDS:
+            skipped.append({"clip": name, "reason": f"no speech ({voiced:.1f} s voiced)"})
+        else:
+            with torch.no_grad():
+                x = clip_input(torch.from_numpy(log_mel(audio, features)))
+                embeddings.append((model.embed(x)[0] @ components.T).double())
+            used.append({"clip": Path(name).name, "seconds_of_speech": round(voiced, 2)})
+            seconds += voiced
+        if on_progress:
+            on_progress(done, len(clips), used=len(used), skipped=len(skipped))
+    if seconds < MIN_SPEECH_SECONDS:
+        raise DeepLanguageError(
+            f"{len(used)} clip(s) hold {seconds:.0f} s of speech ({len(skipped)} skipped); at least "
+            f"{MIN_SPEECH_SECONDS:.0f} s is needed to learn {language!r}: add about "
+            f"{MIN_SPEECH_SECONDS - seconds:.0f} s more (a minute or more is better).")
+
+    means = backend["class_means"].double()
+    new_mean = torch.stack(embeddings).mean(0)[None]
+    replacing = language in labels
+    if replacing:
+        index = labels.index(language)
+        means = torch.cat([means[:index], new_mean, means[index + 1:]])
+    else:
+        labels.append(language)
+        means = torch.cat([means, new_mean])
+    weight, bias = linear_from_backend(components.double(), means, backend["precision"].double())
+    state["state_dict"]["classifier.weight"] = weight.float()
+    state["state_dict"]["classifier.bias"] = bias.float()
+    state["model"]["config"] = {**state["model"]["config"], "n_classes": len(labels)}
+    state["labels"] = labels
+    state["backend"] = {**backend, "class_means": means.float()}
+    record = {"language": language, "replaced": replacing,
+              "from": str(checkpoint), "clips": used, "n_skipped": len(skipped), "seconds_of_speech": round(seconds, 1),
+              "note": "the temperature and ok rule come from the original model; they were not measured on "
+                      "this language"}
+    state["enrolled"] = [*state.get("enrolled", []), record]
+    save_checkpoint(state, out)
+    return {"language": language, "languages": labels, "n_used": len(used), "n_skipped": len(skipped),
+            "skipped": skipped, "seconds_of_speech": round(seconds, 1), "out": str(out)}

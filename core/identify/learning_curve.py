@@ -1,0 +1,128 @@
+"""How much speech per language a recipe needs: accuracy against minutes of training speech.
+
+:func:`learning_curve` runs a speaker-grouped k-fold CV of a training recipe (a :class:`TrainConfig`)
+once per budget: each fold's model learns from at most ``m`` minutes of each language (whole clips, taken
+in a seeded random order of speakers, so a small budget means few speakers, as it would for a user) and
+is scored on the fold's held-out speakers, always all of them. A power law fitted to the error,
+``error = b * minutes ** -c``, is extrapolated to the minutes per language that would reach 80 %.
+
+The result (also ``checkpoints/identify-default/learning_curve.json``, which the Identify page charts)::
+
+    {"minutes": [...], "accuracy": [...], "ci_low": [...], "ci_high": [...], "n_speakers_train": [...],
+     "power_law": {"form", "b", "c"}, "minutes_for_80": float | None, "chance": float, "languages": [...],
+     "n_folds", "n_clips", "n_speakers", "data_dir", "command"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from core.errors import DeepLanguageError
+from core.files import write_json
+from core.identify.clips import evaluate_clips, load_clips
+from core.identify.evaluate import bootstrap_ci
+from core.identify.models import build_model
+from core.identify.train import fit
+
+MINUTES = (0.5, 1.0, 2.0, 3.0, 4.0, None)  # per language; None = all the fold's training speech
+TARGET_ACCURACY = 0.8
+
+
+def budget_rows(manifest, rows: np.ndarray, minutes: float | None, seed: int) -> np.ndarray:
+    """The subset of ``rows`` holding at most ``minutes`` of each language (at least one clip each).
+
+    Speakers are shuffled (seeded) and their clips taken whole, speaker after speaker, until the budget is spent.
+    """
+    if minutes is None:
+        return rows
+    part = manifest.iloc[rows]
+    rng = np.random.default_rng(seed)
+    speakers = part["speaker"].unique()
+    order = {s: i for i, s in enumerate(rng.permutation(speakers))}
+    chosen = []
+    for _, group in part.groupby("language"):
+        group = group.assign(order=group["speaker"].map(order)).sort_values(["order", "duration"])
+        spent = group["duration"].cumsum().to_numpy()
+        n = max(1, int(np.searchsorted(spent, minutes * 60.0, side="right")))
+        chosen.extend(group.index[:n])
+    return np.array(sorted(manifest.index.get_indexer(chosen)))
+
+
+def fit_power_law(minutes: Sequence[float], accuracy: Sequence[float]) -> dict:
+    """Least squares of log(error) on log(minutes): ``error = b * minutes ** -c``."""
+    m, error = np.asarray(minutes, float), 1.0 - np.asarray(accuracy, float)
+    keep = (m > 0) & (error > 0)
+    if keep.sum() < 2:
+        return {"form": "error = b * minutes ** -c", "b": None, "c": None}
+    slope, intercept = np.polyfit(np.log(m[keep]), np.log(error[keep]), 1)
+    return {"form": "error = b * minutes ** -c", "b": float(math.exp(intercept)), "c": float(-slope)}
+
+
+def minutes_for(accuracy: float, law: dict) -> float | None:
+    """Minutes per language at which the power law reaches ``accuracy``; None when it never does (c <= 0)."""
+    if law.get("c") is None or law["c"] <= 0:
+        return None
+    return float((law["b"] / (1.0 - accuracy)) ** (1.0 / law["c"]))
+
+
+def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: int = 3,
+                   on_progress: Callable[..., None] | None = None) -> dict:
+    """Speaker-grouped ``n_folds`` CV of ``config`` (a TrainConfig) at each budget of minutes per language."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if n_folds < 2:
+        raise DeepLanguageError("a learning curve needs at least 2 folds.")
+    clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))  # folds give the test speakers
+    manifest = clips.manifest
+    targets = clips.targets.numpy()
+    folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.split_seed)
+                 .split(manifest, manifest["language"], manifest["speaker"]))
+    points, total, done = [], len(minutes) * n_folds, 0
+    for budget in minutes:
+        predicted, used_minutes, used_speakers = np.full(len(manifest), -1), [], []
+        for fold, (train_part, test_part) in enumerate(folds):
+            rows = budget_rows(manifest, train_part, budget, config.seed + fold)
+            part = manifest.iloc[rows]
+            used_minutes.append(part["duration"].sum() / 60.0 / part["language"].nunique())
+            used_speakers.append(part["speaker"].nunique())
+            best = fit(replace(config, seed=config.seed + fold), clips, torch.from_numpy(rows),
+                       torch.zeros(0, dtype=torch.long), None, None)
+            model = build_model(best["model"]["kind"], best["model"]["config"])
+            model.load_state_dict(best["state_dict"])
+            result = evaluate_clips(model, clips, torch.from_numpy(test_part), config, return_predictions=True)
+            predicted[test_part] = result["predicted"]
+            done += 1
+            if on_progress:
+                on_progress(done, total, minutes=budget or "all", accuracy=result["accuracy"])
+        correct = predicted == targets
+        low, high = bootstrap_ci(correct, manifest["speaker"].to_numpy())
+        points.append({"minutes": float(np.mean(used_minutes)), "accuracy": float(correct.mean()), "ci_low": low,
+                       "ci_high": high, "n_speakers_train": float(np.mean(used_speakers)),
+                       "budget": budget})
+    law = fit_power_law([p["minutes"] for p in points], [p["accuracy"] for p in points])
+    return {**{key: [p[key] for p in points] for key in ("minutes", "accuracy", "ci_low", "ci_high",
+                                                          "n_speakers_train", "budget")},
+            "power_law": law, "minutes_for_80": minutes_for(TARGET_ACCURACY, law), "chance": 1.0 / len(clips.labels),
+            "languages": list(clips.labels), "n_folds": n_folds, "n_clips": int(len(manifest)),
+            "n_speakers": int(manifest["speaker"].nunique())}
+
+
+def save_learning_curve(curve: dict, path: str | Path) -> Path:
+    write_json(Path(path), curve)
+    return Path(path)
+
+
+def load_learning_curve(path: str | Path) -> dict:
+    """A saved curve; a missing or broken file raises DeepLanguageError saying how to make one."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DeepLanguageError(f"no learning curve at {path} ({error.__class__.__name__}); make one with "
+                                f"`python -m core evaluate --learning-curve --data DATA --out {path}`.") from None
