@@ -61,8 +61,10 @@ def _values(array) -> list:
     return list(array)
 
 
-def _run_folder(runs_dir: Path, name: str, labels: list[str], data_dir: Path) -> Path:
-    """A run folder holding a real (untrained) cnn-baseline checkpoint for ``labels``, trained 'on' ``data_dir``."""
+def _run_folder(runs_dir: Path, name: str, labels: list[str], data_dir: Path, **extra) -> Path:
+    """A run folder holding a real (untrained) cnn-baseline checkpoint for ``labels``, trained 'on' ``data_dir``.
+
+    ``extra`` entries (e.g. a ``calibration``) are added to the checkpoint."""
     shipped = load_identifier(DEFAULT_CHECKPOINT)
     config = {"n_mels": shipped.features.n_mels, "n_classes": len(labels)}
     torch.manual_seed(0)
@@ -73,7 +75,7 @@ def _run_folder(runs_dir: Path, name: str, labels: list[str], data_dir: Path) ->
     save_checkpoint({"format": 1, "model": {"kind": "cnn-baseline", "config": config},
                      "state_dict": model.state_dict(), "labels": labels,
                      "features": shipped.checkpoint["features"], "window_seconds": 3.0, "hop_seconds": 1.0,
-                     "data": {"dir": str(data_dir)}}, run / "best.pt")
+                     "data": {"dir": str(data_dir)}, **extra}, run / "best.pt")
     return run
 
 
@@ -212,3 +214,108 @@ def test_an_upload_is_decoded_in_place_with_the_same_samples():
     buffer.seek(123)  # wherever the file object was left
     np.testing.assert_array_equal(load_audio(buffer, name="a.flac"), from_bytes)
     assert from_bytes.shape == (SAMPLE_RATE * 3,)
+
+
+def test_trust_tab_shows_reliability_what_ok_promises_and_the_learning_curve(runs_dir, tmp_path, monkeypatch):
+    from core.identify import session
+    from core.identify.calibration import calibration_entry
+    from core.identify.learning_curve import fit_power_law, minutes_for
+
+    # Validation probabilities of an overconfident model: its top answer is right 60 % of the time.
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 3, 300)
+    guesses = np.where(rng.random(300) < 0.6, targets, rng.integers(0, 3, 300))
+    probabilities = np.full((300, 3), 0.05)
+    probabilities[np.arange(300), guesses] = 0.9
+    calibration = calibration_entry(probabilities, targets, rng.integers(0, 40, 300), "validation speakers")
+    _run_folder(runs_dir, "calibrated", ["de", "en", "es"], tmp_path, calibration=calibration)
+    minutes, accuracy = [0.5, 1.0, 2.0, 4.0], [0.3, 0.38, 0.45, 0.52]
+    law = fit_power_law(minutes, accuracy)
+    curve = {"minutes": minutes, "accuracy": accuracy, "ci_low": [a - 0.08 for a in accuracy],
+             "ci_high": [a + 0.08 for a in accuracy], "power_law": law, "minutes_for_80": minutes_for(0.8, law),
+             "chance": 1 / 6, "languages": ["de", "en", "es", "fr", "it", "ja"], "n_folds": 3, "n_speakers": 120}
+    (tmp_path / "curve.json").write_text(json.dumps(curve))
+    monkeypatch.setattr(session, "LEARNING_CURVE", tmp_path / "curve.json")
+
+    at = _page().run()
+    at.selectbox(key="identify_model").set_value("Run calibrated").run()
+    assert not at.exception
+    reliability = _chart(at, "Reliability")
+    assert reliability is not None and len(reliability["data"]) == 3  # diagonal, before, after calibration
+    promise = next(m.value for m in at.markdown if "promises" in m.value)
+    assert f"{calibration['ok_precision']:.0%} of those answers were right (95 % CI" in promise
+    assert f"{calibration['ece_after']:.1%} after" in promise and "chance is 33%" in promise
+    assert _chart(at, "How much speech per language buys") is not None
+    assert any(f"about {curve['minutes_for_80']:.0f} minutes per language" in c.value for c in at.caption)
+
+
+def test_trust_tab_says_when_there_is_nothing_to_show(runs_dir, tmp_path, monkeypatch):
+    from core.identify import session
+
+    monkeypatch.setattr(session, "LEARNING_CURVE", tmp_path / "missing.json")
+    _run_folder(runs_dir, "plain", ["de", "en", "es"], tmp_path)
+    at = _page().run()
+    at.selectbox(key="identify_model").set_value("Run plain").run()
+    assert not at.exception
+    assert any("No reliability figures" in i.value for i in at.info)
+    assert any("make one with `python -m core evaluate --learning-curve" in i.value for i in at.info)
+
+
+def _teach(at, language: str, clips: list[tuple[str, bytes]], name: str = "") -> None:
+    at.text_input(key="teach_language").set_value(language)
+    at.text_input(key="teach_name").set_value(name)
+    at.file_uploader(key="teach_clips").set_value([(n, data, "audio/wav") for n, data in clips])
+    at.button(key="teach_save").click().run()
+
+
+def test_teach_refuses_what_it_should(runs_dir, tmp_path):
+    _run_folder(runs_dir, "plain", ["de", "en", "es"], tmp_path)
+    at = _page().run()
+    at.selectbox(key="identify_model").set_value("Run plain").run()
+    _teach(at, "es", [("a.wav", _speechy(3.0))])
+    assert any("already knows es" in e.value for e in at.error)  # a known code: only with the box ticked
+    assert at.checkbox(key="teach_replace").label.startswith("This model already knows es")
+    _teach(at, "eu", [])
+    assert any("No clips yet" in e.value for e in at.error)
+    _teach(at, "eu", [("a.wav", _speechy(3.0))], name="../elsewhere")
+    assert any("not a usable model name" in e.value for e in at.error)
+    _teach(at, "eu", [("a.wav", _speechy(3.0))])
+    assert any("cannot learn a language without retraining" in e.value for e in at.error)  # no Gaussian backend
+    assert not at.exception
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["plain"]  # nothing written by a refusal
+
+
+@pytest.mark.slow
+def test_teach_a_language_saves_a_model_that_the_list_offers(runs_dir, tmp_path, one_thread):
+    from core.checkpoint import load_checkpoint
+    from core.identify.clips import TrainConfig
+    from core.identify.train import train
+    from tests.conftest import speechlike, tone_clip
+
+    rng = np.random.default_rng(0)
+    for language in ("low", "high"):
+        for speaker in range(6):
+            folder = tmp_path / "data" / language / f"{language}{speaker}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                sf.write(folder / f"{i}.wav", tone_clip(language, rng, 3.0), SAMPLE_RATE)
+    small = {"n_components": 8, "ubm_frames": 5000, "ubm_iterations": 10, "backend": "gauss", "backend_dim": 8}
+    train(TrainConfig(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), model="gmm-supervector",
+                      model_config=small, window_seconds=1.0, hop_seconds=0.5, threads=1), runs_dir=runs_dir)
+    trained = runs.list_runs(runs_dir)[0].name
+    at = _page().run()
+    at.selectbox(key="identify_model").set_value(f"Run {trained}").run()
+
+    _teach(at, "mid", [("few.wav", to_wav_bytes(speechlike(4.0, seed=1)))], name="with-mid")
+    assert any("at least 30 s is needed" in e.value and "add about" in e.value for e in at.error)  # too little
+    assert not (runs_dir / "with-mid").exists()
+
+    clips = [(f"mid{i}.wav", to_wav_bytes(speechlike(4.0, seed=10 + i))) for i in range(12)]
+    _teach(at, "mid", clips + [("silence.wav", _silence(2.0))], name="with-mid")
+    assert not at.exception and not at.error
+    assert any("Saved **with-mid**" in s.value and "high, low, mid" in s.value for s in at.success)
+    assert any(c.value.startswith("Skipped silence.wav: no speech") for c in at.caption)
+    at.run()
+    assert "Run with-mid" in at.selectbox(key="identify_model").options  # the new model is offered
+    record = load_checkpoint(runs_dir / "with-mid" / "best.pt")["enrolled"][0]
+    assert record["language"] == "mid" and len(record["clips"]) == 12 and record["n_skipped"] == 1
