@@ -104,7 +104,7 @@ class GaussianBackend:
         self.classes_ = np.unique(y)
         self.class_means_ = np.stack([p[y == c].mean(0) for c in self.classes_])
         within = p - self.class_means_[np.searchsorted(self.classes_, y)]
-        self.set_covariance(within.T @ within / max(1, len(p) - len(classes)))
+        self.set_covariance(within.T @ within / max(1, len(p) - len(self.classes_)))
         return self
 
     def set_covariance(self, covariance: np.ndarray) -> None:

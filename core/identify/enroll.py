@@ -13,6 +13,7 @@ on the new language, and the checkpoint says so.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Callable, Iterable
@@ -96,7 +97,7 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
         raise DeepLanguageError(
             f"{len(used)} clip(s) hold {seconds:.0f} s of speech ({len(skipped)} skipped); at least "
             f"{MIN_SPEECH_SECONDS:.0f} s is needed to learn {language!r}: add about "
-            f"{MIN_SPEECH_SECONDS - seconds:.0f} s more (a minute or more is better).")
+            f"{max(1, math.ceil(MIN_SPEECH_SECONDS - seconds))} s more (a minute or more is better).")
 
     means = backend["class_means"].double()
     new_mean = torch.stack(embeddings).mean(0)[None]

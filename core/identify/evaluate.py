@@ -220,6 +220,15 @@ def format_report(report: dict) -> str:
                      + f" -> mean {report['fold_mean']:.1%} (95% CI {report['fold_mean_ci95'][0]:.1%}-"
                        f"{report['fold_mean_ci95'][1]:.1%})")
     lines.append("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in report["recall"].items()))
+    if "calibration" in report:
+        c = report["calibration"]
+        precision = "-" if c["ok_precision"] is None else f"{c['ok_precision']:.0%}"
+        lines.append(f"calibration: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f} with temperature "
+                     f"{c['temperature']:.2f}; \"ok\" answers {c['ok_coverage']:.0%} of clips, right {precision} of "
+                     f"the time (rule: top >= {c['ok_rule']['min_probability']:.2f}, lead >= "
+                     f"{c['ok_rule']['min_margin']:.2f})")
+        lines.append("reliability (confidence -> accuracy, clips): " + "  ".join(
+            f"{b['confidence']:.2f}->{b['accuracy']:.2f} ({b['count']})" for b in c["bins"]))
     labels = report["labels"]
     lines.append("confusion (rows: truth, columns: predicted)")
     lines.append("      " + "".join(f"{label:>6}" for label in labels))
