@@ -89,9 +89,17 @@ def _wait_idle(page, timeout_ms: int = 300000) -> None:
                            timeout=timeout_ms)
 
 
-def _wait_for_answer(page, name: str, timeout_ms: int = 300000) -> str:
-    """The first alert's text once the page has answered the file called ``name`` (its caption names it)."""
-    page.get_by_text(f"Answered: {name} ").first.wait_for(timeout=timeout_ms)
+PROMPT = "Upload a clip or record one"  # what the page says while it has no clip
+
+
+def _wait_for_answer(page, timeout_ms: int = 300000) -> str:
+    """The first alert's text once the page has answered (its prompt for a clip gone, its "s of audio"
+    caption drawn, the script idle). Works on any version of the page, for --baseline."""
+    page.wait_for_function(
+        "(prompt) => ![...document.querySelectorAll('[data-testid=\"stAlert\"]')]"
+        ".some(a => a.innerText.startsWith(prompt)) && [...document.querySelectorAll("
+        "'[data-testid=\"stCaptionContainer\"]')].some(c => c.innerText.includes(' s of audio'))",
+        arg=PROMPT, timeout=timeout_ms)
     _wait_idle(page, timeout_ms)
     return page.locator('[data-testid="stAlert"]').first.inner_text()
 
@@ -116,18 +124,22 @@ def measure(root: Path, clip: Path, n_uploads: int, tmp: Path) -> list[tuple[flo
                 before = _rss(server.pid)
                 _reset_peak(server.pid)
                 started = time.perf_counter()
-                # The same bytes under a new name each time: the uploader replaces its file.
+                # The same bytes under a new name each time (a browser may skip re-choosing the very same file).
                 copy = tmp / f"large_{i + 1}.wav"
                 if not copy.exists():
                     os.link(clip, copy)
                 page.set_input_files('[data-testid="stFileUploader"] input', str(copy))
-                verdict = _wait_for_answer(page, copy.name)
+                verdict = _wait_for_answer(page)
                 seconds = time.perf_counter() - started
                 time.sleep(2.0)  # let the server settle before reading its final RSS
                 rows.append((before, _peak(server.pid), _rss(server.pid)))
                 print(f"  upload {i + 1}: before {before:5.0f} MiB  peak {rows[-1][1]:5.0f} MiB  "
                       f"final {rows[-1][2]:5.0f} MiB  cost (peak - before) {rows[-1][1] - before:4.0f} MiB  "
                       f"{seconds:5.1f} s  page: {verdict.splitlines()[0][:40]}")
+                # Remove it, as a person would before uploading the next clip.
+                page.locator('[data-testid="stFileChipDeleteBtn"] button').first.click()
+                page.get_by_text(PROMPT).first.wait_for(timeout=60000)
+                _wait_idle(page)
             browser.close()
     finally:
         server.terminate()

@@ -27,8 +27,9 @@ def show_trust(bundle) -> None:
         st.markdown(
             f"**What \"ok\" promises.** On {promise['n_clips']} validation clips of {promise['speakers']} speakers "
             f"the model never trained on, it answered \"ok\" to {promise['coverage']:.0%} of them, and "
-            f"{promise['precision']:.0%} of those answers were right (95 % CI {promise['low']:.0%}-{promise['high']:.0%}, "
-            f"over clips; chance is {1 / len(bundle.labels):.0%}). Expected calibration error: "
+            f"{promise['precision']:.0%} of those answers were right "
+            f"(95 % CI {promise['low']:.0%}-{promise['high']:.0%}, over clips; "
+            f"chance is {1 / len(bundle.labels):.0%}). Expected calibration error: "
             f"{report['ece_before']:.1%} before calibration, {report['ece_after']:.1%} after "
             f"(temperature {report['temperature']:.2f}). Other answers are \"uncertain\".")
     if bundle.checkpoint.get("enrolled"):

@@ -78,7 +78,8 @@ def learning_curve_figure(curve: dict, target: float = 0.8) -> go.Figure:
     95 % CI band, the fitted power law ``error = b * minutes ** -c`` extrapolated, chance and the target line."""
     minutes, accuracy = curve["minutes"], curve["accuracy"]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=list(minutes) + list(minutes)[::-1], y=list(curve["ci_high"]) + list(curve["ci_low"])[::-1],
+    band_x, band_y = list(minutes) + list(minutes)[::-1], list(curve["ci_high"]) + list(curve["ci_low"])[::-1]
+    fig.add_trace(go.Scatter(x=band_x, y=band_y,
                              fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.2)", name="95 % CI",
                              hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=minutes, y=accuracy, mode="lines+markers", name="measured (speaker-grouped CV)",
