@@ -79,14 +79,15 @@ def learning_curve_figure(curve: dict, target: float = 0.8) -> go.Figure:
     minutes, accuracy = curve["minutes"], curve["accuracy"]
     fig = go.Figure()
     band_x, band_y = list(minutes) + list(minutes)[::-1], list(curve["ci_high"]) + list(curve["ci_low"])[::-1]
-    fig.add_trace(go.Scatter(x=band_x, y=band_y,
+    fig.add_trace(go.Scatter(x=band_x, y=band_y, mode="lines",
                              fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.2)", name="95 % CI",
                              hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=minutes, y=accuracy, mode="lines+markers", name="measured (speaker-grouped CV)",
                              line={"color": "rgb(31,119,180)"}))
     law = curve.get("power_law") or {}
     needed = curve.get("minutes_for_80")
-    end = max(max(minutes) * 4, min(needed * 1.3, max(minutes) * 40) if needed else 0)
+    # Far enough to meet the target line when the law does within a few hundredfold of the data, no further.
+    end = max(max(minutes) * 4, min(needed * 1.3, max(minutes) * 300) if needed else 0)
     if law.get("b") is not None:
         grid = [min(minutes) * (end / min(minutes)) ** (i / 60) for i in range(61)]
         fig.add_trace(go.Scatter(x=grid, y=[max(0.0, 1 - law["b"] * m ** -law["c"]) for m in grid], mode="lines",
