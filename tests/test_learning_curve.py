@@ -39,3 +39,30 @@ def test_power_law_recovers_its_parameters_and_extrapolates():
 def test_missing_curve_says_how_to_make_one(tmp_path):
     with pytest.raises(DeepLanguageError, match="--learning-curve"):
         load_learning_curve(tmp_path / "learning_curve.json")
+
+
+@pytest.mark.slow
+def test_a_small_real_curve_on_an_easy_problem(tmp_path):
+    from core.audio.decode import write_wav
+    from core.identify.clips import TrainConfig
+    from core.identify.learning_curve import learning_curve
+    from tests.conftest import tone_clip
+
+    rng = np.random.default_rng(0)
+    for language in ("low", "high"):
+        for speaker in range(6):
+            folder = tmp_path / "data" / language / f"{language}{speaker}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                write_wav(folder / f"{i}.wav", tone_clip(language, rng))
+    config = TrainConfig(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), model="gmm-supervector",
+                         model_config={"n_components": 4, "ubm_frames": 3000, "ubm_iterations": 10,
+                                       "backend": "gauss", "backend_dim": 8},
+                         window_seconds=1.0, hop_seconds=0.5, threads=1)
+    seen = []
+    curve = learning_curve(config, minutes=(0.05, None), n_folds=2, on_progress=lambda d, t, **m: seen.append(d))
+    assert curve["languages"] == ["high", "low"] and curve["chance"] == 0.5 and len(curve["accuracy"]) == 2
+    assert curve["minutes"][0] < curve["minutes"][1]  # 0.05 min is less than a clip: one clip per language
+    assert curve["accuracy"][1] >= 0.9 and all(lo <= a <= hi for a, lo, hi in
+                                               zip(curve["accuracy"], curve["ci_low"], curve["ci_high"]))
+    assert seen[-1] == 2 * 3

@@ -52,14 +52,8 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     if config.threads:
         torch.set_num_threads(config.threads)
     features = FeatureConfig.from_dict(config.features)
-    values = {**asdict(model_config(config.model, config.model_config)), "n_mels": features.n_mels,
-              "n_classes": len(clips.labels)}
-    model = GMMSupervector(model_config(config.model, values))
+    model = new_model(config, len(clips.labels))
     cfg = model.config
-    for name, allowed in (("fit_on", ("windows", "clips")), ("score_on", ("windows", "clips")),
-                          ("backend", ("lr", "gauss"))):
-        if getattr(cfg, name) not in allowed:
-            raise DeepLanguageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(cfg, name)!r}.")
     background = _background(config, cfg, clips) or ([], np.zeros(0, dtype=int))
     rows = torch.cat([train_rows, val_rows])
     n_steps = 2 * len(rows) + 2 * len(background[0]) + 2
@@ -78,16 +72,8 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
 
     def supervectors(raw: list[torch.Tensor], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Supervectors ``(n_examples, embedding_dim)`` of raw clips and their targets (repeated per window)."""
-        out, labels = [np.zeros((0, model.embedding_dim))], []
-        with torch.no_grad():
-            for clip, target in zip(raw, targets):
-                x = clip_windows(clip, window, hop, model.input_normalization)[1] if cfg.fit_on == "windows" \
-                    else clip_input(clip)
-                out.append(model.supervectors(x).double().numpy())
-                labels.extend([int(target)] * len(x))
-                step()
-        return np.concatenate(out), np.array(labels, dtype=int)
+        x, n = clip_supervectors(model, raw, window, hop, step)
+        return x, np.repeat(np.asarray(targets, dtype=int), n)
 
     x, y = supervectors(raw, clips.targets[rows].numpy())
     x_extra, y_extra = supervectors(background[0], background[1])
@@ -137,6 +123,47 @@ def _describe(config, cfg: GMMSupervectorConfig, clips, train_rows: torch.Tensor
         "trained_on": {"data_dir": repo_relative(config.data_dir),
                        "synthetic": bool(data_dir and (data_dir / DEMO_MARKER).exists())},
     }
+
+
+def new_model(config, n_classes: int) -> GMMSupervector:
+    """A fresh (placeholder-UBM) model of a TrainConfig's gmm-supervector recipe; its config checked."""
+    features = FeatureConfig.from_dict(config.features)
+    values = {**asdict(model_config(config.model, config.model_config)), "n_mels": features.n_mels,
+              "n_classes": n_classes}
+    model = GMMSupervector(model_config(config.model, values))
+    for name, allowed in (("fit_on", ("windows", "clips")), ("score_on", ("windows", "clips")),
+                          ("backend", ("lr", "gauss"))):
+        if getattr(model.config, name) not in allowed:
+            raise DeepLanguageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(model.config, name)!r}.")
+    return model
+
+
+def clip_supervectors(model: GMMSupervector, raw: list[torch.Tensor], window: int, hop: int,
+                      step: Callable[..., None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw supervectors ``(n_examples, embedding_dim)`` of raw log-mel clips and the examples per clip ``(n_clips,)``.
+
+    One example per clip (``fit_on="clips"``), or one per identify window (``fit_on="windows"``).
+    """
+    out, counts = [np.zeros((0, model.embedding_dim))], []
+    with torch.no_grad():
+        for clip in raw:
+            x = clip_windows(clip, window, hop, model.input_normalization)[1] if model.config.fit_on == "windows" \
+                else clip_input(clip)
+            out.append(model.supervectors(x).double().numpy())
+            counts.append(len(x))
+            if step:
+                step()
+    return np.concatenate(out), np.array(counts, dtype=int)
+
+
+def fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Callable[..., None] | None = None) -> None:
+    """Public face of :func:`_fit_ubm` (the learning curve fits one UBM per fold and many backends)."""
+    _fit_ubm(model, raw, seed, step or (lambda *a, **k: None))
+
+
+def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndarray, n_labels: int) -> dict | None:
+    """Public face of :func:`_fit_backend`: the model's configured backend on supervectors, folded into it."""
+    return _fit_backend(model, model.config, balanced, x, y, n_labels)
 
 
 def repo_relative(path: str | Path) -> str:

@@ -3,7 +3,8 @@
 :func:`learning_curve` runs a speaker-grouped k-fold CV of a training recipe (a :class:`TrainConfig`)
 once per budget: each fold's model learns from at most ``m`` minutes of each language (whole clips, taken
 in a seeded random order of speakers, so a small budget means few speakers, as it would for a user) and
-is scored on the fold's held-out speakers, always all of them. A power law fitted to the error,
+is scored on the fold's held-out speakers, always all of them. The UBM of each fold learns from all of the fold's training speech (unlabelled);
+the budget limits the labelled speech the backend learns from. A power law fitted to the error,
 ``error = b * minutes ** -c``, is extrapolated to the minutes per language that would reach 80 %.
 
 The result (also ``checkpoints/identify-default/learning_curve.json``, which the Identify page charts)::
@@ -28,8 +29,8 @@ from core.errors import DeepLanguageError
 from core.files import write_json
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.evaluate import bootstrap_ci
-from core.identify.models import build_model
-from core.identify.train import fit
+from core.audio.features import FeatureConfig
+from core.identify.gmm import clip_supervectors, fit_backend, fit_ubm, new_model
 
 MINUTES = (0.5, 1.0, 2.0, 3.0, 4.0, None)  # per language; None = all the fold's training speech
 TARGET_ACCURACY = 0.8
@@ -74,44 +75,59 @@ def minutes_for(accuracy: float, law: dict) -> float | None:
 
 def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: int = 3,
                    on_progress: Callable[..., None] | None = None) -> dict:
-    """Speaker-grouped ``n_folds`` CV of ``config`` (a TrainConfig) at each budget of minutes per language."""
+    """Speaker-grouped ``n_folds`` CV of ``config`` (a gmm-supervector TrainConfig) at each budget of minutes.
+
+    Per fold, the UBM is fitted once on the fold's whole training part (it learns from unlabelled frames, and
+    unlabelled speech is never what is scarce); each budget then fits the backend on its labelled clips
+    only, and the model is scored on the fold's held-out speakers exactly as identify answers.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     if n_folds < 2:
         raise DeepLanguageError("a learning curve needs at least 2 folds.")
-    clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))  # folds give the test speakers
-    manifest = clips.manifest
-    targets = clips.targets.numpy()
+    if config.model != "gmm-supervector":
+        raise DeepLanguageError(f"the learning curve runs the gmm-supervector recipe, not {config.model!r}.")
+    clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))  # the folds give the test speakers
+    manifest, targets = clips.manifest, clips.targets.numpy()
     folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.split_seed)
                  .split(manifest, manifest["language"], manifest["speaker"]))
-    points, total, done = [], len(minutes) * n_folds, 0
-    for budget in minutes:
-        predicted, used_minutes, used_speakers = np.full(len(manifest), -1), [], []
-        for fold, (train_part, test_part) in enumerate(folds):
+    fps = FeatureConfig.from_dict(config.features).frames_per_second
+    window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
+    predicted = {i: np.full(len(manifest), -1) for i in range(len(minutes))}
+    used = {i: [] for i in range(len(minutes))}
+    total, done = n_folds * (len(minutes) + 1), 0
+    for fold, (train_part, test_part) in enumerate(folds):
+        model = new_model(replace(config, seed=config.seed + fold), len(clips.labels))
+        fit_ubm(model, [clips.clip(int(i)) for i in train_part], config.seed + fold)
+        x, n = clip_supervectors(model, [clips.clip(int(i)) for i in train_part], window, hop)
+        owner = np.repeat(train_part, n)  # clip row of each example
+        done += 1
+        for b, budget in enumerate(minutes):
             rows = budget_rows(manifest, train_part, budget, config.seed + fold)
-            part = manifest.iloc[rows]
-            used_minutes.append(part["duration"].sum() / 60.0 / part["language"].nunique())
-            used_speakers.append(part["speaker"].nunique())
-            best = fit(replace(config, seed=config.seed + fold), clips, torch.from_numpy(rows),
-                       torch.zeros(0, dtype=torch.long), None, None)
-            model = build_model(best["model"]["kind"], best["model"]["config"])
-            model.load_state_dict(best["state_dict"])
+            keep = np.isin(owner, rows)
+            fit_backend(model, config.class_weights, x[keep], targets[owner[keep]], len(clips.labels))
+            model.eval()
             result = evaluate_clips(model, clips, torch.from_numpy(test_part), config, return_predictions=True)
-            predicted[test_part] = result["predicted"]
+            predicted[b][test_part] = result["predicted"]
+            part = manifest.iloc[rows]
+            used[b].append((part["duration"].sum() / 60.0 / part["language"].nunique(), part["speaker"].nunique()))
             done += 1
             if on_progress:
-                on_progress(done, total, minutes=budget or "all", accuracy=result["accuracy"])
-        correct = predicted == targets
+                on_progress(done, total, fold=fold + 1, minutes=budget or "all", accuracy=result["accuracy"])
+    points = []
+    for b, budget in enumerate(minutes):
+        correct = predicted[b] == targets
         low, high = bootstrap_ci(correct, manifest["speaker"].to_numpy())
-        points.append({"minutes": float(np.mean(used_minutes)), "accuracy": float(correct.mean()), "ci_low": low,
-                       "ci_high": high, "n_speakers_train": float(np.mean(used_speakers)),
+        points.append({"minutes": float(np.mean([u[0] for u in used[b]])), "accuracy": float(correct.mean()),
+                       "ci_low": low, "ci_high": high, "n_speakers_train": float(np.mean([u[1] for u in used[b]])),
                        "budget": budget})
     law = fit_power_law([p["minutes"] for p in points], [p["accuracy"] for p in points])
     return {**{key: [p[key] for p in points] for key in ("minutes", "accuracy", "ci_low", "ci_high",
                                                           "n_speakers_train", "budget")},
             "power_law": law, "minutes_for_80": minutes_for(TARGET_ACCURACY, law), "chance": 1.0 / len(clips.labels),
             "languages": list(clips.labels), "n_folds": n_folds, "n_clips": int(len(manifest)),
-            "n_speakers": int(manifest["speaker"].nunique())}
+            "n_speakers": int(manifest["speaker"].nunique()),
+            "ubm": "fitted per fold on all of the fold's training speech; budgets limit the labelled speech"}
 
 
 def save_learning_curve(curve: dict, path: str | Path) -> Path:
