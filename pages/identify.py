@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import DeepLanguageError, plots
 from core.audio import load_audio, to_wav_bytes
+from core.audio.decode import MAX_SECONDS
 from core.identify.predict import identify, load_identifier
 from core.identify.session import latest_input, model_choices
 from pages.identify_tabs import UPLOAD_TYPES, show_teach, show_trust
@@ -48,8 +49,8 @@ with teach_tab:
 
 with clip_tab:  # last: its guards stop the script
     limit_mb = st.get_option("server.maxUploadSize")
-    upload = st.file_uploader(f"Upload a clip (up to {limit_mb} MB and 10 minutes)", type=UPLOAD_TYPES,
-                              key="identify_upload")
+    upload = st.file_uploader(f"Upload a clip (up to {limit_mb} MB and {MAX_SECONDS / 60:g} minutes)",
+                              type=UPLOAD_TYPES, key="identify_upload")
     recording = st.audio_input("...or record one", key="identify_record")
     inputs = {"upload": upload, "recording": recording}
     ids = {key: (None if value is None else value.file_id) for key, value in inputs.items()}

@@ -153,6 +153,20 @@ def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
     assert_no_exception(page)
 
 
+def test_identify_page_refuses_an_upload_over_the_limit(server, page, tmp_path):
+    if not (ROOT / "checkpoints" / "identify-default" / "best.pt").exists():
+        pytest.skip("no shipped identify model in checkpoints/identify-default")
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:
+        handle.truncate(60 * 1024 * 1024)  # a sparse 60 MB file: over the 50 MB limit, costs no disk
+    open_page(page, server, "Identify")
+    page.set_input_files('[data-testid="stFileUploader"] input', str(big))
+    page.get_by_text("or smaller").first.wait_for(timeout=30000)  # refused in the browser, never sent
+    wait_idle(page)
+    assert page.get_by_text("Answered: big.wav").count() == 0
+    assert_no_exception(page)
+
+
 def test_train_page_launches_a_short_run_and_watches_it_finish(server, page, tiny_dataset):
     open_page(page, server, "Train")
     choose(page, "Dataset", "A folder on this machine")
