@@ -285,6 +285,19 @@ def test_teach_refuses_what_it_should(runs_dir, tmp_path):
     assert sorted(p.name for p in runs_dir.iterdir()) == ["plain"]  # nothing written by a refusal
 
 
+def test_recordings_are_kept_for_teaching_until_saved(runs_dir, tmp_path):
+    _run_folder(runs_dir, "plain", ["de", "en", "es"], tmp_path)
+    at = _page().run()
+    at.selectbox(key="identify_model").set_value("Run plain").run()
+    at.audio_input(key="teach_record").set_value(("a.wav", _speechy(3.0), "audio/wav")).run()
+    at.audio_input(key="teach_record").set_value(("b.wav", _speechy(4.0), "audio/wav")).run()
+    assert any(c.value.startswith("2 recording(s) kept for teaching") for c in at.caption)
+    _teach(at, "eu", [])
+    assert any("cannot learn a language without retraining" in e.value for e in at.error)
+    assert any(c.value.startswith("2 recording(s) kept for teaching") for c in at.caption)  # a refusal loses none
+    assert not at.exception
+
+
 @pytest.mark.slow
 def test_teach_a_language_saves_a_model_that_the_list_offers(runs_dir, tmp_path, one_thread):
     from core.checkpoint import load_checkpoint
@@ -317,5 +330,8 @@ def test_teach_a_language_saves_a_model_that_the_list_offers(runs_dir, tmp_path,
     assert any(c.value.startswith("Skipped silence.wav: no speech") for c in at.caption)
     at.run()
     assert "Run with-mid" in at.selectbox(key="identify_model").options  # the new model is offered
+    at.selectbox(key="identify_model").set_value("Run with-mid").run()
+    assert at.multiselect[0].options == ["high", "low", "mid"]
+    assert any("was taught mid on top of its training" in w.value for w in at.warning)
     record = load_checkpoint(runs_dir / "with-mid" / "best.pt")["enrolled"][0]
     assert record["language"] == "mid" and len(record["clips"]) == 15 and record["n_skipped"] == 1
