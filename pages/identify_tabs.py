@@ -24,14 +24,15 @@ def show_trust(bundle) -> None:
     else:
         promise = session.ok_promise(report)
         st.plotly_chart(plots.reliability_figure(report), key="identify_reliability")
+        speech = "synthetic" if bundle.trained_on.get("synthetic") else "real"
         st.markdown(
-            f"**What \"ok\" promises.** On {promise['n_clips']} validation clips of {promise['speakers']} speakers "
-            f"the model never trained on, it answered \"ok\" to {promise['coverage']:.0%} of them, and "
-            f"{promise['precision']:.0%} of those answers were right "
-            f"(95 % CI {promise['low']:.0%}-{promise['high']:.0%}, over clips; "
-            f"chance is {1 / len(bundle.labels):.0%}). Expected calibration error: "
-            f"{report['ece_before']:.1%} before calibration, {report['ece_after']:.1%} after "
-            f"(temperature {report['temperature']:.2f}). Other answers are \"uncertain\".")
+            f"**What \"ok\" promises.** Measured on {promise['n_clips']} clips of {promise['speakers']} speakers "
+            f"({speech} speech from {Path(bundle.trained_on.get('data_dir') or '?').name}), each scored by a model "
+            f"that never heard its speaker ({report.get('source', 'validation speakers')}): the model answered "
+            f"\"ok\" to {promise['coverage']:.0%} of them, and {promise['precision']:.0%} of those answers were right "
+            f"(95 % CI {promise['low']:.0%}-{promise['high']:.0%}, over clips; chance is {1 / len(bundle.labels):.0%})."
+            f" Expected calibration error: {report['ece_before']:.1%} before calibration, {report['ece_after']:.1%} "
+            f"after (temperature {report['temperature']:.2f}). Other answers are \"uncertain\".")
     if bundle.checkpoint.get("enrolled"):
         taught = ", ".join(record["language"] for record in bundle.checkpoint["enrolled"])
         st.warning(f"This model was taught {taught} on top of its training: those languages were never measured "

@@ -56,11 +56,12 @@ def latest_input(current: dict[str, str | None], seen: dict[str, str | None], an
 
 
 def ok_promise(report: dict) -> dict:
-    """What "ok" promises, from :func:`core.identify.evaluate.calibration_report`'s validation figures.
+    """What "ok" promises, from :func:`core.identify.evaluate.calibration_report`'s figures.
 
-    ``{"precision", "low", "high", "coverage", "n_ok", "n_clips", "speakers"}``: of the validation
-    clips the model answered "ok" (``n_ok`` = coverage x clips), the fraction it got right, with a
-    95 % Wilson interval over those clips (clips of one speaker are not independent: it is optimistic).
+    ``{"precision", "low", "high", "coverage", "n_ok", "n_clips", "speakers"}``: of the clips calibration
+    was measured on (each scored by a model that never heard its speaker), the fraction answered "ok"
+    (``n_ok`` = coverage x clips) and the fraction of those right, with a 95 % Wilson interval over
+    those clips (clips of one speaker are not independent, so it is somewhat optimistic).
     """
     n_clips = int(report["n_clips"])
     n_ok = round(report["ok_coverage"] * n_clips)
