@@ -1,7 +1,7 @@
 """Server memory per upload: serve the app on loopback, upload the same large clip N times on the Identify page
 in Chromium, and report the server's peak and final resident memory (RSS) for each upload.
 
-Run: .venv/bin/python bench/upload_memory.py [--uploads 5] [--seconds 240] [--baseline main]
+Run: .venv/bin/python bench/upload_memory.py [--uploads 5] [--seconds 240 | --too-long] [--baseline main]
 The clip is a synthesized 44.1 kHz stereo 16-bit wav (240 s = 40 MiB, under the 50 MB limit); nothing leaves
 127.0.0.1. Peak RSS is the kernel's high-water mark (VmHWM), reset before each upload through
 /proc/PID/clear_refs, so it counts every byte the server touched, however briefly.
@@ -58,13 +58,13 @@ def _reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
 
 
-def _speechlike_wav(path: Path, seconds: float, rate: int = 44100) -> None:
-    """A voiced buzz that switches on and off three times a second, in stereo, written in 10 s blocks."""
-    with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16", format="WAV") as out:
+def _speechlike_wav(path: Path, seconds: float, rate: int = 44100, channels: int = 2) -> None:
+    """A voiced buzz that switches on and off three times a second, written in 10 s blocks."""
+    with sf.SoundFile(path, "w", rate, channels, subtype="PCM_16", format="WAV") as out:
         for start in np.arange(0, seconds, 10.0):
             t = np.arange(int(min(10.0, seconds - start) * rate)) / rate + start
             tone = sum(np.sin(2 * np.pi * k * 130 * t) / k for k in range(1, 8)) * (np.sin(2 * np.pi * 3 * t) > 0)
-            out.write(np.stack([0.2 * tone, 0.15 * tone], axis=1).astype(np.float32))
+            out.write(np.stack([0.2 * tone, 0.15 * tone][:channels], axis=1).astype(np.float32))
 
 
 def _serve(root: Path, port: int, runs_dir: str) -> subprocess.Popen:
@@ -94,11 +94,12 @@ PROMPT = "Upload a clip or record one"  # what the page says while it has no cli
 
 def _wait_for_answer(page, timeout_ms: int = 300000) -> str:
     """The first alert's text once the page has answered (its prompt for a clip gone, its "s of audio"
-    caption drawn, the script idle). Works on any version of the page, for --baseline."""
+    caption or its too-long error drawn, the script idle). Works on any version of the page, for --baseline."""
     page.wait_for_function(
-        "(prompt) => ![...document.querySelectorAll('[data-testid=\"stAlert\"]')]"
-        ".some(a => a.innerText.startsWith(prompt)) && [...document.querySelectorAll("
-        "'[data-testid=\"stCaptionContainer\"]')].some(c => c.innerText.includes(' s of audio'))",
+        "(prompt) => { const alerts = [...document.querySelectorAll('[data-testid=\"stAlert\"]')];"
+        " const captions = [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')];"
+        " return !alerts.some(a => a.innerText.startsWith(prompt)) && (captions.some(c => c.innerText.includes("
+        "' s of audio')) || alerts.some(a => a.innerText.includes('the limit is'))); }",
         arg=PROMPT, timeout=timeout_ms)
     _wait_idle(page, timeout_ms)
     return page.locator('[data-testid="stAlert"]').first.inner_text()
@@ -162,14 +163,19 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=5, help="how many times to upload the clip (default 5)")
     parser.add_argument("--seconds", type=float, default=240.0,
                         help="length of the 44.1 kHz stereo wav (default 240 s = 40 MiB)")
+    parser.add_argument("--too-long", action="store_true",
+                        help="upload 1400 s of 16 kHz mono wav instead (43 MiB): refused for its length, "
+                             "from its header")
     parser.add_argument("--baseline", metavar="GIT_REF",
                         help="also measure the app as it is at GIT_REF (e.g. main), exported with git archive")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = tmp / "large.wav"
-        _speechlike_wav(clip, args.seconds)
-        print(f"clip: {clip.stat().st_size / MIB:.1f} MiB, {args.seconds:.0f} s of 44.1 kHz stereo wav")
+        seconds, rate, channels = (1400.0, 16000, 1) if args.too_long else (args.seconds, 44100, 2)
+        _speechlike_wav(clip, seconds, rate, channels)
+        print(f"clip: {clip.stat().st_size / MIB:.1f} MiB, {seconds:.0f} s of {rate / 1000:g} kHz "
+              f"{'mono' if channels == 1 else 'stereo'} wav")
         results = {}
         if args.baseline:
             base = tmp / "baseline"
