@@ -169,3 +169,17 @@ def test_classic_windows_keep_each_bands_spread():
     assert input_normalization(build_model("resnet-asp")) == "per-window"
     with pytest.raises(DeepLanguageError, match="normalization"):
         normalize_windows(x, kind="global")
+
+
+def test_augmented_copies_train_but_are_never_scored(tone_dataset, tmp_path):
+    config = TrainConfig(data_dir=str(tone_dataset), cache_dir=str(tmp_path / "cache"), languages=("low", "high"),
+                         model="gmm-supervector", model_config={**SMALL, "fit_on": "clips", "augment": ["speed1.1", "noise"]},
+                         window_seconds=1.0, hop_seconds=0.5, threads=1, split_fractions=(0.7, 0.3, 0.0))
+    run_dir = train(config, runs_dir=tmp_path / "runs")
+    checkpoint = load_checkpoint(run_dir / "best.pt")
+    assert checkpoint["calibration"]["n_clips"] == 24  # the clean clips only, out of fold
+    assert checkpoint["backend"]["calibration"]["n_clips"] == 24
+    assert len(list((tmp_path / "cache").rglob("augmented/noise/*.npy"))) == 24  # cached for the next run
+    bundle = load_identifier(run_dir / "best.pt")
+    clip = next((tone_dataset / "high").rglob("*.wav"))
+    assert identify(clip, bundle)["best_guess"] == "high"

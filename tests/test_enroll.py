@@ -18,7 +18,7 @@ from core.identify.models import build_model
 from core.identify.predict import identify, load_identifier
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"n_components": 8, "ubm_frames": 5000, "ubm_iterations": 10, "backend": "gauss", "backend_dim": 16}
+SMALL = {"n_components": 8, "ubm_frames": 5000, "ubm_iterations": 10, "backend_dim": 16}  # regression + Gaussian
 PATTERNS = ("low", "high", "mid")  # a tone sweeping up, sweeping down, or hopping: only the dynamics differ
 
 
@@ -45,7 +45,8 @@ def _write_clips(folder: Path, language: str, n: int, seconds: float, seed: int)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A Gaussian-backend model of 'low' and 'high' and clips of 'mid' it never heard."""
+    """A model of "low" and "high" (answered by a regression, with a Gaussian backend kept for enrolment) and clips
+    of "mid" it never heard."""
     from core.identify.clips import TrainConfig
     from core.identify.train import train
 

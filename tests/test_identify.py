@@ -160,3 +160,23 @@ def test_embed_gives_one_vector_per_clip_of_the_model_width(cv_sample):
     assert first.shape == (bundle.model.embedding_dim,) and np.isfinite(first).all()
     assert not np.allclose(first, second)  # different clips, different points
     np.testing.assert_array_equal(first, embed(clips[0], bundle))  # and deterministic
+
+
+def test_bundle_says_what_it_knows_and_flags_synthetic_training_data(files, tmp_path):
+    from core.checkpoint import load_checkpoint
+
+    bundle = load_identifier(files["checkpoint"])
+    assert bundle.languages == LABELS and bundle.temperature == 1.0  # an old checkpoint: no calibration
+    assert set(bundle.ok_rule) == {"min_probability", "min_margin"}
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / ".complete").write_text("{}")  # what core.data.demo_corpus leaves in every corpus it builds
+    checkpoint = load_checkpoint(files["checkpoint"])
+    checkpoint["data"] = {"dir": str(demo)}
+    checkpoint["calibration"] = {"temperature": 2.0, "ok_rule": {"min_probability": 0.9, "min_margin": 0.5}}
+    flagged = load_identifier(save_checkpoint(checkpoint, tmp_path / "demo.pt"))
+    assert flagged.trained_on == {"data_dir": str(demo), "synthetic": True}
+    assert flagged.temperature == 2.0 and flagged.ok_rule == {"min_probability": 0.9, "min_margin": 0.5}
+    result = identify(files["speech"], flagged)
+    assert result["status"] == "uncertain" or max(result["probabilities"].values()) >= 0.9
+    assert bundle.trained_on["synthetic"] is False

@@ -7,6 +7,7 @@ clip contributes (``KINDS``), each named so a figure can say which were used.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -80,3 +81,33 @@ def augmented_copies(audio: np.ndarray, kinds: Sequence[str], seed: int) -> list
     """``[(kind, copy)]`` for each of ``kinds``, seeded per clip so a rerun makes the same copies."""
     rng = np.random.default_rng(seed)
     return [(kind, augment(audio, kind, rng)) for kind in kinds]
+
+
+def augmented_log_mels(manifest, kinds: Sequence[str], features, cache_root: Path | None = None,
+                       on_clip=None) -> list[tuple[int, str, np.ndarray]]:
+    """``[(row, kind, raw log-mel (n_mels, n_frames))]`` of augmented copies of every clip of ``manifest``.
+
+    ``manifest`` needs ``path`` and ``key`` columns (a prepared dataset). Copies are seeded by the clip's key,
+    and with ``cache_root`` kept as float16 ``<cache_root>/<kind>/<key>.npy`` so the next training (or the
+    learning curve) decodes nothing again.
+    """
+    from core.audio.decode import load_audio
+    from core.audio.features import log_mel
+    from core.files import save_array
+
+    out = []
+    for row, (path, key) in enumerate(zip(manifest["path"], manifest["key"])):
+        cached = {kind: cache_root / kind / f"{key}.npy" for kind in kinds} if cache_root else {}
+        missing = [kind for kind in kinds if not (cache_root and cached[kind].exists())]
+        copies = dict(augmented_copies(load_audio(path), missing, seed=int(key[:8], 16))) if missing else {}
+        for kind in kinds:
+            if kind in copies:
+                mel = log_mel(copies[kind], features)
+                if cache_root:
+                    save_array(cached[kind], mel.astype(np.float16))
+            else:
+                mel = np.load(cached[kind]).astype(np.float32)
+            out.append((row, kind, mel.astype(np.float32)))
+        if on_clip:
+            on_clip()
+    return out

@@ -96,10 +96,12 @@ class GaussianBackend:
         self.scale_ = x.std(0) + 1e-8
         z = (x - self.mean_) / self.scale_
         dim = min(self.dim, len(x) - len(np.unique(y)))
-        # Principal axes by a thin SVD (n_clips << n_features), stored rounded to float16 as the checkpoint keeps
-        # them, so enrolment later computes exactly the means this fit would.
-        _, _, vt = np.linalg.svd(z, full_matrices=False)
-        self.components_ = vt[:dim].astype(np.float16).astype(np.float64)
+        # Top principal axes by a randomized SVD (seeded; a full SVD of thousands of augmented examples is
+        # minutes), stored rounded to float16 as the checkpoint keeps them, so enrolment computes the same means.
+        from sklearn.utils.extmath import randomized_svd
+
+        _, _, vt = randomized_svd(z, dim, n_iter=4, random_state=0)
+        self.components_ = vt.astype(np.float16).astype(np.float64)
         p = z @ self.components_.T
         self.classes_ = np.unique(y)
         self.class_means_ = np.stack([p[y == c].mean(0) for c in self.classes_])
@@ -160,6 +162,7 @@ def linear_from_backend(components: torch.Tensor, class_means: torch.Tensor,
 def backend_entry(backend: GaussianBackend, keep: list[int]) -> dict:
     """What enrolment needs, as tensors for a checkpoint (classes ``keep`` only); the projection in float16."""
     return {"kind": "gauss", "components": torch.from_numpy(backend.components_).half(),
+            "mean": torch.from_numpy(backend.mean_).float(), "scale": torch.from_numpy(backend.scale_).float(),
             "class_means": torch.from_numpy(backend.class_means_[keep]).float(),
             "precision": torch.from_numpy(backend.precision_).float(),
             "shrinkage": backend.shrinkage}
@@ -175,4 +178,6 @@ VARIANTS = {
     "gauss100": _variant(lambda: GaussianBackend(dim=100)),
     "gauss400": _variant(lambda: GaussianBackend(dim=400)),
     "lr+gauss": _variant(FusedBackend),
+    **{f"gauss-s{s}": _variant(lambda s=s: GaussianBackend(shrinkage=s)) for s in (0.01, 0.3, 0.5, 0.8)},
+    **{f"lr-c{c}": _variant(lambda c=c: LogisticBackend(c=c)) for c in (0.001, 0.003, 0.03)},
 }

@@ -7,8 +7,9 @@ the class means and the shared covariance travel in the checkpoint's ``backend``
 folded back into the model's linear classifier, so identify runs exactly as fast as before.
 
 ``enroll(checkpoint, language, clips, out)`` writes a new checkpoint that records which clips taught it
-(``enrolled``). The temperature and "ok" rule are kept from the original model: they were not measured
-on the new language, and the checkpoint says so.
+(``enrolled``). An enrolled model answers every language with the Gaussian backend (a shipped model may
+answer with a logistic regression, a little more accurate, which cannot grow), using the Gaussian backend's
+own temperature and "ok" rule: measured on the original languages, not on the new one, as the record says.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
     model.eval()
     features = FeatureConfig.from_dict(state["features"])
     components = backend["components"].float()
+    # The Gaussian backend standardises with its own statistics (the regression's scaler may differ slightly).
+    mean = backend.get("mean", state["state_dict"]["scaler_mean"]).float()
+    scale = backend.get("scale", state["state_dict"]["scaler_scale"]).float()
     embeddings, used, skipped, seconds = [], [], [], 0.0
     for done, clip in enumerate(clips, 1):
         name = clip[0] if isinstance(clip, tuple) else str(clip)
@@ -88,7 +92,7 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
         else:
             with torch.no_grad():
                 x = clip_input(torch.from_numpy(log_mel(audio, features)))
-                embeddings.append((model.embed(x)[0] @ components.T).double())
+                embeddings.append((((model.supervectors(x)[0] - mean) / scale) @ components.T).double())
             used.append({"clip": Path(name).name, "seconds_of_speech": round(voiced, 2)})
             seconds += voiced
         if on_progress:
@@ -109,15 +113,17 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
         labels.append(language)
         means = torch.cat([means, new_mean])
     weight, bias = linear_from_backend(components.double(), means, backend["precision"].double())
-    state["state_dict"]["classifier.weight"] = weight.float()
-    state["state_dict"]["classifier.bias"] = bias.float()
-    state["model"]["config"] = {**state["model"]["config"], "n_classes": len(labels)}
+    # From here on every language is answered by the Gaussian backend, with its own calibration.
+    state["state_dict"].update({"classifier.weight": weight.float(), "classifier.bias": bias.float(),
+                                "scaler_mean": mean, "scaler_scale": scale})
+    state["model"]["config"] = {**state["model"]["config"], "n_classes": len(labels), "backend": "gauss"}
     state["labels"] = labels
     state["backend"] = {**backend, "class_means": means.float()}
+    state["calibration"] = backend.get("calibration") or state.get("calibration", {})
     record = {"language": language, "replaced": replacing,
               "from": str(checkpoint), "clips": used, "n_skipped": len(skipped), "seconds_of_speech": round(seconds, 1),
-              "note": "the temperature and ok rule come from the original model; they were not measured on "
-                      "this language"}
+              "note": "answers come from the Gaussian backend; its temperature and ok rule were measured "
+                      "on the original languages, not on this one"}
     state["enrolled"] = [*state.get("enrolled", []), record]
     save_checkpoint(state, out)
     return {"language": language, "languages": labels, "n_used": len(used), "n_skipped": len(skipped),

@@ -5,6 +5,7 @@ The same contract as :func:`core.identify.train.fit`, in closed form instead of 
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ from core.data.cache import FeatureCache, prepared_dataset
 from core.paths import default_cache_dir
 from core.identify.supervector import GMMSupervector, GMMSupervectorConfig
 from core.identify.backends import GaussianBackend, LogisticBackend, backend_entry
+from core.identify.augment import augmented_log_mels
 from core.identify.calibration import calibration_entry
 from core.paths import REPO_ROOT
 
@@ -76,13 +78,22 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
         return x, np.repeat(np.asarray(targets, dtype=int), n)
 
     x, y = supervectors(raw, clips.targets[rows].numpy())
-    x_extra, y_extra = supervectors(background[0], background[1])
+    x_bg, y_bg = supervectors(background[0], background[1])
     speakers = clips.manifest.loc[rows.numpy(), "speaker"].to_numpy()
     groups = np.repeat(speakers, [len(clip_windows(c, window, hop)[0]) for c in raw]) if cfg.fit_on == "windows" \
         else speakers
-    calibration = _calibrate(cfg, config.class_weights, x, y, groups, x_extra, y_extra, len(clips.labels))
-    backend = _fit_backend(model, cfg, config.class_weights, np.concatenate([x, x_extra]),
-                           np.concatenate([y, y_extra]), len(clips.labels))
+    aug = augmented_supervectors(config, model, clips, rows, window, hop)
+    # Augmented copies stay with their speaker: out of every fold that holds the speaker out, never scored.
+    data = (x, y, groups, *aug, x_bg, y_bg)
+    calibration = _calibrate(_backend(cfg.backend, cfg, config.class_weights), data, len(clips.labels))
+    x_all, y_all = np.concatenate([x, aug[0], x_bg]), np.concatenate([y, aug[1], y_bg])
+    main = _fit_backend(model, _backend(cfg.backend, cfg, config.class_weights), x_all, y_all, len(clips.labels))
+    backend = None
+    if cfg.backend == "gauss" or cfg.enrollable:  # what enrolment needs: a Gaussian backend and its calibration
+        gauss = main if cfg.backend == "gauss" else _backend("gauss", cfg, config.class_weights).fit(x_all, y_all)
+        keep = [list(gauss.classes_).index(c) for c in range(len(clips.labels))]
+        backend = {**backend_entry(gauss, keep), "calibration": calibration if cfg.backend == "gauss" else
+                   _calibrate(_backend("gauss", cfg, config.class_weights), data, len(clips.labels))}
     step()
     model.eval()
     accuracy = calibration.get("accuracy", float("nan"))
@@ -161,9 +172,9 @@ def fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Cal
     _fit_ubm(model, raw, seed, step or (lambda *a, **k: None))
 
 
-def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndarray, n_labels: int) -> dict | None:
-    """Public face of :func:`_fit_backend`: the model's configured backend on supervectors, folded into it."""
-    return _fit_backend(model, model.config, balanced, x, y, n_labels)
+def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndarray, n_labels: int):
+    """The model's configured backend fitted on supervectors ``(n, embedding_dim)`` and folded into it."""
+    return _fit_backend(model, _backend(model.config.backend, model.config, balanced), x, y, n_labels)
 
 
 def repo_relative(path: str | Path) -> str:
@@ -201,39 +212,53 @@ def _fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Ca
     step()
 
 
-def _backend(cfg: GMMSupervectorConfig, balanced: bool):
-    if cfg.backend == "gauss":
+def _backend(kind: str, cfg: GMMSupervectorConfig, balanced: bool):
+    if kind == "gauss":
         return GaussianBackend(dim=cfg.backend_dim)
     return LogisticBackend(c=cfg.inverse_regularization, balanced=balanced)
 
 
-def _fit_backend(model: GMMSupervector, cfg: GMMSupervectorConfig, balanced: bool, x: np.ndarray, y: np.ndarray,
-                 n_labels: int) -> dict | None:
-    """Fit the backend on supervectors ``(n, embedding_dim)`` and fold it into the model's scaler and classifier.
+def _fit_backend(model: GMMSupervector, backend, x: np.ndarray, y: np.ndarray, n_labels: int):
+    """Fit ``backend`` on supervectors ``(n, embedding_dim)``, fold it into the model's scaler and classifier.
 
-    Background classes (targets >= ``n_labels``) are trained, then dropped. Returns the checkpoint's
-    ``backend`` entry for a Gaussian backend (what enrolment needs), else None.
+    Background classes (targets >= ``n_labels``) are trained, then dropped. Returns the fitted backend.
     """
-    backend = _backend(cfg, balanced).fit(x, y)
+    backend.fit(x, y)
     mean, scale, weight, bias = backend.folded()
     keep = [list(backend.classes_).index(c) for c in range(n_labels)]
     model.scaler_mean.copy_(torch.from_numpy(mean).float())
     model.scaler_scale.copy_(torch.from_numpy(scale).float())
     model.classifier.weight.data.copy_(torch.from_numpy(weight[keep]).float())
     model.classifier.bias.data.copy_(torch.from_numpy(bias[keep]).float())
-    return backend_entry(backend, keep) if cfg.backend == "gauss" else None
+    return backend
 
 
-def _calibrate(cfg: GMMSupervectorConfig, balanced: bool, x: np.ndarray, y: np.ndarray, groups: np.ndarray,
-               x_extra: np.ndarray, y_extra: np.ndarray, n_labels: int) -> dict:
-    """Out-of-fold probabilities over ``groups`` (speakers, up to 5 folds) -> the ``calibration`` entry.
+def augmented_supervectors(config, model: GMMSupervector, clips, rows: torch.Tensor, window: int,
+               hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Supervectors, targets and speakers of ``cfg.augment`` copies of the ``rows`` clips (training speakers only)."""
+    kinds = list(model.config.augment)
+    if not kinds:
+        return np.zeros((0, model.embedding_dim)), np.zeros(0, dtype=int), np.zeros(0, dtype=object)
+    features = FeatureConfig.from_dict(config.features)
+    root = FeatureCache(config.cache_dir or default_cache_dir(config.data_dir), features).root / "augmented"
+    part = clips.manifest.iloc[rows.numpy()]
+    copies = augmented_log_mels(part, kinds, features, root)
+    x, n = clip_supervectors(model, [torch.from_numpy(mel) for _, _, mel in copies], window, hop)
+    owner = np.repeat([row for row, _, _ in copies], n)
+    return x, clips.targets[rows].numpy()[owner], part["speaker"].to_numpy()[owner]
 
-    Background examples join every fold's training part (their speakers are never in ``groups``).
+
+def _calibrate(backend, data: tuple, n_labels: int) -> dict:
+    """Out-of-fold probabilities over speakers (up to 5 folds) -> the ``calibration`` entry.
+
+    ``data``: clean ``x, y, groups``, augmented ``x, y, groups`` (trained on when their speaker is not held
+    out, never scored) and background ``x, y`` (always trained on: their speakers are never in ``groups``).
     Empty when there are too few speakers to hold any out.
     """
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedGroupKFold
 
+    x, y, groups, x_aug, y_aug, g_aug, x_bg, y_bg = data
     n_folds = min(5, len(set(groups.tolist())))
     if n_folds < 2 or len(set(y.tolist())) < 2:
         return {}
@@ -242,9 +267,11 @@ def _calibrate(cfg: GMMSupervectorConfig, balanced: bool, x: np.ndarray, y: np.n
         warnings.simplefilter("ignore")  # "the least populated class has fewer members than n_splits"
         splits = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=0).split(x, y, groups))
     for train, held in splits:
-        backend = _backend(cfg, balanced).fit(np.concatenate([x[train], x_extra]), np.concatenate([y[train], y_extra]))
-        full = backend.predict_proba(x[held])
-        columns = [list(backend.classes_).index(c) if c in backend.classes_ else None for c in range(n_labels)]
+        use = ~np.isin(g_aug, groups[held])
+        fitted = copy.deepcopy(backend).fit(np.concatenate([x[train], x_aug[use], x_bg]),
+                                    np.concatenate([y[train], y_aug[use], y_bg]))
+        full = fitted.predict_proba(x[held])
+        columns = [list(fitted.classes_).index(c) if c in fitted.classes_ else None for c in range(n_labels)]
         p = np.stack([full[:, c] if c is not None else np.zeros(len(held)) for c in columns], 1)
         probabilities[held] = p / p.sum(1, keepdims=True)
     entry = calibration_entry(probabilities, y, groups, source=f"out-of-fold predictions, {n_folds} speaker-grouped "

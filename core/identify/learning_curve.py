@@ -30,7 +30,7 @@ from core.files import write_json
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.evaluate import bootstrap_ci
 from core.audio.features import FeatureConfig
-from core.identify.gmm import clip_supervectors, fit_backend, fit_ubm, new_model
+from core.identify.gmm import augmented_supervectors, clip_supervectors, fit_backend, fit_ubm, new_model
 
 MINUTES = (0.5, 1.0, 2.0, 3.0, 4.0, None)  # per language; None = all the fold's training speech
 TARGET_ACCURACY = 0.8
@@ -87,6 +87,8 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
         raise DeepLanguageError("a learning curve needs at least 2 folds.")
     if config.model != "gmm-supervector":
         raise DeepLanguageError(f"the learning curve runs the gmm-supervector recipe, not {config.model!r}.")
+    if new_model(config, 2).config.augment and new_model(config, 2).config.fit_on != "clips":
+        raise DeepLanguageError("the learning curve augments only recipes fitted on whole clips (fit_on: clips).")
     clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))  # the folds give the test speakers
     manifest, targets = clips.manifest, clips.targets.numpy()
     folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.split_seed)
@@ -101,6 +103,10 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
         fit_ubm(model, [clips.clip(int(i)) for i in train_part], config.seed + fold)
         x, n = clip_supervectors(model, [clips.clip(int(i)) for i in train_part], window, hop)
         owner = np.repeat(train_part, n)  # clip row of each example
+        x_aug, _, _ = augmented_supervectors(config, model, clips, torch.from_numpy(train_part), window, hop)
+        if len(x_aug):  # copies of a clip follow it into (or out of) every budget
+            x = np.concatenate([x, x_aug])
+            owner = np.concatenate([owner, np.repeat(train_part, len(model.config.augment))])
         done += 1
         for b, budget in enumerate(minutes):
             rows = budget_rows(manifest, train_part, budget, config.seed + fold)

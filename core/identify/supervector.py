@@ -57,6 +57,8 @@ class GMMSupervectorConfig:
     score_on: str = "clips"  # a clip's answer: one pass over the whole "clips" (up to 30 s), or the mean of its "windows"
     backend: str = "lr"  # "lr": logistic regression; "gauss": Gaussian classes in a projection (can enrol languages)
     backend_dim: int = 200  # principal axes of the Gaussian backend (at most n_train_clips - n_classes are used)
+    enrollable: bool = True  # also keep a Gaussian backend (~3 MB) so `enroll` can add languages
+    augment: tuple[str, ...] = ()  # copies of each training clip (core.identify.augment.KINDS), e.g. speed0.9
     dropout: float = 0.0  # before the classifier; only for gradient fine-tuning (fit() does not use it)
 
     @property
