@@ -1,16 +1,20 @@
-"""Identify: upload or record a clip and see which language the model hears, window by window."""
+"""Identify: upload or record a clip and see which language the model hears, window by window.
+
+Two more tabs: how far to trust the chosen model (reliability, "ok", learning curve) and teaching it a language.
+"""
 
 from pathlib import Path
 
 import streamlit as st
 
 from core import DeepLanguageError, plots
-from core.identify.predict import DEFAULT_CHECKPOINT, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, identify, load_identifier
-from core.runs import list_runs
-from pages.common import load_clip, show_clip
+from core.audio import load_audio, to_wav_bytes
+from core.audio.decode import MAX_SECONDS
+from core.identify.predict import identify, load_identifier
+from core.identify.session import latest_input, model_choices
+from pages.identify_tabs import UPLOAD_TYPES, show_teach, show_trust
 
-UPLOAD_TYPES = ["wav", "flac", "mp3", "ogg", "opus", "m4a", "webm"]
-SHIPPED = "Shipped default model"
+INPUT_NAMES = {"upload": "the uploaded file", "recording": "the recording"}
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -18,9 +22,7 @@ def cached_identifier(path: str):
     return load_identifier(path)
 
 
-# Sidebar: model and languages.
-models = ({SHIPPED: str(DEFAULT_CHECKPOINT)} if DEFAULT_CHECKPOINT.exists() else {}) | {
-    f"Run {run.name}": str(run / "best.pt") for run in list_runs() if (run / "best.pt").exists()}
+models = model_choices()
 st.title("Identify a language")
 if not models:
     st.info("No model yet: train one with `python -m core train --data DIR` (or on the Train page).")
@@ -31,42 +33,65 @@ try:
 except DeepLanguageError as error:
     st.error(str(error))
     st.stop()
+# One filter per model (its key names the model): a new model starts with all of its own languages
+# instead of inheriting the last model's choice, which may not even be among its labels.
 languages = st.sidebar.multiselect("Languages to choose among", bundle.labels, default=bundle.labels,
-                                   key="identify_languages")
+                                   key=f"identify_languages:{models[choice]}")
 st.sidebar.caption(f"{bundle.checkpoint['model']['kind']} · languages {', '.join(bundle.labels)}")
+if bundle.trained_on.get("synthetic"):
+    st.warning(f"This model was trained on synthetic speech (the espeak demo corpus, {bundle.trained_on['data_dir']})."
+               " It answers real voices at about chance level: use it to try the page, not to identify real speech.")
+clip_tab, trust_tab, teach_tab = st.tabs(["Identify a clip", "How far to trust it", "Teach it a language"])
+with trust_tab:
+    show_trust(bundle)
+with teach_tab:
+    show_teach(models[choice], bundle.labels)
 
-upload = st.file_uploader("Upload a clip", type=UPLOAD_TYPES, key="identify_upload")
-recording = st.audio_input("...or record one", key="identify_record")
-source = upload or recording
-if source is None:
-    st.info("Upload a clip or record one to hear which language it is.")
-    st.stop()
-if not languages:
-    st.info("Choose at least one language in the sidebar.")
-    st.stop()
+with clip_tab:  # last: its guards stop the script
+    limit_mb = st.get_option("server.maxUploadSize")
+    upload = st.file_uploader(f"Upload a clip (up to {limit_mb} MB and {MAX_SECONDS / 60:g} minutes)",
+                              type=UPLOAD_TYPES, key="identify_upload")
+    recording = st.audio_input("...or record one", key="identify_record")
+    inputs = {"upload": upload, "recording": recording}
+    ids = {key: (None if value is None else value.file_id) for key, value in inputs.items()}
+    answered = latest_input(ids, st.session_state.get("identify_seen", {}), st.session_state.get("identify_answered"))
+    # Only the ids are remembered between reruns, never the audio.
+    st.session_state["identify_seen"], st.session_state["identify_answered"] = ids, answered
+    if answered is None:
+        st.info("Upload a clip or record one to hear which language it is.")
+        st.stop()
+    if not languages:
+        st.info("Choose at least one language in the sidebar.")
+        st.stop()
+    source = inputs[answered]
+    if all(ids.values()):
+        st.caption(f"Answering {INPUT_NAMES[answered]}, the newer of your two inputs.")
+    name = getattr(source, "name", None) or "recording.wav"
+    try:
+        clip = load_audio(source, bundle.features.sample_rate, name=name)
+        result = identify(clip, bundle, languages, name=name)
+    except DeepLanguageError as error:
+        st.error(str(error))
+        st.stop()
 
-name = getattr(source, "name", None) or "recording.wav"
-try:
-    clip = load_clip(source.getvalue(), name)
-    result = identify(clip, bundle, languages, name=name)
-except DeepLanguageError as error:
-    st.error(str(error))
-    st.stop()
-
-if result["status"] == "no_speech":
-    st.warning("No speech: this clip holds no speech the model could judge.")
-elif result["status"] == "uncertain":
-    st.warning(f"Uncertain: no language stands out (top probability below {UNCERTAIN_BELOW:.0%}, or within "
-               f"{UNCERTAIN_MARGIN:.0%} of the runner-up). Most likely {result['best_guess']}, but don't rely on it.")
-else:
-    st.success(f"Language: **{result['language']}** ({result['probabilities'][result['language']]:.0%})")
-
-if result["probabilities"]:
-    st.plotly_chart(plots.probability_figure(result["probabilities"]), key="identify_probs")
-if len(result["windows"]) > 1:
-    fps = bundle.features.frames_per_second
-    st.plotly_chart(plots.timeline_figure(result["windows"], languages, bundle.window / fps, bundle.hop / fps),
-                    key="identify_timeline")
-
-show_clip(clip, key="identify_clip", config=bundle.features)
-st.caption(f"Model: {Path(bundle.path)} · {result['seconds']:.1f} s of audio · {len(result['windows'])} window(s)")
+    rule = bundle.ok_rule
+    if result["status"] == "no_speech":
+        st.warning("No speech: this clip holds no speech the model could judge.")
+    elif result["status"] == "uncertain":
+        st.warning(f"Uncertain: no language stands out (top probability below {rule['min_probability']:.0%}, or "
+                   f"within {rule['min_margin']:.0%} of the runner-up). Most likely {result['best_guess']}, but "
+                   "don't rely on it.")
+    else:
+        st.success(f"Language: **{result['language']}** ({result['probabilities'][result['language']]:.0%})")
+    if result["probabilities"]:
+        st.plotly_chart(plots.probability_figure(result["probabilities"]), key="identify_probs")
+    if len(result["windows"]) > 1:  # one window's point would only repeat the bars above
+        fps = bundle.features.frames_per_second
+        st.plotly_chart(plots.timeline_figure(result["windows"], languages, bundle.window / fps, bundle.hop / fps),
+                        key="identify_timeline")
+    # Player and waveform only, built for this answer and not cached: nothing of an upload outlives the
+    # rerun that answers it (the log-mels are on the Data page).
+    st.audio(to_wav_bytes(clip, bundle.features.sample_rate), format="audio/wav")
+    st.plotly_chart(plots.waveform_figure(clip, bundle.features.sample_rate), key="identify_wave")
+    st.caption(f"Answered: {name} · {result['seconds']:.1f} s of audio · {len(result['windows'])} window(s) · "
+               f"model {Path(bundle.path)}")

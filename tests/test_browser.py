@@ -138,11 +138,32 @@ def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
     if not (ROOT / "checkpoints" / "identify-default" / "best.pt").exists():
         pytest.skip("no shipped identify model in checkpoints/identify-default")
     open_page(page, server, "Identify")
+    page.get_by_text("Upload a clip (up to 50 MB and 10 minutes)").first.wait_for(timeout=60000)  # the limit
     clip = sorted((cv_sample / "es" / "clips").glob("*.mp3"))[0]
-    page.set_input_files('[data-testid="stFileUploader"] input', str(clip))
+    page.set_input_files('[data-testid="stFileUploader"] input', str(clip))  # the first tab's uploader
     page.get_by_text("Probability of each language").first.wait_for(timeout=60000)
     verdict = page.locator('[data-testid="stAlert"]').first.inner_text()
     assert verdict.startswith(("Language:", "Uncertain:", "No speech:")), verdict
+    page.get_by_text(f"Answered: {clip.name}").first.wait_for(timeout=30000)
+    # The other tabs: how far to trust the model (a reliability diagram, or a note why there is none) and teaching.
+    page.get_by_role("tab", name="How far to trust it").click()
+    page.get_by_text("How much speech per language would you need?").first.wait_for(timeout=30000)
+    page.get_by_role("tab", name="Teach it a language").click()
+    page.get_by_role("button", name="Teach and save").wait_for(timeout=30000)
+    assert_no_exception(page)
+
+
+def test_identify_page_refuses_an_upload_over_the_limit(server, page, tmp_path):
+    if not (ROOT / "checkpoints" / "identify-default" / "best.pt").exists():
+        pytest.skip("no shipped identify model in checkpoints/identify-default")
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:
+        handle.truncate(60 * 1024 * 1024)  # a sparse 60 MB file: over the 50 MB limit, costs no disk
+    open_page(page, server, "Identify")
+    page.set_input_files('[data-testid="stFileUploader"] input', str(big))
+    page.get_by_text("or smaller").first.wait_for(timeout=30000)  # refused in the browser, never sent
+    wait_idle(page)
+    assert page.get_by_text("Answered: big.wav").count() == 0
     assert_no_exception(page)
 
 

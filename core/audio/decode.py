@@ -27,6 +27,7 @@ SAMPLE_RATE = 16000  # Hz, what every model and feature in the project expects
 MAX_SECONDS = 600.0  # longest clip accepted by default: ten minutes
 MAX_CHANNELS = 16  # more than this is not a recording of speech
 MIN_SOURCE_RATE, MAX_SOURCE_RATE = 2000, 768000  # Hz, outside this the header is broken
+READ_BLOCK_FRAMES = 1 << 18  # frames per block when mixing a multichannel file down while reading (~5 s at 48 kHz)
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif"}
 FFMPEG_SUFFIXES = {".m4a", ".mp4", ".webm", ".aac", ".wma", ".amr", ".3gp", ".mkv", ".mov", ".weba"}
@@ -86,22 +87,35 @@ def _decode(source, max_seconds: float, name: str | None) -> tuple[np.ndarray, i
                 return _decode_ffmpeg(path, name, suffix) + (name,)
             raise DeepLanguageError(_undecodable_message(name, suffix, str(failure))) from None
 
-    # Bytes or a file object: an upload. soundfile reads it from memory; ffmpeg needs a file.
-    payload = source if isinstance(source, bytes) else source.read()
+    # Bytes or a file object: an upload. soundfile reads it where it lies (BytesIO over bytes shares
+    # them, an upload's file object is read in place): no copy of a file that may be tens of MB.
     name = name or getattr(source, "name", None) or "the uploaded audio"
-    if len(payload) == 0:
+    file = io.BytesIO(source) if isinstance(source, bytes) else _seekable(source)
+    if file.seek(0, io.SEEK_END) == 0:
         raise DeepLanguageError(f"{name} is empty (0 bytes). Upload or record it again.")
     suffix = Path(name).suffix.lower()
     if suffix not in FFMPEG_SUFFIXES:
         try:
-            return _decode_soundfile(io.BytesIO(payload), max_seconds, name) + (name,)
+            file.seek(0)
+            return _decode_soundfile(file, max_seconds, name) + (name,)
         except _Undecodable as failure:
             if not ffmpeg_available() or suffix in SOUNDFILE_SUFFIXES:
                 raise DeepLanguageError(_undecodable_message(name, suffix, str(failure))) from None
     with tempfile.NamedTemporaryFile(suffix=suffix or ".bin") as tmp:
-        tmp.write(payload)
+        file.seek(0)
+        shutil.copyfileobj(file, tmp)
         tmp.flush()
         return _decode_ffmpeg(Path(tmp.name), name, suffix) + (name,)
+
+
+def _seekable(file: BinaryIO) -> BinaryIO:
+    """The file object itself when it can seek (uploads can), else its bytes read into memory (a pipe)."""
+    try:
+        if file.seekable():
+            return file
+    except (AttributeError, OSError, ValueError):
+        pass
+    return io.BytesIO(file.read())
 
 
 class _Undecodable(Exception):
@@ -115,7 +129,7 @@ def _decode_soundfile(file, max_seconds: float, name: str) -> tuple[np.ndarray, 
             declared = handle.frames
             if declared > 0 and declared / handle.samplerate > max_seconds * 1.05 + 1:
                 _raise_too_long(name, declared / handle.samplerate, max_seconds)
-            data = handle.read(dtype="float32", always_2d=True)
+            data = _read_mono(handle)
             rate = handle.samplerate
     except sf.LibsndfileError as error:
         raise _Undecodable(str(error)) from None
@@ -128,6 +142,19 @@ def _decode_soundfile(file, max_seconds: float, name: str) -> tuple[np.ndarray, 
             f"{len(data) / rate:.2f} s could be read. Re-export or re-download it."
         )
     return data, rate
+
+
+def _read_mono(handle: sf.SoundFile) -> np.ndarray:
+    """All of an open file's samples mixed to mono, ``(n_samples, 1)`` float32, read block by block.
+
+    Reading every channel at once as float32 would hold twice a 16-bit file's size per channel
+    before the mix; block by block the peak is the mono result plus one block.
+    """
+    if handle.channels == 1:
+        return handle.read(dtype="float32", always_2d=True)
+    blocks = [block.mean(axis=1, dtype=np.float32)
+              for block in handle.blocks(blocksize=READ_BLOCK_FRAMES, dtype="float32", always_2d=True)]
+    return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32))[:, None]
 
 
 def _decode_ffmpeg(path: Path, name: str, suffix: str) -> tuple[np.ndarray, int]:

@@ -16,6 +16,7 @@ clips up to 30 s from one pass over the whole clip (see :func:`core.models.score
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,12 +245,14 @@ def identify_files(paths: list[str], bundle: Identifier, languages: list[str] | 
 
 
 def format_result(result: dict) -> str:
-    """One readable line per file for the CLI."""
+    """One readable line per file for the CLI (a name holding a newline or other control character is quoted)."""
+    path = result["path"] if str(result["path"]).isprintable() else json.dumps(str(result["path"]), ensure_ascii=False)
     if result["status"] == "error":
-        return f"{result['path']}: error: {result['error']}"
+        error = result["error"] if result["error"].isprintable() else json.dumps(result["error"], ensure_ascii=False)
+        return f"{path}: error: {error}"
     if result["status"] == "no_speech":
-        return f"{result['path']}: no speech found"
+        return f"{path}: no speech found"
     top = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])[:3]
     ranked = ", ".join(f"{lang} {p:.0%}" for lang, p in top)
     head = result["language"] if result["status"] == "ok" else f"uncertain (best guess {result['best_guess']})"
-    return f"{result['path']}: {head}  [{ranked}]  {result['seconds']:.1f} s, {len(result['windows'])} window(s)"
+    return f"{path}: {head}  [{ranked}]  {result['seconds']:.1f} s, {len(result['windows'])} window(s)"

@@ -1,0 +1,95 @@
+"""What the Identify page decides between reruns, kept out of the page so it can be tested and reused.
+
+    model_choices   the models a user can pick: the shipped one, then every run with a best.pt
+    ok_promise      what an "ok" answer promises (precision with its 95 % interval, coverage), from calibration
+    teach           teach a model a language from clips and save it as a run, so the model list shows it
+    latest_input    which of two inputs (an upload, a recording) to answer: the one that changed last
+
+Nothing here keeps audio: the page remembers only file ids (short strings) between reruns, and the
+clips a user records to teach a language until they are saved.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from scipy.stats import binomtest
+
+from core import runs
+from core.errors import DeepLanguageError
+from core.files import write_json
+from core.identify.enroll import enroll
+from core.identify.predict import DEFAULT_CHECKPOINT
+
+LEARNING_CURVE = DEFAULT_CHECKPOINT.parent / "learning_curve.json"  # the shipped recipe's, charted on the page
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # one safe path component
+
+SHIPPED = "Shipped default model"
+
+
+def model_choices(runs_dir: str | Path | None = None, default: Path = DEFAULT_CHECKPOINT) -> dict[str, str]:
+    """Label -> checkpoint path: the shipped model (when present), then every run holding a best.pt, newest first.
+
+    ``runs_dir`` defaults to :data:`core.runs.RUNS_DIR` as it is when called (tests and servers move it).
+    """
+    shipped = {SHIPPED: str(default)} if Path(default).exists() else {}
+    return shipped | {f"Run {run.name}": str(run / "best.pt") for run in runs.list_runs(runs_dir or runs.RUNS_DIR)
+                      if (run / "best.pt").exists()}
+
+
+def latest_input(current: dict[str, str | None], seen: dict[str, str | None], answered: str | None
+                 ) -> str | None:
+    """Which input to answer, by name (e.g. ``"upload"``, ``"recording"``): the one whose file id changed last.
+
+    ``current`` holds each input's file id now (None when empty), ``seen`` the ids at the previous
+    rerun, ``answered`` the input answered then. A new or changed input wins; otherwise the
+    previous answer stands while its input is still there; otherwise any input that is there.
+    """
+    changed = [key for key, file_id in current.items() if file_id is not None and file_id != seen.get(key)]
+    if changed:
+        return changed[-1]
+    if answered is not None and current.get(answered) is not None:
+        return answered
+    return next((key for key, file_id in current.items() if file_id is not None), None)
+
+
+def ok_promise(report: dict) -> dict:
+    """What "ok" promises, from :func:`core.identify.evaluate.calibration_report`'s figures.
+
+    ``{"precision", "low", "high", "coverage", "n_ok", "n_clips", "speakers"}``: of the clips calibration
+    was measured on (each scored by a model that never heard its speaker), the fraction answered "ok"
+    (``n_ok`` = coverage x clips) and the fraction of those right, with a 95 % Wilson interval over
+    those clips (clips of one speaker are not independent, so it is somewhat optimistic).
+    """
+    n_clips = int(report["n_clips"])
+    n_ok = round(report["ok_coverage"] * n_clips)
+    precision = float(report["ok_precision"])
+    low, high = (binomtest(round(precision * n_ok), n_ok).proportion_ci(method="wilson") if n_ok else (0.0, 1.0))
+    return {"precision": precision, "low": float(low), "high": float(high), "coverage": float(report["ok_coverage"]),
+            "n_ok": n_ok, "n_clips": n_clips, "speakers": int(report["speakers"])}
+
+
+def teach(checkpoint: str | Path, name: str, language: str, clips: list, replace: bool = False,
+          on_progress: Callable[..., None] | None = None, runs_dir: str | Path | None = None) -> dict:
+    """Teach the model at ``checkpoint`` ``language`` from ``clips`` and save it as run ``name``, listed like any run.
+
+    ``clips`` are paths or ``(name, bytes)`` pairs. Returns :func:`core.identify.enroll.enroll`'s report
+    (``"out"`` is ``RUNS_DIR/<name>/best.pt``). A bad or taken name, a bad code, a known code without
+    ``replace`` or too little speech raise DeepLanguageError before anything is written.
+    """
+    if not MODEL_NAME.match(name or ""):
+        raise DeepLanguageError(f"{name!r} is not a usable model name: use letters, digits, '.', '_' or '-' "
+                                f"(up to 64, starting with a letter or digit), e.g. shipped-plus-eu.")
+    folder = Path(runs_dir or runs.RUNS_DIR) / name
+    if folder.exists():
+        raise DeepLanguageError(f"a model or run named {name!r} already exists ({folder}); choose another name.")
+    report = enroll(checkpoint, language, clips, folder / "best.pt", replace=replace, on_progress=on_progress)
+    # config.json last: from then on the folder is a complete run that the model list shows.
+    runs.set_status(folder, "finished")
+    write_json(folder / "config.json", {
+        "kind": "enroll", "from": str(checkpoint), "language": report["language"], "languages": report["languages"],
+        "replaced": replace, "n_clips_used": report["n_used"], "n_clips_skipped": report["n_skipped"],
+        "seconds_of_speech": report["seconds_of_speech"]})
+    return report

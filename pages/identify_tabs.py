@@ -1,0 +1,99 @@
+"""The Identify page's other two tabs: how far to trust the chosen model, and teaching it a language.
+
+Not a page of its own (pages/__init__.py lists the pages): pages/identify.py calls these.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import DeepLanguageError, plots
+from core.identify.evaluate import calibration_report
+from core.identify.learning_curve import load_learning_curve
+from core.identify import session
+
+UPLOAD_TYPES = ["wav", "flac", "mp3", "ogg", "opus", "m4a", "webm"]
+
+
+def show_trust(bundle) -> None:
+    """Reliability diagram, ECE and what "ok" promises for this model; the shipped recipe's learning curve."""
+    try:
+        report = calibration_report(bundle)
+    except DeepLanguageError as error:
+        st.info(f"No reliability figures for this model. {error}")
+    else:
+        promise = session.ok_promise(report)
+        st.plotly_chart(plots.reliability_figure(report), key="identify_reliability")
+        speech = "synthetic" if bundle.trained_on.get("synthetic") else "real"
+        st.markdown(
+            f"**What \"ok\" promises.** Measured on {promise['n_clips']} clips of {promise['speakers']} speakers "
+            f"({speech} speech from {Path(bundle.trained_on.get('data_dir') or '?').name}), each scored by a model "
+            f"that never heard its speaker ({report.get('source', 'validation speakers')}): the model answered "
+            f"\"ok\" to {promise['coverage']:.0%} of them, and {promise['precision']:.0%} of those answers were right "
+            f"(95 % CI {promise['low']:.0%}-{promise['high']:.0%}, over clips; chance is {1 / len(bundle.labels):.0%})."
+            f" Expected calibration error: {report['ece_before']:.1%} before calibration, {report['ece_after']:.1%} "
+            f"after (temperature {report['temperature']:.2f}). Other answers are \"uncertain\".")
+    if bundle.checkpoint.get("enrolled"):
+        taught = ", ".join(record["language"] for record in bundle.checkpoint["enrolled"])
+        st.warning(f"This model was taught {taught} on top of its training: those languages were never measured "
+                   "here, and the confidence rule above comes from the model it was taught from.")
+    st.subheader("How much speech per language would you need?")
+    try:
+        curve = load_learning_curve(session.LEARNING_CURVE)
+    except DeepLanguageError as error:
+        st.info(str(error))
+        return
+    st.plotly_chart(plots.learning_curve_figure(curve), key="identify_learning_curve")
+    needed = curve.get("minutes_for_80")
+    st.caption(
+        f"The shipped recipe, retrained on less of the real Common Voice sample ({len(curve['languages'])} languages: "
+        f"{', '.join(curve['languages'])}; {curve.get('n_speakers', '?')} speakers), scored in "
+        f"{curve.get('n_folds', '?')}-fold cross-validation on speakers held out of training; band: 95 % bootstrap "
+        f"CI over speakers; chance {curve['chance']:.0%}. "
+        + (f"The fitted power law reaches 80 % at about {needed:.0f} minutes per language (an extrapolation). "
+           if needed else "The fitted power law never reaches 80 %. ")
+        + f"Made by `python -m core evaluate --learning-curve --out checkpoints/identify-default/learning_curve.json`.")
+
+
+def show_teach(checkpoint: str, labels: list[str]) -> None:
+    """Name a language, give clips (uploads and recordings), save the taught model as a new run."""
+    st.markdown("Teach the chosen model a language from a few clips (a minute of speech or more is best). "
+                "It is saved as a new model in the sidebar's list; the chosen one stays as it is.")
+    language = st.text_input("Language code", key="teach_language", placeholder="e.g. eu, yue or zh-CN").strip()
+    uploads = st.file_uploader("Clips of that language", type=UPLOAD_TYPES, accept_multiple_files=True,
+                               key="teach_clips")
+    recording = st.audio_input("...and/or record clips, one after another", key="teach_record")
+    recordings = st.session_state.setdefault("teach_recordings", {})  # file id -> (name, bytes), until saved
+    if recording is not None and recording.file_id not in recordings:
+        recordings[recording.file_id] = (f"recording-{len(recordings) + 1}.wav", recording.getvalue())
+    if recordings:
+        st.caption(f"{len(recordings)} recording(s) kept for teaching: " + ", ".join(n for n, _ in recordings.values()))
+    replace = language in labels and st.checkbox(
+        f"This model already knows {language}: re-teach it from these clips", key="teach_replace")
+    default_name = f"{Path(checkpoint).parent.name}-plus-{language or 'xx'}"
+    name = st.text_input("Name of the new model", key="teach_name", placeholder=default_name).strip() or default_name
+    if not st.button("Teach and save", key="teach_save"):
+        return
+    if language in labels and not replace:
+        st.error(f"This model already knows {language}. Tick the box above to re-teach it, or give another code.")
+        return
+    clips = [(clip.name, clip.getvalue()) for clip in uploads or []] + list(recordings.values())
+    if not clips:
+        st.error("No clips yet: upload or record some speech in that language first.")
+        return
+    bar = st.progress(0.0, text="Listening to the clips...")
+    try:
+        report = session.teach(checkpoint, name, language, clips, replace=replace,
+                       on_progress=lambda done, total, **_: bar.progress(done / max(total, 1),
+                                                                         text=f"Clip {done} of {total}"))
+    except DeepLanguageError as error:
+        st.error(str(error))
+        return
+    finally:
+        bar.empty()
+    recordings.clear()
+    st.success(f"Saved **{name}**: it knows {', '.join(report['languages'])}, {report['language']} learnt from "
+               f"{report['n_used']} clip(s), {report['seconds_of_speech']:.0f} s of speech. Choose \"Run {name}\" "
+               "in the sidebar to use it.")
+    for skipped in report["skipped"]:
+        st.caption(f"Skipped {skipped['clip']}: {skipped['reason']}")
