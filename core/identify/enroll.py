@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 
 from core.audio.decode import load_audio
