@@ -64,7 +64,11 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
     parts.append("<h2>Linear probes</h2>")
     if summary["probes"]:
         probes = pd.DataFrame(summary["probes"])
-        parts += [figures.add(study_plots.probe_bars_figure(probes, task)) for task in probes["task"].unique()]
+        by_target = probes.groupby("target", sort=False) if "target" in probes and probes["target"].notna().all() \
+            else [(None, probes)]
+        for target, part in by_target:  # a matrix study probes each target's runs separately
+            parts.append(f"<h3>Runs trained on target {_e(target)}</h3>" if target is not None else "")
+            parts += [figures.add(study_plots.probe_bars_figure(part, task)) for task in part["task"].unique()]
         parts.append(_table(probes))
     else:
         parts.append("<p>No probes in this study yet (they run after every training run has finished).</p>")
