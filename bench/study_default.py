@@ -1,6 +1,6 @@
 """Runs per minute of the study's training, old path against new path, measured in the same run.
 
-    .venv/bin/python bench/study_default.py [--budget 100] [--seeds 2] [--backend sequential]
+    .venv/bin/python bench/study_default.py [--budget 200] [--seeds 2] [--repeats 2] [--backend sequential]
 
 On a reduced matrix of the embedded Common Voice sample (2 targets x (none + es, ja, es:full,
 noise) x seeds, one dose), both paths train the same runs with the same settings, two worker
@@ -11,13 +11,15 @@ processes each:
 * new path: ``core.study.run``: each (condition, seed) pretrained once and shared by every
   target, runs of a target trained together in groups (``--backend``), validation every 20 steps.
 
-Prints runs per minute for each, their ratio, the grouped and sequential backends' member-steps
+The machine is shared and its load moves, so the two paths alternate (old, new, old, new, ...)
+and the median of each is compared. Prints runs per minute for each, their ratio, the grouped and sequential backends' member-steps
 per second on one core, and what the new path's rate makes of the default matrix (6 targets x
 9 conditions x 5 seeds = 270 runs at the default budget): an extrapolation, labelled as one.
 Latents are extracted in both paths (they are part of every run); probes are left out of both.
 """
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -94,7 +96,8 @@ def main() -> None:
     from core.study.layout import StudyConfig
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget", type=int, default=100, help="target steps per run (default 100)")
+    parser.add_argument("--budget", type=int, default=200, help="target steps per run (default 200)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating measurements of each path")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--backend", default=StudyConfig().group_backend)
     parser.add_argument("--workers", type=int, default=2)
@@ -103,12 +106,19 @@ def main() -> None:
     config = replace(default, targets=("es", "it"), pretrain=("none", "es", "ja", "es:full", "noise"),
                      seeds=args.seeds, budget_steps=args.budget, loss_budgets=(args.budget,), autoencoder=False,
                      pretrain_epochs=(2,), latent_languages=("es", "it", "ja"), group_backend=args.backend)
-    with tempfile.TemporaryDirectory() as folder:
-        old_s, n_old = timed_old(config, CV_SAMPLE_DIR, Path(folder), args.workers)
-        new_s, n_new = timed_new(config, CV_SAMPLE_DIR, Path(folder), args.workers)
+    olds, news = [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as folder:
+            olds.append(timed_old(config, CV_SAMPLE_DIR, Path(folder), args.workers))
+            news.append(timed_new(config, CV_SAMPLE_DIR, Path(folder), args.workers))
+    old_s, n_old = statistics.median(s for s, _ in olds), olds[0][1]
+    new_s, n_new = statistics.median(s for s, _ in news), news[0][1]
+    print("each measurement (s): old " + ", ".join(f"{s:.1f}" for s, _ in olds)
+          + "; new " + ", ".join(f"{s:.1f}" for s, _ in news))
     old_rate, new_rate = n_old / old_s * 60, n_new / new_s * 60
     print(f"reduced matrix on data/cv-sample: {n_new} runs (2 targets x 5 conditions x {args.seeds} seeds), "
-          f"budget {args.budget} steps, pretraining {2 * config.pretrain_epoch_steps} steps, {args.workers} workers")
+          f"budget {args.budget} steps, pretraining {2 * config.pretrain_epoch_steps} steps, {args.workers} workers, "
+          f"median of {args.repeats}")
     print(f"  old path: {old_s:7.1f} s = {old_rate:6.2f} runs/min")
     print(f"  new path: {new_s:7.1f} s = {new_rate:6.2f} runs/min   ({args.backend} backend)")
     print(f"  new / old: {new_rate / old_rate:.2f}x runs per minute")

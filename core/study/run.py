@@ -105,9 +105,21 @@ def _run_job(study_dir: Path, kind: str, items: list) -> None:
         train_autoencoder(study_dir / "runs" / items[0])
 
 
+def _needs(kind: str, items: list, pending_pretrain: set) -> set:
+    """The (condition, seed) pretrainings a job waits for: those of its runs not yet on disk."""
+    if kind != "train":
+        return set()
+    specs = [parse_run_name(name) for name in items]
+    return {(s["pretrain"], s["seed"]) for s in specs} & pending_pretrain
+
+
 def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., None] | None) -> None:
+    """Every unfinished job on a pool of ``workers`` processes; a group starts as soon as the
+    pretrainings it starts from are on disk (no barrier between the phases)."""
     workers = max(1, workers or os.cpu_count() or 1)
     first, second = plan_jobs(study_dir, workers)
+    waiting = first + second
+    pending_pretrain = {item for kind, items in first if kind == "pretrain" for item in items}
     total = len(study_runs(study_dir)) + sum(kind == "pretrain" for kind, _ in first)
     failures: list[str] = []
     finished_pretrain = 0
@@ -122,23 +134,28 @@ def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., 
 
     context = get_context("spawn")  # a clean interpreter per worker: no inherited torch threads
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        for jobs in (first, second):  # every pretraining must be on disk before the runs that need it
-            pending = {pool.submit(_run_job, study_dir, kind, items): (kind, items) for kind, items in jobs}
-            try:
-                while pending:
-                    done, _ = wait(pending, timeout=progress.PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        kind, items = pending.pop(future)
-                        finished_pretrain += kind == "pretrain"
-                        if future.exception() is not None:
-                            failures.append(f"{kind} {items}: {future.exception()}")
-                    report()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-            if failures:
-                break
+        pending = {}
+        try:
+            while waiting or pending:
+                ready = [job for job in waiting if not _needs(*job, pending_pretrain)]
+                for kind, items in ready:
+                    waiting.remove((kind, items))
+                    pending[pool.submit(_run_job, study_dir, kind, items)] = (kind, items)
+                if not pending:  # what waits needs a pretraining that failed
+                    break
+                done, _ = wait(pending, timeout=progress.PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, items = pending.pop(future)
+                    if future.exception() is not None:
+                        failures.append(f"{kind} {items}: {future.exception()}")
+                    elif kind == "pretrain":
+                        finished_pretrain += 1
+                        pending_pretrain -= set(items)
+                report()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
     report()
     if failures:
         raise DeepLanguageError("some runs failed: " + "; ".join(failures)
