@@ -6,8 +6,8 @@ import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
-from core.study import autoencoder, nextframe
-from core.study.layout import DEMO_STUDY_DIR, study_runs
+from core.study import autoencoder
+from core.study.layout import DEMO_STUDY_DIR, REAL_STUDY_DIR, study_runs
 from core.study.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
 from tests.conftest import train_steps
 
@@ -72,14 +72,23 @@ def test_the_first_study_schema_still_loads(tmp_path):
         assert torch.equal(model(x), from_checkpoint(checkpoint)(x))
 
 
-def test_every_shipped_demo_study_model_loads():
-    run_dirs = study_runs(DEMO_STUDY_DIR)
-    assert len(run_dirs) >= 4
-    for run_dir in run_dirs:
-        checkpoint = load_checkpoint(run_dir / "last.pt")
-        module = autoencoder if checkpoint["model"]["kind"] == "autoencoder" else nextframe
-        model = module.from_checkpoint(checkpoint, run_dir / "last.pt")
-        assert not model.training and model.config.n_mels == checkpoint["features"]["n_mels"]
+def test_a_first_schema_study_checkpoint_still_loads(tmp_path):
+    """Study files of the first schema ({model_kind, model_config, model}) load through the one upgrade path."""
+    torch.manual_seed(0)
+    model = NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=4)).eval()
+    first = {"model_kind": "nextframe", "model_config": asdict(model.config), "model": model.state_dict(), "seed": 0}
+    save_checkpoint(first, tmp_path / "last.pt")
+    loaded = from_checkpoint(load_checkpoint(tmp_path / "last.pt"), tmp_path / "last.pt")
+    x = torch.randn(2, 5, 8)
+    assert not loaded.training and torch.equal(model(x), loaded(x))
+
+
+def test_every_run_of_the_shipped_studies_keeps_what_the_pages_read():
+    for study in (DEMO_STUDY_DIR, REAL_STUDY_DIR):
+        run_dirs = study_runs(study)
+        assert len(run_dirs) >= 4, study
+        for run_dir in run_dirs:
+            assert (run_dir / "result.json").exists() and (run_dir / "latents.npz").exists(), run_dir
 
 
 def test_a_wrong_checkpoint_and_a_one_frame_clip_are_clear_errors():
