@@ -16,7 +16,7 @@ from core import DeepLanguageError, audio, plots
 from core.data import datasets
 from core.audio import features
 from core.paths import CV_SAMPLE_DIR, DEMO_CORPUS_DIR
-from core.data.demo_corpus import build_demo_corpus as build
+from core.data.demo_corpus import build_demo_corpus as build, is_demo_corpus
 
 CV_SAMPLE = "Common Voice sample (real speech, 12 languages)"
 DEMO, CUSTOM = "Demo corpus (synthetic speech, built here)", "A folder on this machine"
@@ -30,7 +30,7 @@ def dataset_picker(key: str = "dataset") -> Path | None:
     if choice == CV_SAMPLE:
         return CV_SAMPLE_DIR
     if choice == DEMO:
-        if (DEMO_CORPUS_DIR / ".complete").exists():
+        if is_demo_corpus(DEMO_CORPUS_DIR):
             return DEMO_CORPUS_DIR
         st.info("The demo corpus has not been built yet (about 30 s).")
         if st.button("Build the demo corpus", key=f"{key}_build"):

@@ -81,7 +81,6 @@ PITCH = (30, 70)  # espeak's 0-99 pitch scale (default 50), on top of the varian
 WORD_GAP = (0, 2)  # extra pause between words, in units of 10 ms
 
 
-
 @dataclass(frozen=True)
 class DemoCorpusSummary:
     n_languages: int
@@ -136,7 +135,6 @@ def voices_for(language: str) -> tuple[Voice, ...]:
             word_gap=int(rng.integers(WORD_GAP[0], WORD_GAP[1] + 1)),
         ))
     return tuple(voices)
-
 
 
 def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:
@@ -249,8 +247,7 @@ def _build_language(out_dir: Path, language: str, seed: int, n_clips: int) -> di
 # The build.
 
 def _parameters(seed: int, n_clips: int, languages: Sequence[str]) -> dict:
-    return {"format": CORPUS_FORMAT, "seed": seed, "n_clips": n_clips,
-            "languages": list(languages)}
+    return {"format": CORPUS_FORMAT, "seed": seed, "n_clips": n_clips, "languages": list(languages)}
 
 
 def _read_marker(out_dir: Path) -> dict | None:
@@ -375,10 +372,15 @@ def build_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR, seed: int = 0, n_clips: i
     return out_dir
 
 
+def is_demo_corpus(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a complete corpus built here: synthetic speech, not real voices."""
+    return _read_marker(Path(folder)) is not None
+
+
 def ensure_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR,
                        on_progress: Callable[[int, int], None] | None = None) -> Path:
     """The demo corpus at `out_dir`: any complete one already there, else a default build."""
-    if _read_marker(out_dir) is not None:
+    if is_demo_corpus(out_dir):
         return Path(out_dir)
     return build_demo_corpus(out_dir, on_progress=on_progress)
 
@@ -386,7 +388,6 @@ def ensure_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR,
 def summarize_demo_corpus(out_dir: Path = DEMO_CORPUS_DIR) -> DemoCorpusSummary:
     """Counts and total duration of the corpus at `out_dir`, read from its tsv files and clips."""
     import soundfile
-
     out_dir = Path(out_dir)
     languages, clips, voices, seconds = 0, 0, set(), 0.0
     for tsv in sorted(out_dir.glob("*/validated.tsv")):

@@ -26,6 +26,7 @@ from core.identify.models import (DEFAULT_MODEL, MODELS, clip_windows, input_nor
                          predict_batches, predict_whole_clip, scores_whole_clip)
 from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits, select_languages
+from core.data.demo_corpus import is_demo_corpus
 from core.paths import default_cache_dir, portable, resolve
 
 NORMALIZATION = {"kind": "per-window", "eps": 1e-5}  # what the model expects of its input
@@ -155,6 +156,9 @@ def base_checkpoint(config: TrainConfig, clips: ClipSet, train_rows: torch.Tenso
                  "train_speakers": sorted(manifest.loc[train_rows.numpy(), "speaker"].unique()),
                  "val_speakers": sorted(manifest.loc[val_rows.numpy(), "speaker"].unique()),
                  "test_speakers": sorted(manifest.loc[manifest["split"] == "test", "speaker"].unique())},
+        # A model of the synthetic demo corpus calls almost every real voice "en": the UI must say so.
+        "trained_on": {"data_dir": portable(config.data_dir),
+                       "synthetic": bool(config.data_dir) and is_demo_corpus(resolve(config.data_dir))},
     }
 
 

@@ -29,9 +29,7 @@ from core.identify.supervector import GMMSupervector, GMMSupervectorConfig
 from core.identify.backends import GaussianBackend, LogisticBackend, backend_entry
 from core.identify.augment import augmented_log_mels
 from core.identify.calibration import calibration_entry
-from core.paths import portable
 
-DEMO_MARKER = ".complete"  # written by core.data.demo_corpus into every synthetic corpus it builds
 
 def clip_input(clip: torch.Tensor) -> torch.Tensor:
     """A whole clip's raw log-mel ``(n_mels, n_frames)`` as one normalised window ``(1, n_mels, n_frames)``."""
@@ -104,11 +102,7 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     best = {"metric": "val_balanced_accuracy", "value": row["val_balanced_accuracy"], "loss": row["val_loss"], "epoch": 1}
     base = base_checkpoint(config, clips, train_rows, val_rows, asdict(cfg),
                            {**NORMALIZATION, "kind": model.input_normalization}, n_background_clips=len(background[1]))
-    data_dir = Path(config.data_dir).resolve() if config.data_dir else None
-    checkpoint = {**base, "calibration": calibration,
-                  "trained_on": {"data_dir": portable(config.data_dir),
-                                 "synthetic": bool(data_dir and (data_dir / DEMO_MARKER).exists())},
-                  "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+    checkpoint = {**base, "calibration": calibration, "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
                   "epoch": 1, "step": 1, "best": best, "metrics": row, **({"backend": backend} if backend else {})}
     if run_dir and distributed.current().is_main:
         save_checkpoint(checkpoint, run_dir / "best.pt")

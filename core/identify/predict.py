@@ -30,6 +30,7 @@ from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig, log_mel
 from core.identify.models import (MODELS, build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
                          predict_whole_clip, scores_whole_clip)
+from core.data.demo_corpus import is_demo_corpus
 from core.paths import CHECKPOINTS_DIR, resolve
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
@@ -39,7 +40,6 @@ DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
 # (see core.identify.calibration).
 UNCERTAIN_BELOW = 0.4
 UNCERTAIN_MARGIN = 0.1
-DEMO_MARKER = ".complete"  # written by core.data.demo_corpus into every synthetic corpus it builds
 MIN_WINDOW_SPEECH_SECONDS = 0.5  # windows with less speech than this don't vote (unless none has more)
 IDENTIFIER_FIELDS = {"labels": list, "features": dict}  # what an identifier's checkpoint needs beyond the model
 
@@ -90,7 +90,7 @@ def trained_on(checkpoint: dict) -> dict:
     directory = resolve_data_dir(stored.get("data_dir") or data.get("dir", ""))
     synthetic = stored.get("synthetic")
     if synthetic is None:
-        synthetic = bool(directory and ((directory / DEMO_MARKER).exists() or "demo-corpus" in directory.name))
+        synthetic = bool(directory and (is_demo_corpus(directory) or "demo-corpus" in directory.name))
     return {"data_dir": str(stored.get("data_dir") or data.get("dir", "")), "synthetic": bool(synthetic)}
 
 
