@@ -50,3 +50,20 @@ def test_the_identifier_embedding_joins_the_study_as_its_own_latent_kind(tiny_st
     assert list(arrays) == ["identify"] and list(manifest["path"]) == list(latent["path"])
     assert arrays["identify"].shape[0] == len(latent)
     assert arrays["identify"].shape[1] <= MAX_IDENTIFY_DIM and np.isfinite(arrays["identify"]).all()
+
+
+def test_packed_encoding_equals_encoding_each_clip_alone():
+    import torch
+
+    from core.study.latents import encode_lstm
+    from core.study.nextframe import NextFrameConfig, NextFrameLSTM
+
+    torch.manual_seed(0)
+    model = NextFrameLSTM(NextFrameConfig(n_mels=8, hidden_size=6))
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal((n, 8)).astype(np.float32) for n in (37, 5, 90, 1, 37, 64)]
+    batched = encode_lstm(model, clips, batch_size=4)  # two batches, lengths unsorted
+    for i, clip in enumerate(clips):
+        alone = model.encode(torch.from_numpy(clip)[None])
+        for kind, value in zip(LSTM_KINDS, alone):
+            np.testing.assert_allclose(batched[kind][i], value[0].numpy(), atol=1e-5)

@@ -47,6 +47,36 @@ def test_too_few_speakers_is_a_clear_error_and_such_languages_are_dropped():
     assert all(r["dropped"] == "pt" for r in rows)
 
 
+def test_prescaled_folds_predict_what_the_probe_pipeline_predicts():
+    from core.study.probes import _ScaledFolds, make_probe
+
+    for n_classes in (2, 4):  # the binary and the one-vs-rest decision
+        X, _, groups = speakers_data(True)
+        y = np.repeat(np.arange(16) % n_classes, 6)
+        folds = _folds(y, groups, 4, seed=0)
+        expected = np.empty_like(y)
+        for train, test in folds:
+            expected[test] = make_probe(0).fit(X[train], y[train]).predict(X[test])
+        np.testing.assert_array_equal(_ScaledFolds(X, folds, 0).predict(y), expected)
+
+
+def test_bootstrap_over_speakers_matches_resampling_their_clips():
+    from core.study.probes import _bootstrap
+
+    rng = np.random.default_rng(3)
+    speaker_index = np.repeat(np.arange(10), 3)
+    y = np.repeat(np.arange(10) % 3, 3)
+    predicted = np.where(rng.random(30) < 0.6, y, (y + 1) % 3)
+    draws = np.random.default_rng(0).integers(0, 10, (50, 10))
+    expected = []
+    for draw in draws:
+        rows = np.concatenate([np.flatnonzero(speaker_index == i) for i in draw])
+        if len(np.unique(y[rows])) == 3:
+            expected.append(balanced_accuracy(y[rows], predicted[rows], 3))
+    got = _bootstrap(y, predicted, speaker_index, 10, 3, 50, np.random.default_rng(0))
+    np.testing.assert_allclose(got, expected)
+
+
 def test_balanced_accuracy_matches_sklearn():
     from sklearn.metrics import balanced_accuracy_score
 

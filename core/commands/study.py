@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="low-pass cutoff of the pretraining features, Hz (default %(default)s)")
     parser.add_argument("--hidden-size", type=int, default=d.hidden_size, help="LSTM units (default %(default)s)")
     parser.add_argument("--latent-languages", type=_list, default=(),
-                        help="comma-separated languages whose latents are probed (default: all)")
+                        help="comma-separated languages whose latents are probed (default: the study's own:\n"
+                             "targets and pretraining languages)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")
     parser.add_argument("--no-keep-models", action="store_true",
                         help="delete each run's weights once its latents are written (a small study)")
@@ -65,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("grouped", "sequential"), default=d.group_backend,
                         help="grouped: one batched model per group; sequential: one nn.LSTM after another "
                              "(default %(default)s)")
-    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value (default 30)")
+    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value, at most (default 30; stops\n"
+                             "early once 5 shuffles beat the real score: a sequential test)")
     parser.add_argument("--workers", type=number(int, low=1), default=None, help="groups trained at once (default: all cores)")
     parser.add_argument("--out", type=Path, default=None,
                         help="study folder (default: checkpoints/studies/<dataset>-<targets>-<settings hash>)")

@@ -60,8 +60,10 @@ def progress_line(study_dir: str | Path) -> dict:
     state = status.get("state")
     done, total = status.get("done") or 0, status.get("total") or 0
     line = _progress_text(study_dir, status, state, phase, done, total)
-    # What changes when there is something new to draw (a run or a phase ended), not every step.
-    return {**line, "key": [state, phase, done, (Path(study_dir) / "study.json").exists()]}
+    # What changes when there is something new to draw (a run or a phase ended), not every step
+    # (probing counts up too, but draws nothing new until its phase ends).
+    return {**line, "key": [state, phase, done if phase == "training" else None,
+                            (Path(study_dir) / "study.json").exists()]}
 
 
 def _progress_text(study_dir, status: dict, state, phase: str, done: int, total: int) -> dict:

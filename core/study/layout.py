@@ -70,7 +70,7 @@ class StudyConfig:
     min_seconds: float = setting(1.5, low=0)  # shorter clips (one-word prompts) are left out
     autoencoder: bool = True  # train one conv autoencoder per seed as a reference code
     ae_epochs: int = setting(8, low=1)
-    latent_languages: tuple[str, ...] = ()  # languages whose latents are probed; () = all
+    latent_languages: tuple[str, ...] = ()  # languages whose latents are probed; () = the study's own (languages())
     n_per_language: int | None = setting(None, low=1)  # latent sample per language; None = the smallest test split
     keep_models: bool = True  # False: drop each run's weights once its latents are out (a small study)
 

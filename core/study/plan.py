@@ -58,7 +58,10 @@ def plan_study(
     if utero:  # the in-utero filter has its own cache; only its languages are prepared
         prepare(manifest[manifest["language"].isin(utero)], cache_dir, feature_config(config, features, "utero"),
                 workers=workers, on_progress=on_progress)
-    held_out = select_languages(manifest[manifest["split"] == "test"], list(config.latent_languages))
+    # The latent sample: the study's own languages unless told otherwise (every probe fit grows with
+    # the languages probed; a study's question is about its targets and pretraining languages).
+    held_out = select_languages(manifest[manifest["split"] == "test"],
+                                list(config.latent_languages) or config.languages())
     latent = balance(held_out, config.n_per_language, seed=config.split_seed)
     baselines = {t: copy_baseline(manifest, cache_dir, features, config, t) for t in config.targets}
     study_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,9 @@ no speaker is ever in both the fitted and the scored folds. Beside its accuracy 
   67 % baseline was this), for comparison with plain accuracies;
 * a 95 % CI, by bootstrap over speakers (clips of a speaker are not independent);
 * a permutation p-value: languages are shuffled between *speakers* (not clips) and the whole
-  grouped CV is redone, so the null keeps each speaker's clips together.
+  grouped CV is redone, so the null keeps each speaker's clips together; shuffling stops early
+  once the null has beaten the real score ``EXCEEDANCES`` times (a sequential test: the p-value
+  stays valid, and probes at chance cost a third).
 
 Across seeds (:func:`summarize_probes`), accuracies get a t-interval and the seeds' p-values are
 combined (Fisher). Conditions are compared with Mann-Whitney U and the rank-biserial correlation
@@ -27,6 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
@@ -40,7 +43,11 @@ from core.study.layout import AE, NONE, cell_label, load_study, parse_run_name, 
 from core.study.results import study_results, thresholds
 
 N_SPLITS = 5  # at most; fewer when a class has fewer speakers
-N_PERMUTATIONS = 30  # per run: smallest reachable p is 1 / 31; seeds are then combined
+N_PERMUTATIONS = 30  # per run, at most: smallest reachable p is 1 / 31; seeds are then combined
+# Besag & Clifford's sequential Monte Carlo test (Biometrika 1991): stop permuting once this many
+# shuffles scored at least the real accuracy; p is then EXCEEDANCES / permutations done. Still a
+# valid p-value; a probe at chance (most of a study's) stops after about 10 shuffles, not 30.
+EXCEEDANCES = 5
 N_BOOTSTRAP = 1000
 TASK_TARGET = "target-vs-rest"
 TASK_ALL = "all-languages"
@@ -71,14 +78,34 @@ def _folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[
         return list(cv.split(np.zeros(len(y)), y, groups))
 
 
-def _predict(X: np.ndarray, y: np.ndarray, folds, seed: int) -> np.ndarray:
-    """Out-of-fold predictions."""
-    predicted = np.empty_like(y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+class _ScaledFolds:
+    """The folds of one probe with each fold's standardisation done once.
+
+    The scaler sees no labels, so a permutation (which only relabels speakers) refits nothing
+    but the SVM: fitting ``make_probe`` on ``X[train]`` gives the same model as this fits on the
+    pre-scaled rows, and permutations no longer pay for the pipeline, the scaler and sklearn's
+    input checks again and again (the permutation test is most of a study's probing time).
+    """
+
+    def __init__(self, X: np.ndarray, folds, seed: int):
+        self.seed = seed
+        self.parts = []
         for train, test in folds:
-            predicted[test] = make_probe(seed).fit(X[train], y[train]).predict(X[test])
-    return predicted
+            scaler = StandardScaler().fit(X[train])
+            self.parts.append((train, test, scaler.transform(X[train]), scaler.transform(X[test])))
+
+    def predict(self, y: np.ndarray) -> np.ndarray:
+        """Out-of-fold predictions (integer codes) of probes fitted on labels ``y``."""
+        predicted = np.empty_like(y)
+        probe = make_probe(self.seed)[-1]
+        with warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for train, test, x_train, x_test in self.parts:
+                probe.fit(x_train, y[train])
+                scores = x_test @ probe.coef_.T + probe.intercept_
+                predicted[test] = (probe.classes_[(scores[:, 0] > 0).astype(int)] if scores.shape[1] == 1
+                                   else probe.classes_[scores.argmax(1)])
+        return predicted
 
 
 def balanced_accuracy(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
@@ -87,6 +114,22 @@ def balanced_accuracy(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> f
     present = np.bincount(y, minlength=n_classes)
     hits = np.bincount(y[y == predicted], minlength=n_classes)
     return float(np.mean(hits[present > 0] / present[present > 0]))
+
+
+def _bootstrap(y: np.ndarray, predicted: np.ndarray, speaker_index: np.ndarray, n_speakers: int, k: int,
+               n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """Balanced accuracies of ``n_bootstrap`` resamples of speakers (with replacement): a draw
+    counts each speaker's clips and hits as often as it was drawn; draws missing a class are dropped."""
+    clips = np.zeros((n_speakers, k))
+    hits = np.zeros((n_speakers, k))
+    np.add.at(clips, (speaker_index, y), 1)
+    np.add.at(hits, (speaker_index, y), y == predicted)
+    drawn = rng.integers(0, n_speakers, (n_bootstrap, n_speakers))
+    times = np.zeros((n_bootstrap, n_speakers))
+    np.add.at(times, (np.arange(n_bootstrap)[:, None], drawn), 1)
+    counts, correct = times @ clips, times @ hits
+    complete = (counts > 0).all(axis=1)
+    return (correct[complete] / counts[complete]).mean(axis=1)
 
 
 def probe(X: np.ndarray, y, groups, *, n_permutations: int = N_PERMUTATIONS, n_bootstrap: int = N_BOOTSTRAP,
@@ -103,30 +146,30 @@ def probe(X: np.ndarray, y, groups, *, n_permutations: int = N_PERMUTATIONS, n_b
     if k < 2:
         raise DeepLanguageError("a probe needs at least two classes.")
     n_splits = _n_splits(y, groups, classes)
-    folds = _folds(y, groups, n_splits, seed)
-    predicted = _predict(X, y, folds, seed)
+    folds = _ScaledFolds(X, _folds(y, groups, n_splits, seed), seed)
+    predicted = folds.predict(y)
     accuracy = balanced_accuracy(y, predicted, k)
 
     rng = np.random.default_rng(seed)
     speakers, speaker_index = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(speaker_index == i) for i in range(len(speakers))]
-    boot = []
-    for _ in range(n_bootstrap):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(speakers), len(speakers))])
-        if len(np.unique(y[rows])) == k:
-            boot.append(balanced_accuracy(y[rows], predicted[rows], k))
-    ci_low, ci_high = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+    boot = _bootstrap(y, predicted, speaker_index, len(speakers), k, n_bootstrap, rng)
+    ci_low, ci_high = np.percentile(boot, [2.5, 97.5]) if len(boot) else (np.nan, np.nan)
 
-    speaker_label = np.array([y[m[0]] for m in members])
+    first_clip = np.unique(speaker_index, return_index=True)[1]
+    speaker_label = y[first_clip]
     null = []
     for _ in range(n_permutations):
         # The same speaker folds as the real score: only which language each speaker spoke changes.
         shuffled = rng.permutation(speaker_label)[speaker_index]
         try:
-            null.append(balanced_accuracy(shuffled, _predict(X, shuffled, folds, seed), k))
+            null.append(balanced_accuracy(shuffled, folds.predict(shuffled), k))
         except ValueError:  # a shuffle that leaves a training fold with one class
             continue
-    p_value = (1 + sum(score >= accuracy for score in null)) / (1 + len(null))
+        if sum(score >= accuracy for score in null) >= EXCEEDANCES and len(null) < n_permutations:
+            break
+    exceed = sum(score >= accuracy for score in null)
+    stopped_early = exceed >= EXCEEDANCES and len(null) < n_permutations
+    p_value = exceed / len(null) if stopped_early else (1 + exceed) / (1 + len(null))
     # What shuffled languages score under the same folds: the empirical chance level. With few
     # speakers it sits below 1 / classes (holding a speaker out shifts the training mean away from it).
     null_mean = float(np.mean(null)) if null else np.nan

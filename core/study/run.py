@@ -47,13 +47,27 @@ def run_study(
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
         if probe:
             _set_phase(study_dir, "probes")
-            probe_study(study_dir, n_permutations or N_PERMUTATIONS)
+            probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=_probe_progress(study_dir, on_progress))
             study_report(study_dir)  # summary.json
         failed = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
         _set_phase(study_dir, "finished")
         if failed:
             outcome.update(state="failed", error=f"runs failed: {', '.join(failed)}")
     return study_dir
+
+
+def _probe_progress(study_dir: Path, on_progress: Callable[..., None] | None) -> Callable[..., None]:
+    """Probing is minutes of a big study: its count goes to progress.json (the page) and the caller."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        if time.time() - last[0] > progress.PROGRESS_EVERY_S or done == total:
+            last[0] = time.time()
+            runs.write_json(study_dir / "progress.json", {"phase": "probes", "done": done, "total": total,
+                                                          "time": time.time()})
+        if on_progress:
+            on_progress(done, total, phase="probes")
+    return report
 
 
 def _set_phase(study_dir: Path, phase: str) -> None:
@@ -72,9 +86,9 @@ def chunks(items: list, size: int, workers: int) -> list[list]:
 
 
 def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
-    """The unfinished work in two phases. First the pretrainings (lists of (condition, seed)) and
-    the "none" runs, which need none; then every other run (lists of run names of one target)
-    and the autoencoders. Groups hold at most ``group_size`` members."""
+    """The unfinished work in two phases. First the pretrainings (lists of (condition, seed)), the
+    autoencoders and the "none" runs, which need no pretraining; then every other run (lists of
+    run names of one target). Groups hold at most ``group_size`` members."""
     config: StudyConfig = load_study(study_dir)["config"]
     todo = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
     specs = {name: parse_run_name(name) for name in todo}
@@ -83,6 +97,9 @@ def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]]
                      and not all((study_dir / "pretrain" / pretrain_name(s["pretrain"], s["seed"], e)).exists()
                                  for e in config.pretrain_epochs if e > 0)}, key=lambda cs: (cs[1], cs[0]))
     first = [("pretrain", chunk) for chunk in chunks(needed, config.group_size, workers)]
+    # The autoencoders are the longest jobs and need no pretraining: started early, they don't
+    # leave one worker busy while the other idles at the end (longest jobs first).
+    first += [("ae", [n]) for n, s in specs.items() if s["kind"] == AE]
     second = []
     for target in config.targets:
         # Seed by seed, conditions interleaved: a group holds whole seeds where it can.
@@ -92,7 +109,6 @@ def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]]
                                                 config.group_size, 1)]
         second += [("train", c) for c in chunks([n for n in names if specs[n]["pretrain"] != NONE],
                                                  config.group_size, workers)]
-    second += [("ae", [n]) for n, s in specs.items() if s["kind"] == AE]
     return first, second
 
 
