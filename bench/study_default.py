@@ -1,6 +1,12 @@
 """Runs per minute of the study's training, old path against new path, measured in the same run.
 
     .venv/bin/python bench/study_default.py [--budget 200] [--seeds 2] [--repeats 2] [--backend sequential]
+    .venv/bin/python bench/study_default.py --full [--workers 2]
+
+``--full`` times the real thing once: ``python -m core study --data data/cv-sample`` with every
+default (6 targets x 9 conditions x 5 seeds = 270 runs, 5 autoencoders, latents, probes) into a
+fresh folder, end to end, and prints its minutes against the 15-minute target, with the time of
+each phase (training, probes) read from the study's own files.
 
 On a reduced matrix of the embedded Common Voice sample (2 targets x (none + es, ja, es:full,
 noise) x seeds, one dose), both paths train the same runs with the same settings, two worker
@@ -91,6 +97,32 @@ def backend_rates(config, k: int = 5, n_steps: int = 3) -> dict[str, float]:
     return rates
 
 
+def full_matrix(workers: int) -> None:
+    """The default study, end to end, as a user runs it (the feature cache as it is: prepare
+    counts only if it has not run yet)."""
+    import json
+    import subprocess
+
+    from core.paths import CV_SAMPLE_DIR, REPO_ROOT
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "default-matrix"
+        command = [sys.executable, "-m", "core", "study", "--data", str(CV_SAMPLE_DIR), "--out", str(out),
+                   "--workers", str(workers)]
+        started = time.perf_counter()
+        subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        statuses = [json.loads((p / "status.json").read_text()) for p in (out / "runs").iterdir()]
+        n_runs = sum(not p.name.startswith("ae") for p in (out / "runs").iterdir())
+        created = json.loads((out / "status.json").read_text())["created"]
+        trained = max(s["updated"] for s in statuses) - created
+    print(f"default study, end to end ({n_runs} runs + 5 autoencoders, latents, probes; {workers} workers): "
+          f"{seconds / 60:.1f} min = {seconds / TARGET_S:.2f}x the 15 min target "
+          f"({'within' if seconds <= TARGET_S else 'OVER'}); {n_runs / seconds * 60:.1f} runs/min")
+    print(f"  training until the last run finished: {trained / 60:.1f} min; then latents and probes: "
+          f"{(seconds - trained) / 60:.1f} min (includes start-up)")
+
+
 def main() -> None:
     from core.paths import CV_SAMPLE_DIR
     from core.study.layout import StudyConfig
@@ -101,7 +133,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--backend", default=StudyConfig().group_backend)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--full", action="store_true", help="time the whole default study once instead")
     args = parser.parse_args()
+    if args.full:
+        return full_matrix(args.workers)
     default = StudyConfig()
     config = replace(default, targets=("es", "it"), pretrain=("none", "es", "ja", "es:full", "noise"),
                      seeds=args.seeds, budget_steps=args.budget, loss_budgets=(args.budget,), autoencoder=False,

@@ -7,7 +7,7 @@ import torch
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
 from core.study import autoencoder
-from core.study.layout import DEMO_STUDY_DIR, REAL_STUDY_DIR, study_runs
+from core.study.layout import DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, REAL_STUDY_DIR, study_runs
 from core.study.nextframe import NextFrameConfig, NextFrameLSTM, from_checkpoint, save_dict
 from tests.conftest import train_steps
 
@@ -84,7 +84,7 @@ def test_a_first_schema_study_checkpoint_still_loads(tmp_path):
 
 
 def test_every_run_of_the_shipped_studies_keeps_what_the_pages_read():
-    for study in (DEMO_STUDY_DIR, REAL_STUDY_DIR):
+    for study in (DEMO_STUDY_DIR, REAL_STUDY_DIR, MATRIX_STUDY_DIR, DOSE_STUDY_DIR):
         run_dirs = study_runs(study)
         assert len(run_dirs) >= 4, study
         for run_dir in run_dirs:

@@ -16,13 +16,17 @@ from core import runs
 from core.errors import DeepLanguageError
 from core.study import stats
 from core.study.latents import clip_path, load_latents
-from core.study.layout import DEMO_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig, list_studies, load_study, portable, resolve
+from core.study.layout import (DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
+                               list_studies, load_study, portable, resolve)
 from core.study.probes import min_attainable_p
 from core.study.projections import project
 from core.study.report import study_curves_long, study_summary
 from core.study.results import study_status
 
-SHIPPED = {REAL_STUDY_DIR: "Real-speech study (shipped)", DEMO_STUDY_DIR: "Demo study (shipped, synthetic speech)"}
+SHIPPED = {MATRIX_STUDY_DIR: "Real speech: 6 targets x 9 conditions (shipped)",
+           REAL_STUDY_DIR: "Real speech: 3 targets, with the in-utero filter (shipped)",
+           DOSE_STUDY_DIR: "Real speech: dose-response (shipped)",
+           DEMO_STUDY_DIR: "Demo study (shipped, synthetic speech)"}
 IDENTIFY = "identify"  # the language identifier's embedding of the same clips, beside the runs
 PHASES = {"latents": "Computing the latents of the frozen models", "probes": "Probing the latents"}
 
@@ -34,15 +38,16 @@ def study_label(path: str | Path) -> str:
 
 
 def study_choices() -> list[Path]:
-    """Every study: the user's (newest first), then the shipped real-speech study, then the demo."""
+    """Every study: the user's (newest first), then the shipped ones (real speech, then the demo)."""
     return list_studies(extra=tuple(p for p in SHIPPED if (p / "study.json").exists()))
 
 
 def default_study(choices: list[Path], remembered: str | None) -> int:
     """Index of the study a page opens on: the one last viewed (``remembered``, as :func:`portable`
-    writes it, e.g. from the URL), else the shipped real-speech study, else the demo, else the first."""
+    writes it, e.g. from the URL), else the first shipped study there is (the real-speech matrix
+    first, the synthetic demo last), else the first."""
     names = [portable(p) for p in choices]
-    for wanted in (remembered, portable(REAL_STUDY_DIR), portable(DEMO_STUDY_DIR)):
+    for wanted in (remembered, *map(portable, SHIPPED)):
         if wanted in names:
             return names.index(wanted)
     return 0

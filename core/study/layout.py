@@ -19,7 +19,9 @@ from core.paths import CHECKPOINTS_DIR, portable, resolve  # noqa: F401 (re-expo
 
 STUDIES_DIR = CHECKPOINTS_DIR / "studies"
 DEMO_STUDY_DIR = CHECKPOINTS_DIR / "demo-study"
-REAL_STUDY_DIR = CHECKPOINTS_DIR / "real-study"
+REAL_STUDY_DIR = CHECKPOINTS_DIR / "real-study"  # 3 targets x 7 conditions (with the in-utero filter)
+MATRIX_STUDY_DIR = CHECKPOINTS_DIR / "matrix-study"  # the default study: 6 targets x 9 conditions
+DOSE_STUDY_DIR = CHECKPOINTS_DIR / "dose-study"  # 2 targets x 3 conditions x 3 doses
 NONE = "none"  # the condition without pretraining
 NOISE = "noise"  # low-pass noise shaped like speech's long-term average spectrum
 AE = "ae"  # the autoencoder's runs: runs/ae__s<seed>
@@ -223,7 +225,8 @@ def lstm_runs(study_dir: str | Path) -> list[tuple[Path, dict]]:
 
 
 
-def list_studies(extra: tuple[Path, ...] = (REAL_STUDY_DIR, DEMO_STUDY_DIR)) -> list[Path]:
+def list_studies(extra: tuple[Path, ...] = (MATRIX_STUDY_DIR, REAL_STUDY_DIR, DOSE_STUDY_DIR, DEMO_STUDY_DIR)
+                 ) -> list[Path]:
     """Every study folder: under checkpoints/studies (newest first), then the shipped studies."""
     found = [p for p in STUDIES_DIR.iterdir() if (p / "study.json").exists()] if STUDIES_DIR.exists() else []
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
