@@ -13,12 +13,12 @@ from streamlit.testing.v1 import AppTest
 import core.study.layout
 from core import runs
 from core.study import browse
-from core.study.layout import DEMO_STUDY_DIR, load_study, portable
+from core.study.layout import load_study, portable
 from tests.conftest import ROOT
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # the tiny study trains
-SHIPPED = [p for p in (browse.REAL_STUDY_DIR, DEMO_STUDY_DIR) if (p / "study.json").exists()]
+SHIPPED = [p for p in browse.SHIPPED if (p / "study.json").exists()]  # in the order the pages prefer
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ HELP = "probe a study's latents (speaker-grouped CV, chance level, confidence in
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True, type=Path, help="study folder made by `python -m core study`")
-    parser.add_argument("--permutations", type=int, default=None, help="permutations per p-value (default 30)")
+    parser.add_argument("--permutations", type=int, default=None, help="permutations per p-value, at most (default 20; stops early once 5 shuffles beat the real score)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 

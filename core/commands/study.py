@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("grouped", "sequential"), default=d.group_backend,
                         help="grouped: one batched model per group; sequential: one nn.LSTM after another "
                              "(default %(default)s)")
-    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value, at most (default 30; stops\n"
+    parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value, at most (default 20; stops\n"
                              "early once 5 shuffles beat the real score: a sequential test)")
     parser.add_argument("--workers", type=number(int, low=1), default=None, help="groups trained at once (default: all cores)")
     parser.add_argument("--out", type=Path, default=None,

@@ -43,10 +43,13 @@ from core.study.layout import AE, NONE, cell_label, load_study, parse_run_name, 
 from core.study.results import study_results, thresholds
 
 N_SPLITS = 5  # at most; fewer when a class has fewer speakers
-N_PERMUTATIONS = 30  # per run, at most: smallest reachable p is 1 / 31; seeds are then combined
+# Per run, at most: the smallest reachable p is 1 / 21; the seeds of a cell are then combined
+# (Fisher: five seeds at 1 / 21 give p < 0.001). Probing is most of a big study's time after
+# training (the default matrix probes 846 latents), and it grows with this number.
+N_PERMUTATIONS = 20
 # Besag & Clifford's sequential Monte Carlo test (Biometrika 1991): stop permuting once this many
 # shuffles scored at least the real accuracy; p is then EXCEEDANCES / permutations done. Still a
-# valid p-value; a probe at chance (most of a study's) stops after about 10 shuffles, not 30.
+# valid p-value; a probe at chance stops after about 10 shuffles instead of running them all.
 EXCEEDANCES = 5
 N_BOOTSTRAP = 1000
 TASK_TARGET = "target-vs-rest"
@@ -97,15 +100,42 @@ class _ScaledFolds:
     def predict(self, y: np.ndarray) -> np.ndarray:
         """Out-of-fold predictions (integer codes) of probes fitted on labels ``y``."""
         predicted = np.empty_like(y)
-        probe = make_probe(self.seed)[-1]
         with warnings.catch_warnings(), config_context(assume_finite=True, skip_parameter_validation=True):
             warnings.simplefilter("ignore", ConvergenceWarning)
             for train, test, x_train, x_test in self.parts:
-                probe.fit(x_train, y[train])
-                scores = x_test @ probe.coef_.T + probe.intercept_
-                predicted[test] = (probe.classes_[(scores[:, 0] > 0).astype(int)] if scores.shape[1] == 1
-                                   else probe.classes_[scores.argmax(1)])
+                classes, coef, intercept = self._fit(x_train, y[train])
+                scores = x_test @ coef.T + intercept
+                predicted[test] = (classes[(scores[:, 0] > 0).astype(int)] if scores.shape[1] == 1
+                                   else classes[scores.argmax(1)])
         return predicted
+
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``make_probe``'s LinearSVC on pre-scaled rows: ``classes, coef (n_models, dim), intercept``.
+
+        Calls liblinear as LinearSVC.fit does, without the per-call input checks that cost as much
+        as the fit itself on a few hundred rows (the same solver, numbers and seed: bit-identical,
+        tests/test_probes.py checks it against the pipeline); LinearSVC itself where sklearn's
+        internals differ.
+        """
+        svc = make_probe(self.seed)[-1]
+        if len(np.unique(y)) < 2:  # as LinearSVC.fit: the caller skips such a shuffle
+            raise ValueError("a probe needs samples of at least 2 classes in every training fold")
+        try:
+            from sklearn.svm import _liblinear
+
+            classes, codes = np.unique(y, return_inverse=True)
+            weights = len(y) / (len(classes) * np.bincount(codes).astype(np.float64))  # class_weight="balanced"
+            _liblinear.set_verbosity_wrap(0)  # a process-wide switch; LinearSVC.fit sets it on every call
+            raw, _ = _liblinear.train_wrap(x, codes.astype(np.float64), False, L2_LOSS_PRIMAL, svc.tol,
+                                           svc.intercept_scaling, svc.C, weights, svc.max_iter, 0, 0.1,
+                                           np.ones(len(y)))
+            return classes, raw[:, :-1], svc.intercept_scaling * raw[:, -1]
+        except (ImportError, AttributeError, TypeError, ValueError):
+            svc.fit(x, y)
+            return svc.classes_, svc.coef_, svc.intercept_
+
+
+L2_LOSS_PRIMAL = 2  # liblinear's solver L2R_L2LOSS_SVC: LinearSVC(dual=False), squared hinge, L2 penalty
 
 
 def balanced_accuracy(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
