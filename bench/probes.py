@@ -62,7 +62,10 @@ def probe_before(X, y, groups, n_permutations: int, n_bootstrap: int = probes.N_
     speaker_label = np.array([y[m[0]] for m in members])
     for _ in range(n_permutations):
         shuffled = rng.permutation(speaker_label)[speaker_index]
-        probes.balanced_accuracy(shuffled, predict(shuffled), k)
+        try:
+            probes.balanced_accuracy(shuffled, predict(shuffled), k)
+        except ValueError:  # a shuffle that leaves a training fold with one class
+            continue
     return accuracy
 
 
@@ -84,7 +87,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs probed by each implementation, alternating")
     parser.add_argument("--permutations", type=int, default=probes.N_PERMUTATIONS)
     args = parser.parse_args()
-    folders = [p for p in study_runs(args.study) if "__" in p.name and (p / "latents.npz").exists()][:args.runs]
+    folders = [p for p in study_runs(args.study)
+               if parse_run_name(p.name)["kind"] == "lstm" and (p / "latents.npz").exists()][:args.runs]
     before, now, same = [], [], True
     for folder in folders:
         seconds, old = run_probes(folder, probe_before, args.permutations)
