@@ -120,8 +120,7 @@ class Members:
             self.optimizers = [torch.optim.Adam(self.grouped.parameters(), lr=learning_rate)]
         else:
             self.models = models
-            # fused: one kernel for the whole update instead of a handful of ops per tensor (3-5 % of a step)
-            self.optimizers = [torch.optim.Adam(m.parameters(), lr=learning_rate, fused=True) for m in models]
+            self.optimizers = [torch.optim.Adam(m.parameters(), lr=learning_rate) for m in models]
 
     def step(self, batches: np.ndarray) -> np.ndarray:
         """One optimisation step of every member on its batch: ``batches`` ``(K, batch, frames, n_mels)``;
