@@ -123,7 +123,10 @@ def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, n
     return arrays, pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
 
 
-MAX_IDENTIFY_DIM = 128  # identifier embeddings wider than this are stored as their leading principal components
+# Identifier embeddings wider than this are stored as their leading principal components, at most
+# half as many as there are clips: the trailing components of n clips have almost no variance, and a
+# probe that standardises them fits noise (at 126 of 126 components it scored below chance).
+MAX_IDENTIFY_DIM = 64
 
 
 def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None) -> Path | None:
@@ -143,7 +146,7 @@ def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path 
         # (fitted without labels, so nothing leaks into the probes) keep the study small.
         from sklearn.decomposition import PCA
 
-        n_components = min(MAX_IDENTIFY_DIM, len(vectors))
+        n_components = max(1, min(MAX_IDENTIFY_DIM, len(vectors) // 2))
         vectors = PCA(n_components, svd_solver="full").fit_transform(vectors).astype(np.float32)
     folder = Path(study_dir) / "identify"
     folder.mkdir(exist_ok=True)

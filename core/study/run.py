@@ -139,9 +139,11 @@ def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., 
     total = len(study_runs(study_dir)) + sum(kind == "pretrain" for kind, _ in first)
     failures: list[str] = []
     finished_pretrain = 0
+    # Counted from the jobs as they end, not by reading every run's status (hundreds of files, every
+    # couple of seconds, on a core the workers need).
+    finished = sum(runs.run_status(p)["state"] == "finished" for p in study_runs(study_dir))
 
     def report() -> None:
-        finished = sum(runs.run_status(p)["state"] == "finished" for p in study_runs(study_dir))
         done = finished + finished_pretrain
         runs.write_json(study_dir / "progress.json", {"phase": "training", "done": done, "total": total,
                                                       "failed": failures, "time": time.time()})
@@ -167,6 +169,8 @@ def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., 
                     elif kind == "pretrain":
                         finished_pretrain += 1
                         pending_pretrain -= set(items)
+                    else:
+                        finished += len(items)
                 report()
         except BaseException:
             for future in pending:
