@@ -182,8 +182,27 @@ class GMMSupervector(nn.Module):
         # Which segments make up each row: the whole clip, then each range.
         rows = torch.tensor([[1.0] * len(segments)] + [[float(start <= a and b <= end) for a, b in segments]
                                                           for start, end in ranges], dtype=features.dtype)
-        stats = self.shifts(rows @ counts, (rows @ first.flatten(1)).view(len(rows), *first.shape[1:]))
-        return self.classifier((stats - self.scaler_mean) / self.scaler_scale)
+        counts, first = rows @ counts, (rows @ first.flatten(1)).view(len(rows), *first.shape[1:])
+        # forward()'s steps after the statistics, with the scalings folded into the classifier's weights.
+        shift = (first - counts[:, :, None] * self.ubm_means) / (counts[:, :, None] + self.config.relevance)
+        weight, bias = self._folded_classifier()
+        return torch.addmm(bias, shift.flatten(1), weight)
+
+    def _folded_classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classifier applied to raw MAP shifts ``(batch, n_components * frame_dim)``: the KL scaling
+        sqrt(w) / sigma and the standardisation folded into its weights ``(embedding_dim, n_classes)`` and bias,
+        computed once per set of weights and buffers (as :meth:`_scoring`)."""
+        tensors = (self.ubm_weights, self.ubm_variances, self.scaler_mean, self.scaler_scale,
+                   self.classifier.weight, self.classifier.bias)
+        key = tuple((id(t), t._version, t.device, t.dtype) for t in tensors)
+        if getattr(self, "_folded_key", None) != key:
+            with torch.no_grad():
+                kl = (self.ubm_weights.sqrt()[:, None] / self.ubm_variances.sqrt()).flatten()
+                weight = self.classifier.weight / self.scaler_scale  # (n_classes, embedding_dim)
+                bias = self.classifier.bias - weight @ self.scaler_mean
+                self._folded = ((weight * kl).T.contiguous(), bias)
+            self._folded_key = key
+        return self._folded
 
 
 def loudest(loudness: torch.Tensor, fraction: float) -> torch.Tensor:
