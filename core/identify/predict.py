@@ -11,7 +11,10 @@ Only the audio is a feature: the file's name never reaches the model. Long clips
 3 s windows every 1 s; each window's probabilities are renormalised over the allowed
 languages and reported in ``windows`` (the timeline). The clip's answer is their mean over the
 windows that hold speech, except for whole-clip models (the GMM supervector), which answer
-clips up to 30 s from one pass over the whole clip (see :func:`core.models.scores_whole_clip`).
+clips up to 30 s from one pass over the whole clip (see :func:`core.models.scores_whole_clip`)
+and draw the timeline from that same pass: each window's statistics are sums over the clip's
+own frames (see :func:`core.identify.models.predict_clip`), so a 10 s clip's 1,000 frames are
+scored once, not once per window that holds them and again for the clip (3,400 frames).
 """
 
 from __future__ import annotations
