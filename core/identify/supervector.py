@@ -181,7 +181,8 @@ class GMMSupervector(nn.Module):
         first = torch.stack([posteriors[a:b].T @ features[a:b] for a, b in spans])  # (n_segments, k, d)
         # Which segments make up each row: the whole clip, then each range.
         rows = torch.tensor([[1.0] * len(segments)] + [[float(start <= a and b <= end) for a, b in segments]
-                                                          for start, end in ranges], dtype=features.dtype)
+                                                          for start, end in ranges], dtype=features.dtype,
+                            device=features.device)
         counts, first = rows @ counts, (rows @ first.flatten(1)).view(len(rows), *first.shape[1:])
         # forward()'s steps after the statistics, with the scalings folded into the classifier's weights.
         shift = (first - counts[:, :, None] * self.ubm_means) / (counts[:, :, None] + self.config.relevance)
@@ -220,4 +221,4 @@ def loudest(loudness: torch.Tensor, fraction: float) -> torch.Tensor:
     if above == below:
         return loudness >= low
     high = loudness.kthvalue(above + 1, dim=1, keepdim=True).values
-    return loudness >= low.lerp_(high, rank - below)
+    return loudness >= low.lerp_(high, float(rank - below))  # float32 weight, as a Python number: any device
