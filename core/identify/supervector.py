@@ -130,8 +130,9 @@ class GMMSupervector(nn.Module):
         key = tuple((id(b), b._version, b.device, b.dtype) for b in buffers)
         if getattr(self, "_scoring_key", None) != key:
             precision = 1.0 / self.ubm_variances  # (k, d)
-            constant = (self.ubm_weights.log() - 0.5 * (self.ubm_variances.log().sum(1) + (self.ubm_means ** 2 * precision).sum(1)
-                                                        + self.config.frame_dim * math.log(2 * math.pi)))
+            constant = self.ubm_weights.log() - 0.5 * (self.ubm_variances.log().sum(1)
+                                                       + (self.ubm_means ** 2 * precision).sum(1)
+                                                       + self.config.frame_dim * math.log(2 * math.pi))
             self._scoring_cache = (torch.cat([-0.5 * precision, self.ubm_means * precision], dim=1).T.contiguous(),
                                    constant)
             self._scoring_key = key
@@ -159,7 +160,7 @@ class GMMSupervector(nn.Module):
 
     @torch.no_grad()
     def clip_and_ranges(self, x: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor:
-        """Logits of one whole clip and of frame ranges of it, from one pass over its frames: ``(1 + n_ranges, n_classes)``.
+        """Logits ``(1 + n_ranges, n_classes)`` of one whole clip and of frame ranges of it, from one pass over it.
 
         ``x`` is the clip mean-normalised, ``(1, n_mels, n_frames)``; row 0 is ``forward(x)`` (to float rounding).
         Rows 1.. score the ``[start, end)`` ranges (identify's timeline) from the clip's own frames: cepstra
