@@ -128,6 +128,11 @@ def main() -> None:
     print(f"by stage, {len(paths[:: args.every])} clips, one process, one thread:")
     print_stages("  prepare's worker (full band + low-pass)", ours)
     print_stages("  naive loop (full band only)", theirs)
+    floor = ours["decode"] + ours["resample"]
+    print(f"  decode + resample alone: {floor:.2f} ms of the naive loop's {sum(theirs.values()):.2f} ms per clip, so "
+          f"2 workers can be at most {2 * sum(theirs.values()) / floor:.1f}x the naive loop if nothing else cost "
+          f"anything, and {2 * sum(theirs.values()) / sum(ours.values()):.2f}x with prepare's per-clip cost "
+          f"before start-up")
 
     naive_s, ours_s = [], []
     for _ in range(args.repeat):
