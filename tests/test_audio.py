@@ -126,3 +126,25 @@ def test_lowpass_gain_matches_the_filter():
     freqs = np.linspace(0, 7900, 80)
     _, response = signal.sosfreqz(filters._lowpass_sos(500.0, SR), worN=freqs, fs=SR)
     np.testing.assert_allclose(audio.lowpass_gain(freqs), np.abs(response) ** 4, atol=1e-6)
+
+
+def test_resampling_through_a_kept_stream_gives_soxr_resample_samples():
+    """load_audio resamples through one soxr stream per thread and rate pair: exactly what soxr.resample gives,
+    clip after clip, whatever the lengths, and from several threads at once."""
+    import concurrent.futures
+
+    import soxr
+
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(n).astype(np.float32) for n in (1, 3, 479, 480, 4801, 48000, 70001)]
+    for rate in (48000, 44100, 8000):
+        for clip in clips:
+            np.testing.assert_array_equal(decode.resample(clip, rate, SR), soxr.resample(clip, rate, SR, quality="HQ"))
+
+    def run(clip):
+        return [decode.resample(clip, 48000, SR) for _ in range(20)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for clip, results in zip(clips, pool.map(run, clips)):
+            expected = soxr.resample(clip, 48000, SR, quality="HQ")
+            assert all(np.array_equal(result, expected) for result in results)

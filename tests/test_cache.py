@@ -136,3 +136,17 @@ def test_a_cache_that_cannot_be_written_names_the_file(small_dataset, tmp_path):
     store.clip_path(key).mkdir(parents=True)  # a folder where the file goes: the rename fails, even for root
     with pytest.raises(DeepLanguageError, match=f"could not write the cached features .*{key}"):
         cache.prepare(manifest, tmp_path / "cache", workers=1)
+
+
+def test_clip_files_are_what_np_save_writes(tmp_path):
+    """prepare writes its .npy files itself (np.save costs about 1 ms more per file): the same bytes, and an
+    existing file is replaced whole."""
+    rng = np.random.default_rng(0)
+    full, low = (rng.uniform(-8, 0, size=(137, 64)).astype(np.float32).T for _ in range(2))  # transposed views
+    out = tmp_path / "ab" / "clip.npy"
+    cache._save_clip(str(out), full, low)
+    np.save(tmp_path / "reference.npy", np.stack([full, low]).astype(np.float16))
+    assert out.read_bytes() == (tmp_path / "reference.npy").read_bytes()
+    cache._save_clip(str(out), low[:, :5], full[:, :5])
+    np.testing.assert_array_equal(np.load(out), np.stack([low[:, :5], full[:, :5]]).astype(np.float16))
+    assert [p.name for p in out.parent.iterdir()] == ["clip.npy"]  # no temporary file left behind

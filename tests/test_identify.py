@@ -206,3 +206,81 @@ def test_a_malformed_calibration_is_a_clear_error(files, tmp_path):
     checkpoint["calibration"] = {"temperature": "hot", "ok_rule": {"min_probability": 0.5}}
     with pytest.raises(DeepLanguageError, match="invalid 'calibration'"):
         load_identifier(save_checkpoint(checkpoint, tmp_path / "bad.pt"))
+
+
+# ---- the one-pass GMM scoring behind identify (core.identify.supervector.GMMSupervector.clip_and_ranges) ----
+
+def test_loudest_is_the_torch_quantile_mask_it_replaces():
+    from core.identify.supervector import loudest
+
+    generator = torch.Generator().manual_seed(0)
+    for n_frames in [1, 2, 3, 11, 51, 91, 300, 301, 1001]:  # 51 and 91: float32 ranks a hair above an integer
+        for ties in (False, True):
+            loudness = torch.randn(4, n_frames, generator=generator)
+            loudness = loudness.round(decimals=1) if ties else loudness
+            for fraction in (0.7, 0.5, 0.33):
+                expected = loudness >= torch.quantile(loudness, 1 - fraction, dim=1, keepdim=True)
+                assert torch.equal(loudest(loudness, fraction), expected), (n_frames, ties, fraction)
+
+
+def _real_clips(per_language: int = 1) -> list:
+    from core.paths import CV_SAMPLE_DIR
+
+    return [path for lang in sorted(p.name for p in CV_SAMPLE_DIR.iterdir() if (p / "clips").is_dir())
+            for path in sorted((CV_SAMPLE_DIR / lang / "clips").glob("*.mp3"))[:per_language]]
+
+
+def test_one_pass_scoring_keeps_the_clip_answer_and_tracks_the_window_answers():
+    """The clip's probabilities are forward() on the whole clip to float rounding; the timeline's windows, now
+    scored on the clip's own frames, mostly name the language that scoring each window on its own names."""
+    from core.audio.decode import load_audio
+    from core.audio.features import log_mel
+    from core.identify.models import clip_windows, predict_batches, predict_clip, predict_whole_clip
+
+    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    fps = bundle.features.frames_per_second
+    same, n_windows = 0, 0
+    for path in _real_clips():
+        features = torch.from_numpy(log_mel(load_audio(path), bundle.features))
+        starts, windows, clip = predict_clip(bundle.model, features, bundle.window, bundle.hop, fps)
+        torch.testing.assert_close(clip, predict_whole_clip(bundle.model, features), atol=1e-5, rtol=0)
+        alone_starts, alone = clip_windows(features, bundle.window, bundle.hop, bundle.model.input_normalization)
+        assert starts == alone_starts and windows.shape == (len(starts), len(bundle.labels))
+        torch.testing.assert_close(windows.sum(1), torch.ones(len(starts)))
+        same += int((windows.argmax(1) == predict_batches(bundle.model, alone).argmax(1)).sum())
+        n_windows += len(starts)
+    assert n_windows >= 12 and same >= 0.8 * n_windows  # bench/identify_latency.py: 56 of 58 on 24 clips
+
+
+def test_identify_answers_with_the_whole_clip_probabilities():
+    from core.audio.decode import load_audio
+    from core.audio.features import log_mel
+    from core.identify.models import predict_whole_clip
+    from core.identify.predict import calibrate
+
+    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    path = _real_clips()[0]
+    expected = calibrate(predict_whole_clip(bundle.model, torch.from_numpy(log_mel(load_audio(path), bundle.features))),
+                         bundle.temperature)
+    result = identify(path, bundle)
+    assert list(result["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-4)
+    assert len(result["windows"]) >= 1 and all(w["language"] in bundle.labels for w in result["windows"])
+
+
+def test_gmm_scoring_follows_a_refitted_ubm():
+    """The UBM's scoring matrix is computed once, and again whenever the UBM's buffers change (as fitting,
+    loading a checkpoint or assigning new buffers does)."""
+    def fresh():
+        return build_model("gmm-supervector", {"n_classes": 3, "n_components": 8}).eval()
+
+    model, refitted = fresh(), fresh()
+    refitted.ubm_means.mul_(1.5)
+    refitted.ubm_variances.mul_(2.0)
+    x = torch.randn(2, 64, 120, generator=torch.Generator().manual_seed(1))
+    before = model.supervectors(x)
+    model.load_state_dict(refitted.state_dict())  # copies in place
+    after = model.supervectors(x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, refitted.supervectors(x))
+    model.ubm_weights = torch.linspace(0.5, 1.5, 8) / 8  # a new tensor assigned, not copied in
+    assert not torch.allclose(model.supervectors(x), after)

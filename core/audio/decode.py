@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -220,8 +221,29 @@ def _to_mono_rate(data: np.ndarray, rate: int, target: int, max_seconds: float, 
         raise DeepLanguageError(f"{name} contains NaN or infinite samples. Re-export it from the source.")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != target:
-        mono = soxr.resample(mono, rate, target, quality="HQ")
+        mono = resample(mono, rate, target)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+_STREAMS = threading.local()  # soxr streams are stateful: one per thread (and per process, after a fork)
+
+
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``soxr.resample(audio, rate, target, quality="HQ")`` for mono float32 ``(n_samples,)``: the same samples.
+
+    It goes through a soxr stream kept per thread, process and rate pair, cleared for each clip: building the
+    HQ filter is about a quarter of resampling a 5 s clip from 48 kHz (1.05 vs 1.37 ms here), and `prepare`
+    resamples thousands of them.
+    """
+    streams = _STREAMS.__dict__
+    if streams.get("pid") != os.getpid():
+        streams.clear()
+        streams["pid"] = os.getpid()
+    stream = streams.get((rate, target))
+    if stream is None:
+        stream = streams[(rate, target)] = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+    stream.clear()
+    return stream.resample_chunk(np.ascontiguousarray(audio, dtype=np.float32), last=True)
 
 
 

@@ -19,6 +19,7 @@ computes it again. A file that still cannot be read or written is named in the e
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ import pandas as pd
 from core.audio.decode import MAX_SECONDS, SAMPLE_RATE, ClipTooLongError, load_audio
 from core.audio.speech import speech_seconds
 from core.errors import DeepLanguageError
-from core.files import save_array, write_json
+from core.files import atomic_path, write_json
 from core.audio.features import FeatureConfig, log_mel_pair, normalize_utterance
 from core.data.datasets import read_dataset
 from core.paths import default_cache_dir
@@ -257,13 +258,29 @@ def _featurize(job) -> dict:
         return row
     full, low = log_mel_pair(audio, config)
     try:
-        save_array(out, np.stack([full, low]).astype(np.float16))
+        _save_clip(out, full, low)
     except OSError as error:  # not the clip's fault: say where, and don't record it as a bad clip
         raise DeepLanguageError(f"could not write the cached features {out} ({error.strerror or error}); check "
                                 f"the cache folder's permissions and free space.") from None
     row.update(n_frames=int(full.shape[1]), duration=len(audio) / config.sample_rate,
                speech_seconds=speech_seconds(audio) if config.sample_rate == SAMPLE_RATE else None)
     return row
+
+
+def _save_clip(out: str, full: np.ndarray, low: np.ndarray) -> None:
+    """Write a clip's two log-mels ``(n_mels, n_frames)`` as one float16 ``(2, n_mels, n_frames)`` .npy file,
+    atomically (a temporary name, then a rename).
+
+    The same bytes as ``np.save``, which spends about 1 ms more per file than the write itself (measured here:
+    1.4 vs 0.45 ms of CPU for a 5 s clip); the float16 copy is made in one pass from both variants.
+    """
+    clip = np.empty((2, *full.shape), dtype=np.float16)
+    clip[FULL], clip[LOWPASS] = full, low
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(clip))
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        handle.write(header.getbuffer())
+        handle.write(clip.data)
 
 
 def prepared_dataset(

@@ -11,7 +11,10 @@ Only the audio is a feature: the file's name never reaches the model. Long clips
 3 s windows every 1 s; each window's probabilities are renormalised over the allowed
 languages and reported in ``windows`` (the timeline). The clip's answer is their mean over the
 windows that hold speech, except for whole-clip models (the GMM supervector), which answer
-clips up to 30 s from one pass over the whole clip (see :func:`core.models.scores_whole_clip`).
+clips up to 30 s from one pass over the whole clip (see :func:`core.models.scores_whole_clip`)
+and draw the timeline from that same pass: each window's statistics are sums over the clip's
+own frames (see :func:`core.identify.models.predict_clip`), so a 10 s clip's 1,000 frames are
+scored once, not once per window that holds them and again for the clip (3,400 frames).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from core.audio.decode import load_audio
 from core.checkpoint import load_checkpoint, rebuild_model
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig, log_mel
-from core.identify.models import (MODELS, build_model, clip_windows, input_normalization, normalize_windows, predict_batches,
-                         predict_whole_clip, scores_whole_clip)
+from core.identify.models import (MODELS, build_model, clip_windows, input_normalization, normalize_windows, one_thread,
+                                  predict_clip, scores_whole_clip)
 from core.data.demo_corpus import is_demo_corpus
 from core.paths import CHECKPOINTS_DIR, resolve
 
@@ -179,29 +182,39 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
     if voiced.sum() * VAD_HOP / bundle.features.sample_rate < MIN_SPEECH_SECONDS:
         return result
 
-    features = torch.from_numpy(log_mel(audio, bundle.features))
-    starts, windows = clip_windows(features, bundle.window, bundle.hop, input_normalization(bundle.model))
-    probs = calibrate(predict_batches(bundle.model, windows), bundle.temperature)[:, allowed]
+    with one_thread():  # small tensors: a second thread only waits (see core.identify.models.one_thread)
+        features = torch.from_numpy(log_mel(audio, bundle.features))
+        result.update(_answer(bundle, features, voiced, allowed))
+    return result
+
+
+def _answer(bundle: Identifier, features: torch.Tensor, voiced: np.ndarray, allowed: list[int]) -> dict:
+    """identify's answer for a clip with speech: probabilities, windows, best guess and status."""
+    result = {}
+    fps = bundle.features.frames_per_second
+    starts, probs, clip_probs = predict_clip(bundle.model, features, bundle.window, bundle.hop, fps)
+    probs = calibrate(probs, bundle.temperature)[:, allowed]
     probs = probs / probs.sum(1, keepdim=True)
     # Speech per window, from the 10 ms VAD frames (the same hop as the features' by default).
     vad_per_frame = bundle.features.hop_length / VAD_HOP
     speech_s = np.array([voiced[int(s * vad_per_frame): int((s + bundle.window) * vad_per_frame)].sum()
                          for s in starts]) * VAD_HOP / bundle.features.sample_rate
     votes = speech_s >= MIN_WINDOW_SPEECH_SECONDS
-    if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):
-        clip_probs = calibrate(predict_whole_clip(bundle.model, features), bundle.temperature)[allowed]
+    if clip_probs is not None:
+        clip_probs = calibrate(clip_probs, bundle.temperature)[allowed]
         clip_probs = clip_probs / clip_probs.sum()
     else:
         clip_probs = probs[torch.from_numpy(votes)].mean(0) if votes.any() else probs.mean(0)
 
     labels = [bundle.labels[i] for i in allowed]
-    fps = bundle.features.frames_per_second
-    result["probabilities"] = {label: round(float(p), 4) for label, p in zip(labels, clip_probs)}
+    # Plain floats first: indexing a tensor per number costs microseconds each, and there are windows x languages.
+    window_rows, clip_row = probs.tolist(), clip_probs.tolist()
+    result["probabilities"] = {label: round(p, 4) for label, p in zip(labels, clip_row)}
     result["windows"] = [
         {"start": round(s / fps, 2), "end": round(min(s + bundle.window, features.shape[1]) / fps, 2),
-         "language": labels[int(p.argmax())], "speech_seconds": round(float(v), 2),
-         "probabilities": {label: round(float(q), 4) for label, q in zip(labels, p)}}
-        for s, p, v in zip(starts, probs, speech_s)
+         "language": labels[max(range(len(p)), key=p.__getitem__)], "speech_seconds": round(float(v), 2),
+         "probabilities": {label: round(q, 4) for label, q in zip(labels, p)}}
+        for s, p, v in zip(starts, window_rows, speech_s)
     ]
     result["best_guess"] = labels[int(clip_probs.argmax())]
     if is_ok(clip_probs, bundle.ok_rule):
