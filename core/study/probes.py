@@ -260,7 +260,7 @@ def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_j
             on_progress(i + 1, len(jobs))
     table = pd.DataFrame(rows)
     if not table.empty:
-        table = table.sort_values(["run", "kind", "task"]).reset_index(drop=True)
+        table = table.sort_values(["run", "kind", "task", "target"]).reset_index(drop=True)
         write_tsv(study_dir / "probes.tsv", table)
     return table
 
