@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from core.errors import DeepLanguageError
-from core.study.probes import (balanced_accuracy, compare_conditions, mean_ci, min_attainable_p, probe, probe_latents,
-                         summarize_probes, _folds)
+from core.study.linear_probe import _folds, balanced_accuracy, probe
+from core.study.probes import compare_conditions, mean_ci, min_attainable_p, probe_latents, summarize_probes
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
 
@@ -48,7 +48,7 @@ def test_too_few_speakers_is_a_clear_error_and_such_languages_are_dropped():
 
 
 def test_prescaled_folds_predict_what_the_probe_pipeline_predicts():
-    from core.study.probes import _ScaledFolds, make_probe
+    from core.study.linear_probe import _ScaledFolds, make_probe
 
     for n_classes in (2, 4):  # the binary and the one-vs-rest decision
         X, _, groups = speakers_data(True)
@@ -61,7 +61,7 @@ def test_prescaled_folds_predict_what_the_probe_pipeline_predicts():
 
 
 def test_bootstrap_over_speakers_matches_resampling_their_clips():
-    from core.study.probes import _bootstrap
+    from core.study.linear_probe import _bootstrap
 
     rng = np.random.default_rng(3)
     speaker_index = np.repeat(np.arange(10), 3)
