@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from core.audio.features import FeatureConfig  # noqa: E402
 from core.data.cache import FeatureCache, prepared_dataset  # noqa: E402
-from core.identify import backends  # noqa: E402
+from core.identify import backends, lda  # noqa: E402
 from core.identify.evaluate import bootstrap_ci  # noqa: E402
 from core.identify.gmm import clip_input  # noqa: E402
 from core.identify.supervector import GMMSupervector, GMMSupervectorConfig  # noqa: E402
@@ -38,32 +38,52 @@ def load_frames(manifest, features: FeatureConfig, model: GMMSupervector) -> lis
     if path.exists():
         data = np.load(path)
         return [data[str(i)] for i in range(len(manifest))]
-    cache = FeatureCache(default_cache_dir(CV_SAMPLE_DIR), features)
     frames = []
     with torch.no_grad():
-        for key in manifest["key"]:
-            f, speech = model.frames(clip_input(torch.from_numpy(cache.load(key, normalize=False))))
+        for mel in clean_mels(manifest, features):
+            f, speech = model.frames(clip_input(torch.from_numpy(mel)))
             frames.append(f[0][speech[0]].numpy())
     WORK.mkdir(parents=True, exist_ok=True)
     np.savez(path, **{str(i): f for i, f in enumerate(frames)})
     return frames
 
 
-def augmented_frames(manifest, features: FeatureConfig, model: GMMSupervector, kind: str) -> list[np.ndarray]:
-    """Speech frames of an augmented copy (``kind``, see core.identify.augment) of every clip, cached."""
+def augmented_mels(manifest, features: FeatureConfig, kind: str) -> list[np.ndarray]:
+    """Raw log-mels ``(n_mels, n_frames)`` of one augmented copy (``kind``, core.identify.augment) of every clip,
+    cached as float16 (the neural embedding and the prosody vectors read them too)."""
     from core.audio.decode import load_audio
     from core.audio.features import log_mel
     from core.identify.augment import augmented_copies
 
+    path = WORK / f"logmel-{kind}.npz"
+    if path.exists():
+        data = np.load(path)
+        return [data[str(i)].astype(np.float32) for i in range(len(manifest))]
+    mels = []
+    for i, source in enumerate(manifest["path"]):
+        (_, audio), = augmented_copies(load_audio(source), [kind], seed=i)
+        mels.append(log_mel(audio, features).astype(np.float16))
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{str(i): m for i, m in enumerate(mels)})
+    return [m.astype(np.float32) for m in mels]
+
+
+def clean_mels(manifest, features: FeatureConfig) -> list[np.ndarray]:
+    """Raw log-mels of the clips themselves, from the feature cache (``python -m core prepare``)."""
+    cache = FeatureCache(default_cache_dir(CV_SAMPLE_DIR), features)
+    return [cache.load(key, normalize=False) for key in manifest["key"]]
+
+
+def augmented_frames(manifest, features: FeatureConfig, model: GMMSupervector, kind: str) -> list[np.ndarray]:
+    """Speech frames of an augmented copy (``kind``, see core.identify.augment) of every clip, cached."""
     path = WORK / f"frames-{kind}.npz"
     if path.exists():
         data = np.load(path)
         return [data[str(i)] for i in range(len(manifest))]
     frames = []
     with torch.no_grad():
-        for i, source in enumerate(manifest["path"]):
-            (_, audio), = augmented_copies(load_audio(source), [kind], seed=i)
-            f, speech = model.frames(clip_input(torch.from_numpy(log_mel(audio, features))))
+        for mel in augmented_mels(manifest, features, kind):
+            f, speech = model.frames(clip_input(torch.from_numpy(mel)))
             frames.append(f[0][speech[0]].numpy())
     np.savez(path, **{str(i): f for i, f in enumerate(frames)})
     return frames
@@ -107,6 +127,55 @@ def fold_stats(fold: int, train: np.ndarray, frames: list[np.ndarray], k: int, s
     return stats
 
 
+_AXES: dict = {}  # principal axes per training set: the LDA variants of a fold share them
+
+
+def fit_variant(variant: str, x: np.ndarray, y: np.ndarray, n_clean: int | None = None):
+    """A backend of ``variant`` (core.identify.backends.VARIANTS, or an LDA name: core.identify.lda.parse_variant)
+    fitted on supervectors ``x (n, n_features)`` and targets ``y (n,)``. LDA backends take their principal axes
+    from the first ``n_clean`` rows (the clips themselves, not their copies), computed once per training set."""
+    backend = lda.parse_variant(variant)
+    if backend is not None:
+        n_clean = n_clean or len(x)
+        key = (x.shape, n_clean, float(x[:, :50].sum()), float(x[-1, -50:].sum()))  # a training set seen before?
+        if key not in _AXES or len(_AXES[key][2]) < backend.pca_dim:
+            _AXES[key] = lda.principal_axes(x[:n_clean], max(backend.pca_dim, lda.PCA_DIM))
+        return backend.fit(x, y, axes=_AXES[key])
+    if variant not in backends.VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}: one of {', '.join(backends.VARIANTS)} or lda-<gauss|cosine|plda>...")
+    return backends.VARIANTS[variant](x, y)
+
+
+def fold_vectors(args, fold: int, train: np.ndarray, stats: dict, augmented: dict,
+                 kinds: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every clip's vector for fold ``fold`` and its augmented copies': MAP supervectors, or with ``--ivector R``
+    i-vectors from a total-variability matrix learned (unlabelled, cached) on the fold's training clips and copies."""
+    if not args.ivector:
+        return (backends.supervectors(stats[fold], args.relevance),
+                [backends.supervectors(augmented[kind][fold], args.relevance) for kind in kinds])
+    from core.identify.ivector import TotalVariability, centred_stats
+
+    path = WORK / f"ivec-r{args.ivector}-k{args.components}-fold{fold}-{'-'.join(kinds) or 'clean'}.npz"
+    if not path.exists():
+        parts = [centred_stats(stats[fold])] + [centred_stats(augmented[kind][fold]) for kind in kinds]
+        counts = np.concatenate([n[train] for n, _ in parts])
+        first = np.concatenate([f[train] for _, f in parts])
+        started = time.perf_counter()
+        tv = TotalVariability(args.ivector).fit(counts, first)
+        np.savez(path, *[tv.transform(n, f) for n, f in parts])
+        print(f"fold {fold}: i-vector extractor ({args.ivector}) in {time.perf_counter() - started:.0f} s", flush=True)
+    data = np.load(path)
+    vectors = [data[f"arr_{i}"] for i in range(1 + len(kinds))]
+    return vectors[0], vectors[1:]
+
+
+def paired(hit: np.ndarray, base: np.ndarray, speakers: np.ndarray) -> str:
+    """Difference of two variants' hits on the same clips, with its 95 % bootstrap CI over speakers."""
+    diff = hit.astype(float) - base.astype(float)
+    low, high = bootstrap_ci(diff, speakers)
+    return f"{diff.mean():+.1%} ({low:+.1%} to {high:+.1%})"
+
+
 def learning_curve(args, manifest, folds, use, stats, augmented, kinds, y, speakers, labels) -> int:
     """Accuracy against labelled minutes per language: the backend refitted per budget, UBMs as cached per fold."""
     import json
@@ -126,7 +195,7 @@ def learning_curve(args, manifest, folds, use, stats, augmented, kinds, y, speak
             rows = budget_rows(manifest, train, budget, seed=f)
             sv = backends.supervectors(stats[f], args.relevance)
             x = np.concatenate([sv[rows]] + [backends.supervectors(augmented[k][f], args.relevance)[rows] for k in kinds])
-            probs[test] = backends.VARIANTS[variant](x, np.tile(y[rows], 1 + len(kinds))).predict_proba(sv[test])
+            probs[test] = fit_variant(variant, x, np.tile(y[rows], 1 + len(kinds))).predict_proba(sv[test])
             part = manifest.iloc[rows]
             used.append((part["duration"].sum() / 60 / part["language"].nunique(), part["speaker"].nunique()))
         hit = probs[scored].argmax(1) == y[scored]
@@ -160,6 +229,9 @@ def main() -> int:
     parser.add_argument("--use-folds", default="", help="only these folds (comma-separated), whose UBMs are cached")
     parser.add_argument("--learning-curve", type=Path, default=None,
                         help="instead of variants: the learning curve of the first variant (+ --augment), as JSON here")
+    parser.add_argument("--ivector", type=int, default=0, help="i-vectors of this rank instead of supervectors")
+    parser.add_argument("--compare", default="", help="print each variant's paired difference from this one "
+                                                      "(default: the first variant), bootstrap CI over speakers")
     parser.add_argument("--augment", default="", help="comma-separated kinds of core.identify.augment.KINDS whose "
                                                       "copies of the training clips join every fold's training")
     args = parser.parse_args()
@@ -191,25 +263,32 @@ def main() -> int:
     scored = np.concatenate([folds[f][1] for f in use])
     y_all, speakers_all = y, speakers
     y, speakers = y_all[scored], speakers_all[scored]
-    for variant in args.variants.split(","):
+    variants = args.variants.split(",")
+    base, hits = args.compare or variants[0], {}
+    if base not in variants:
+        variants.insert(0, base)
+    for variant in variants:
         started = time.perf_counter()
         probs = np.zeros((len(y_all), len(labels)))
         for f in use:
             train, test = folds[f]
-            sv = backends.supervectors(stats[f], args.relevance)
-            x_train = np.concatenate([sv[train]] + [backends.supervectors(augmented[kind][f], args.relevance)[train]
-                                                    for kind in kinds])
+            sv, aug = fold_vectors(args, f, train, stats, augmented, kinds)
+            x_train = np.concatenate([sv[train]] + [a[train] for a in aug])
             y_train = np.tile(y_all[train], 1 + len(kinds))
-            probs[test] = backends.VARIANTS[variant](x_train, y_train).predict_proba(sv[test])
+            probs[test] = fit_variant(variant, x_train, y_train, len(train)).predict_proba(sv[test])
         probs = probs[scored]
         hit12 = probs.argmax(1) == y
         mask6 = np.isin(y, six)
         hit6 = np.array(six)[probs[mask6][:, six].argmax(1)] == y[mask6]
         ci12, ci6 = bootstrap_ci(hit12, speakers), bootstrap_ci(hit6, speakers[mask6])
+        hits[variant] = (hit12, hit6)
+        versus = "" if variant == base else (f"; vs {base}: 12 {paired(hit12, hits[base][0], speakers)}, "
+                                             f"6 {paired(hit6, hits[base][1], speakers[mask6])}")
         print(f"{variant + ('+' + '+'.join(kinds) if kinds else ''):>20}: 12 languages {hit12.mean():.1%} ({ci12[0]:.1%}-{ci12[1]:.1%}), "
-              f"6 languages {hit6.mean():.1%} ({ci6[0]:.1%}-{ci6[1]:.1%})  [{time.perf_counter() - started:.0f} s]",
+              f"6 languages {hit6.mean():.1%} ({ci6[0]:.1%}-{ci6[1]:.1%})  [{time.perf_counter() - started:.0f} s]{versus}",
               flush=True)
-        np.save(WORK / f"oof-{variant}{'-' + '-'.join(kinds) if kinds else ''}-k{args.components}-r{args.relevance:g}.npy",
+        np.save(WORK / f"oof-{variant}{'-' + '-'.join(kinds) if kinds else ''}-k{args.components}-r{args.relevance:g}"
+                       f"{f'-ivec{args.ivector}' if args.ivector else ''}.npy",
                 probs)
     return 0
 

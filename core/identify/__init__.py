@@ -4,6 +4,11 @@
     supervector     the GMM-UBM supervector identifier (the shipped model) as an nn.Module
     gmm             fitting it in closed form: UBM, MAP supervectors, backend, calibration
     backends        logistic regression, a Gaussian backend (what enrolment extends), their fusion
+    lda             i-vector-style backends: whitening, length norm, LDA, Gaussian / cosine / PLDA scoring
+    ivector         a total-variability (i-vector) extractor over the UBM statistics
+    prosody         rhythm and prosody vectors of a clip, from its log-mel
+    phonotactics    GMM-token unigram/bigram counts and their TF-IDF regression
+    fusion          score fusion (a weight per system, an offset per language) fitted on validation speakers
     augment         speed, noise, reverberation and channel copies of training clips
     calibration     temperature scaling, expected calibration error, the "ok" rule from validation speakers
     clips           TrainConfig, every clip's log-mel in RAM, batches, validation; the base checkpoint
