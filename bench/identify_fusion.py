@@ -35,12 +35,10 @@ import torch  # noqa: E402
 
 import identify_variants as iv  # noqa: E402
 from core.audio.features import FeatureConfig  # noqa: E402
-from core.data.cache import prepared_dataset  # noqa: E402
 from core.identify import backends, phonotactics, prosody  # noqa: E402
 from core.identify.evaluate import bootstrap_ci  # noqa: E402
 from core.identify.fusion import LinearFusion  # noqa: E402
 from core.identify.supervector import GMMSupervector, GMMSupervectorConfig  # noqa: E402
-from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 PROSODY_C = 0.1  # inverse L2 of the prosody regression (38 standardised features)
 
@@ -159,11 +157,7 @@ def main() -> int:
     from sklearn.model_selection import StratifiedGroupKFold
 
     features = FeatureConfig()
-    manifest = prepared_dataset(CV_SAMPLE_DIR, None, features)
-    manifest = manifest[manifest["duration"] >= 1.5].reset_index(drop=True)
-    labels = sorted(manifest["language"].unique())
-    y = manifest["language"].map({x: i for i, x in enumerate(labels)}).to_numpy()
-    speakers = manifest["speaker"].to_numpy()
+    manifest, labels, y, speakers = iv.cv_sample(features)
     model = GMMSupervector(GMMSupervectorConfig(n_components=args.components))
     folds = list(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(manifest, y, speakers))
     use = [int(f) for f in args.use_folds.split(",") if f] or list(range(len(folds)))

@@ -28,10 +28,8 @@ from torch.nn import functional as F  # noqa: E402
 
 import identify_variants as iv  # noqa: E402
 from core.audio.features import FeatureConfig  # noqa: E402
-from core.data.cache import prepared_dataset  # noqa: E402
 from core.identify.evaluate import bootstrap_ci  # noqa: E402
 from core.identify.models import ResNetASP, ResNetASPConfig, normalize_windows  # noqa: E402
-from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 CROP = 300  # frames per training crop (3 s, identify's window)
 BATCH = 32
@@ -98,11 +96,7 @@ def main() -> int:
     from sklearn.model_selection import StratifiedGroupKFold
 
     features = FeatureConfig()
-    manifest = prepared_dataset(CV_SAMPLE_DIR, None, features)
-    manifest = manifest[manifest["duration"] >= 1.5].reset_index(drop=True)
-    labels = sorted(manifest["language"].unique())
-    y = manifest["language"].map({x: i for i, x in enumerate(labels)}).to_numpy()
-    speakers = manifest["speaker"].to_numpy()
+    manifest, labels, y, speakers = iv.cv_sample(features)
     folds = list(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(manifest, y, speakers))
     kinds = [k for k in args.augment.split(",") if k]
     clean = iv.clean_mels(manifest, features)

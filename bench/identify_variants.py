@@ -33,6 +33,16 @@ SIX = ("de", "en", "es", "fr", "it", "ja")
 WORK = CACHE_DIR / "identify-variants"
 
 
+def cv_sample(features: FeatureConfig):
+    """The clips every identifier bench scores (data/cv-sample, at least 1.5 s): ``manifest, labels,
+    y`` (language codes as integers) ``, speakers``; the 5 folds come from y and speakers."""
+    manifest = prepared_dataset(CV_SAMPLE_DIR, None, features)
+    manifest = manifest[manifest["duration"] >= 1.5].reset_index(drop=True)
+    labels = sorted(manifest["language"].unique())
+    y = manifest["language"].map({x: i for i, x in enumerate(labels)}).to_numpy()
+    return manifest, labels, y, manifest["speaker"].to_numpy()
+
+
 def load_frames(manifest, features: FeatureConfig, model: GMMSupervector) -> list[np.ndarray]:
     path = WORK / "frames.npz"
     if path.exists():
@@ -239,11 +249,7 @@ def main() -> int:
     from sklearn.model_selection import StratifiedGroupKFold
 
     features = FeatureConfig()
-    manifest = prepared_dataset(CV_SAMPLE_DIR, None, features)
-    manifest = manifest[manifest["duration"] >= 1.5].reset_index(drop=True)
-    labels = sorted(manifest["language"].unique())
-    y = manifest["language"].map({x: i for i, x in enumerate(labels)}).to_numpy()
-    speakers = manifest["speaker"].to_numpy()
+    manifest, labels, y, speakers = cv_sample(features)
     model = GMMSupervector(GMMSupervectorConfig(n_components=args.components))
     started = time.perf_counter()
     frames = load_frames(manifest, features, model)
