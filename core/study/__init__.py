@@ -42,7 +42,8 @@ Modules:
     results      status, convergence measures, curves, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers
-    probes       linear probes with chance, CIs and permutation tests
+    linear_probe one probe: speaker-grouped LinearSVC, chance, speaker bootstrap CI, sequential permutation p
+    probes       every run of a study probed; the tables across seeds and conditions
     similarity   language similarity: genealogy, identifier confusion, espeak-ng phoneme overlap
     stats        paired speed-ups per cell, Holm, the Mantel test of similarity vs speed-up
     report       the study's summary (python -m core report --json); report_html: the offline HTML report
