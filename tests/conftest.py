@@ -44,6 +44,19 @@ def tone_clip(language: str, rng: np.random.Generator, seconds: float = 2.0) -> 
     return (0.3 * signal / np.abs(signal).max() + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
 
 
+def tone_dataset(root: Path, rng: np.random.Generator, seconds: float = 2.0) -> Path:
+    """A folder-per-language dataset of tone "languages": low/ and high/, 6 speakers each, 2 clips each."""
+    from core.audio.decode import write_wav
+
+    for language in ("low", "high"):
+        for speaker in range(6):
+            folder = root / language / f"{language}{speaker}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                write_wav(folder / f"{i}.wav", tone_clip(language, rng, seconds))
+    return root
+
+
 @pytest.fixture(scope="session")
 def cv_sample() -> Path:
     """The embedded real Common Voice sample (data/cv-sample, tracked in the repository)."""

@@ -303,15 +303,9 @@ def test_teach_a_language_saves_a_model_that_the_list_offers(runs_dir, tmp_path,
     from core.checkpoint import load_checkpoint
     from core.identify.clips import TrainConfig
     from core.identify.train import train
-    from tests.conftest import speechlike, tone_clip
+    from tests.conftest import speechlike, tone_dataset
 
-    rng = np.random.default_rng(0)
-    for language in ("low", "high"):
-        for speaker in range(6):
-            folder = tmp_path / "data" / language / f"{language}{speaker}"
-            folder.mkdir(parents=True)
-            for i in range(2):
-                sf.write(folder / f"{i}.wav", tone_clip(language, rng, 3.0), SAMPLE_RATE)
+    tone_dataset(tmp_path / "data", np.random.default_rng(0), 3.0)
     small = {"n_components": 8, "ubm_frames": 5000, "ubm_iterations": 10, "backend": "gauss", "backend_dim": 8}
     train(TrainConfig(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), model="gmm-supervector",
                       model_config=small, window_seconds=1.0, hop_seconds=0.5, threads=1), runs_dir=runs_dir)

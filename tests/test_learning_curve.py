@@ -43,18 +43,11 @@ def test_missing_curve_says_how_to_make_one(tmp_path):
 
 @pytest.mark.slow
 def test_a_small_real_curve_on_an_easy_problem(tmp_path):
-    from core.audio.decode import write_wav
     from core.identify.clips import TrainConfig
     from core.identify.learning_curve import learning_curve
-    from tests.conftest import tone_clip
+    from tests.conftest import tone_dataset
 
-    rng = np.random.default_rng(0)
-    for language in ("low", "high"):
-        for speaker in range(6):
-            folder = tmp_path / "data" / language / f"{language}{speaker}"
-            folder.mkdir(parents=True)
-            for i in range(2):
-                write_wav(folder / f"{i}.wav", tone_clip(language, rng))
+    tone_dataset(tmp_path / "data", np.random.default_rng(0))
     config = TrainConfig(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), model="gmm-supervector",
                          model_config={"n_components": 4, "ubm_frames": 3000, "ubm_iterations": 10,
                                        "backend": "gauss", "backend_dim": 8},
@@ -75,18 +68,11 @@ def test_cli_writes_the_curve_the_page_reads(tmp_path):
     import sys
     from pathlib import Path
 
-    from core.audio.decode import write_wav
     from core.identify.clips import TrainConfig
     from core.identify.train import train
-    from tests.conftest import tone_clip
+    from tests.conftest import tone_dataset
 
-    rng = np.random.default_rng(1)
-    for language in ("low", "high"):
-        for speaker in range(6):
-            folder = tmp_path / "data" / language / f"{language}{speaker}"
-            folder.mkdir(parents=True)
-            for i in range(2):
-                write_wav(folder / f"{i}.wav", tone_clip(language, rng))
+    tone_dataset(tmp_path / "data", np.random.default_rng(1))
     config = TrainConfig(data_dir=str(tmp_path / "data"), model="gmm-supervector", threads=1,
                          model_config={"n_components": 4, "ubm_frames": 3000, "ubm_iterations": 10,
                                        "fit_on": "clips", "backend_dim": 8}, window_seconds=1.0, hop_seconds=0.5)
