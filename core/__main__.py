@@ -50,7 +50,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((word for word in argv if not word.startswith("-")), None)
-    args = build_parser(only=command).parse_args(argv)
+    # Without a command (`python -m core --help`), no subcommand's arguments are built: some import torch.
+    args = build_parser(only=command or "").parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except DeepLanguageError as error:

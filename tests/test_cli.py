@@ -36,6 +36,15 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help():
 
 
 @pytest.mark.slow  # spawns a process
+def test_the_command_list_answers_without_importing_torch():
+    probe = ("import contextlib, io, sys\nfrom core.__main__ import main\n"
+             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])\n"
+             "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.slow  # spawns a process
 def test_prepare_a_missing_folder_is_a_message_not_a_traceback(tmp_path):
     result = cli("prepare", "--data", str(tmp_path / "nowhere"))
     assert result.returncode == 1
