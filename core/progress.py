@@ -9,11 +9,16 @@ PROGRESS_EVERY_S = 1.0  # a run's progress.json is rewritten at most this often
 
 @contextmanager
 def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., None]]:
+    """A tqdm bar fed by ``on_progress``; drawn from the first report on, so a job that stops on bad input
+    before doing anything prints its message alone."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=description, unit=unit, dynamic_ncols=True)
+    bars = []
 
     def on_progress(done: int, total: int, **metrics) -> None:
+        if not bars:
+            bars.append(tqdm(desc=description, unit=unit, total=total, dynamic_ncols=True))
+        bar = bars[0]
         bar.total = total
         if metrics:
             bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()},
@@ -23,4 +28,5 @@ def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., 
     try:
         yield on_progress
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()

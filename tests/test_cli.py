@@ -50,6 +50,7 @@ def test_prepare_a_missing_folder_is_a_message_not_a_traceback(tmp_path):
     assert result.returncode == 1
     assert "error:" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[0].startswith("error:")  # the message alone: no empty progress bar first
 
 
 @pytest.mark.slow  # spawns a process
