@@ -102,11 +102,12 @@ def augmented_log_mels(manifest, kinds: Sequence[str], features, cache_root: Pat
         copies = dict(augmented_copies(load_audio(path), missing, seed=int(key[:8], 16))) if missing else {}
         for kind in kinds:
             if kind in copies:
-                mel = log_mel(copies[kind], features)
+                # Rounded as the cache keeps it, cached or not, so a first run and its rerun see the same numbers.
+                mel = log_mel(copies[kind], features).astype(np.float16)
                 if cache_root:
-                    save_array(cached[kind], mel.astype(np.float16))
+                    save_array(cached[kind], mel)
             else:
-                mel = np.load(cached[kind]).astype(np.float32)
+                mel = np.load(cached[kind])
             out.append((row, kind, mel.astype(np.float32)))
         if on_clip:
             on_clip()
