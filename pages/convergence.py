@@ -72,6 +72,11 @@ st.plotly_chart(plots.cell_curves_figure(view["curves"], pretrain, target, dose,
                                          view["conditions"]), key="conv_curves")
 st.caption(f"Threshold rule: {summary['threshold']['rule']}.")
 left, right = st.columns(2)
-left.plotly_chart(plots.dose_figure(summary["dose"]), key="conv_dose_figure")
+if len(view["doses"]) > 1:
+    left.plotly_chart(plots.dose_figure(summary["dose"]), key="conv_dose_figure")
+else:  # one point per condition is no curve
+    left.info(f"Dose-response: this study pretrains for one dose ({view['doses'][0]} epochs), so there is no curve "
+              "to draw. Choose the dose-response study in the sidebar, or run a study with several doses "
+              "(`--pretrain-epochs`).")
 right.plotly_chart(plots.similarity_figure(summary["similarity"]), key="conv_similarity")
 st.caption(view["p_note"])

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import DeepLanguageError, plots
+from core.paths import portable
 from core.study import browse, projections
 from core.study.probes import TASK_TARGET
 from core.study.projections import METHODS
@@ -46,8 +47,10 @@ if table.empty:
     st.info("No run of this study has finished yet: latents appear when a run ends.")
     st.stop()
 # Any run of the matrix: condition, then target, then seed (and dose when the study has several).
+# The LSTM's conditions first (what the study is about), then the autoencoder and the identifier beside them.
+conditions = sorted(table["condition"].unique(), key=lambda c: (c in ("ae", browse.IDENTIFY), c))
 condition = st.sidebar.selectbox("Pretraining condition (ae = autoencoder, identify = the language identifier)",
-                                 sorted(table["condition"].unique()), key="latent_condition")
+                                 conditions, key="latent_condition")
 table = table[table["condition"] == condition]
 target = st.sidebar.selectbox("Target language", sorted(table["target"].unique()), key="latent_target")
 table = table[table["target"] == target]
@@ -64,9 +67,10 @@ method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format
 points = cached_points(str(study), run, kind, method, stamp)
 st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
                                                            if pd.notna(run["pretrain_epochs"]) else "")
-           + f" · {len(points)} held-out clips of test speakers · data: {points['dataset_root'].iloc[0]}")
-event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {condition} -> {target} (seed {seed}), "
-                                                            f"{method.upper()}"),
+           + f" · {len(points)} held-out clips of test speakers · data: {portable(points['dataset_root'].iloc[0])}")
+model = {"ae": "the autoencoder (trained on every target)", browse.IDENTIFY: "the language identifier"}.get(
+    condition, f"{condition} -> {target}")
+event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))
 selected = [int(p["customdata"][0]) for p in event.selection.points] if event and event.selection else []
 if not selected:

@@ -143,6 +143,30 @@ def test_both_pages_open_the_shipped_study(tmp_path, monkeypatch):
         assert len(at.get("plotly_chart")) >= 2, page
 
 
+@pytest.mark.skipif(browse.MATRIX_STUDY_DIR not in SHIPPED, reason="no shipped matrix study here")
+def test_the_shipped_matrix_reads_at_a_glance(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", tmp_path)
+    at = open_page("convergence", browse.MATRIX_STUDY_DIR)
+    assert not at.exception
+    specs = {json.loads(c.proto.spec)["layout"]["title"]["text"].split(" ")[0]: json.loads(c.proto.spec)
+             for c in at.get("plotly_chart")}
+    marker = specs["Speed-up"]["data"][0]["marker"]
+    # Colours span the low-pass cells (all within 2x here), not the ~100x full-band control, which saturates.
+    assert 0.1 < marker["cmax"] < 1.0 and "off the scale" in marker["colorbar"]["title"]["text"]
+    labels = [float(text.split("x")[0]) for text in specs["Speed-up"]["data"][0]["text"]]
+    assert max(labels) > 2 ** (4 * marker["cmax"])
+    similarity = next(spec for title, spec in specs.items() if "rho" in spec["layout"]["title"]["text"])
+    assert similarity["data"][0]["mode"] == "markers"  # 30 pairs: named on hover, not piled-up labels
+    assert any("one dose" in info.value for info in at.info)  # one dose is no dose-response curve
+
+    at = open_page("latent_space", browse.MATRIX_STUDY_DIR)
+    assert not at.exception
+    assert at.selectbox(key="latent_condition").value not in ("ae", browse.IDENTIFY)  # an LSTM run first
+    assert any("data: data/cv-sample" in caption.value for caption in at.caption)  # as in the clone, not this machine
+
+
 def test_the_new_study_form_builds_the_matrix_config():
     from core.errors import DeepLanguageError
 

@@ -70,8 +70,11 @@ def similarity_figure(test: dict) -> go.Figure:
     if pairs.empty:
         return figure.update_layout(title=f"{test.get('method')}: {test.get('reason', 'no pairs')}", height=200)
     y = pairs["log_speedup"] / math.log(2)
-    figure.add_scatter(x=pairs["similarity"], y=y, mode="markers+text", text=pairs["language"] + "->" + pairs["target"],
-                       textposition="top center", name="pair")
+    names = pairs["language"] + "->" + pairs["target"]
+    # Past a dozen pairs the labels pile up on a few similarity values: name them on hover only.
+    figure.add_scatter(x=pairs["similarity"], y=y, mode="markers+text" if len(pairs) <= 12 else "markers",
+                       text=names, textposition="top center", name="pair", hovertext=names,
+                       hovertemplate="%{hovertext}<br>similarity %{x:.2f}<br>log2 speed-up %{y:.2f}<extra></extra>")
     if pairs["similarity"].nunique() > 1:
         slope, intercept = np.polyfit(pairs["similarity"], y, 1)
         xs = np.linspace(pairs["similarity"].min(), pairs["similarity"].max(), 2)
