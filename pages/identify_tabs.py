@@ -52,7 +52,19 @@ def show_trust(bundle) -> None:
         f"CI over speakers; chance {curve['chance']:.0%}. "
         + (f"The fitted power law reaches 80 % at about {needed:.0f} minutes per language (an extrapolation). "
            if needed else "The fitted power law never reaches 80 %. ")
-        + f"Made by `python -m core evaluate --learning-curve --out checkpoints/identify-default/learning_curve.json`.")
+        + _restricted_caption(curve.get("restricted"))
+        + f"Made by `{curve.get('command', 'python -m core evaluate --learning-curve')}`.")
+
+
+def _restricted_caption(restricted: dict | None) -> str:
+    if not restricted:
+        return ""
+    reach = {float(a): need for a, need in restricted["minutes_for"].items()}
+    said = "; ".join(f"{a:.0%} at about {need:.0f} minutes" for a, need in sorted(reach.items())
+                     if need and a > max(restricted["accuracy"]))
+    return (f"Orange: the same answers renormalised over {', '.join(restricted['languages'])} (as choosing those "
+            f"languages does), on their {restricted['n_clips']} clips; chance {restricted['chance']:.0%}"
+            + (f"; its power law reaches {said} per language. " if said else ". "))
 
 
 def show_teach(checkpoint: str, labels: list[str]) -> None:

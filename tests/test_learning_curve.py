@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import DeepLanguageError
+from core.errors import DeepLanguageError, UsageError
 from core.identify.learning_curve import budget_rows, fit_power_law, load_learning_curve, minutes_for
 
 
@@ -53,12 +53,21 @@ def test_a_small_real_curve_on_an_easy_problem(tmp_path):
                                        "backend": "gauss", "backend_dim": 8},
                          window_seconds=1.0, hop_seconds=0.5, threads=1)
     seen = []
-    curve = learning_curve(config, minutes=(0.05, None), n_folds=2, on_progress=lambda d, t, **m: seen.append(d))
+    # Restricted to both languages, listed in the other order: the same answers must come back.
+    curve = learning_curve(config, minutes=(0.05, None), n_folds=2, on_progress=lambda d, t, **m: seen.append(d),
+                           languages=["low", "high"])
     assert curve["languages"] == ["high", "low"] and curve["chance"] == 0.5 and len(curve["accuracy"]) == 2
     assert curve["minutes"][0] < curve["minutes"][1]  # 0.05 min is less than a clip: one clip per language
     assert curve["accuracy"][1] >= 0.9 and all(lo <= a <= hi for a, lo, hi in
                                                zip(curve["accuracy"], curve["ci_low"], curve["ci_high"]))
     assert seen[-1] == 2 * 3
+    assert set(curve["minutes_for"]) == {"0.4", "0.6", "0.8"} and curve["minutes_for"]["0.8"] == curve["minutes_for_80"]
+    restricted = curve["restricted"]
+    assert restricted["languages"] == ["low", "high"] and restricted["n_clips"] == 24
+    assert restricted["accuracy"] == curve["accuracy"] and restricted["chance"] == 0.5
+
+    with pytest.raises(UsageError, match="--languages: unknown language.*nope.*knows high, low"):
+        learning_curve(config, minutes=(None,), n_folds=2, languages=["high", "nope"])
 
 
 @pytest.mark.slow

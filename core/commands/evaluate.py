@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "CV of --data, for each M of --minutes, and fit a power law to the error")
     curve.add_argument("--minutes", default="0.5,1,2,3,4,all", help="budgets per language (default %(default)s)")
     curve.add_argument("--folds", type=int, default=3, help="speaker-grouped folds (default %(default)s)")
+    curve.add_argument("--languages", default=None, metavar="CODES",
+                       help="also the curve of the answers renormalised over these languages, on their clips, as "
+                            "`identify --languages` answers (e.g. de,en,es,fr,it,ja)")
     curve.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
     curve.add_argument("--out", type=Path, default=None,
                        help="write the curve as JSON here (e.g. checkpoints/identify-default/learning_curve.json)")
@@ -60,19 +63,31 @@ def _learning_curve(args: argparse.Namespace) -> int:
     config = replace(TrainConfig.from_dict(recipe), data_dir=str(args.data.resolve()), cache_dir="",
                      threads=args.threads)
     with tqdm_progress("learning curve", unit="fit") as on_progress:
-        curve = learning_curve(config, minutes, args.folds, on_progress)
+        languages = [code.strip() for code in args.languages.split(",")] if args.languages is not None else None
+        curve = learning_curve(config, minutes, args.folds, on_progress, languages)
     curve["data_dir"] = str(args.data)
     curve["command"] = "python -m core evaluate --learning-curve " + " ".join(
         f"--{k} {v}" for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("minutes", args.minutes),
-                                  ("folds", args.folds), ("out", args.out)) if v is not None)
+                                  ("folds", args.folds), ("languages", args.languages), ("out", args.out))
+        if v is not None)
     if args.out:
         save_learning_curve(curve, args.out)
     if args.json:
         print(json.dumps(curve))
     else:
-        for m, a, lo, hi in zip(curve["minutes"], curve["accuracy"], curve["ci_low"], curve["ci_high"]):
-            print(f"{m:5.2f} min/language: {a:.1%} (95% CI {lo:.1%}-{hi:.1%})")
-        law, need = curve["power_law"], curve["minutes_for_80"]
-        print(f"power law {law['form']}: b={law['b']}, c={law['c']}; 80 % needs about "
-              f"{f'{need:.0f} min per language' if need else 'more than the law ever reaches'} (chance {curve['chance']:.1%})")
+        print(_curve_text(curve, f"{len(curve['languages'])} languages"))
+        if "restricted" in curve:
+            print(_curve_text(curve["restricted"], "answers renormalised over " + ",".join(
+                curve["restricted"]["languages"])))
     return 0
+
+
+def _curve_text(curve: dict, title: str) -> str:
+    lines = [f"{title} (chance {curve['chance']:.1%}):"]
+    lines += [f"  {m:5.2f} min/language: {a:.1%} (95% CI {lo:.1%}-{hi:.1%})"
+              for m, a, lo, hi in zip(curve["minutes"], curve["accuracy"], curve["ci_low"], curve["ci_high"])]
+    law = curve["power_law"]
+    reach = "; ".join(f"{float(a):.0%} needs " + (f"about {need:.0f} min per language" if need else "more than it reaches")
+                      for a, need in curve["minutes_for"].items())
+    lines.append(f"  power law {law['form']}: b={law['b']}, c={law['c']}; {reach}")
+    return "\n".join(lines)

@@ -203,7 +203,8 @@ def evaluate_clips(model: torch.nn.Module, clips: ClipSet, rows: torch.Tensor, c
                    return_predictions: bool = False) -> dict:
     """Loss, accuracy and balanced accuracy of whole clips, each predicted as identify does (windows averaged).
 
-    ``return_predictions`` adds ``predicted``, the class index of each row, as a numpy array.
+    ``return_predictions`` adds ``predicted``, the class index of each row, and ``probabilities``, the clip's
+    distribution over the classes, as numpy arrays.
     """
     from sklearn.metrics import balanced_accuracy_score
 
@@ -235,7 +236,7 @@ def evaluate_clips(model: torch.nn.Module, clips: ClipSet, rows: torch.Tensor, c
         "balanced_accuracy": float(balanced_accuracy_score(targets.numpy(), predicted.numpy())),
     }
     if return_predictions:
-        result["predicted"] = predicted.numpy()
+        result["predicted"], result["probabilities"] = predicted.numpy(), probs.numpy()
     return result
 
 

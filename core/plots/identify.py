@@ -75,29 +75,41 @@ def reliability_figure(report: dict) -> go.Figure:
 
 def learning_curve_figure(curve: dict, target: float = 0.8) -> go.Figure:
     """Accuracy against minutes of speech per language (``learning_curve.json``): measured points with their
-    95 % CI band, the fitted power law ``error = b * minutes ** -c`` extrapolated, chance and the target line."""
-    minutes, accuracy = curve["minutes"], curve["accuracy"]
-    fig = go.Figure()
-    band_x, band_y = list(minutes) + list(minutes)[::-1], list(curve["ci_high"]) + list(curve["ci_low"])[::-1]
-    fig.add_trace(go.Scatter(x=band_x, y=band_y, mode="lines",
-                             fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.2)", name="95 % CI",
-                             hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=minutes, y=accuracy, mode="lines+markers", name="measured (speaker-grouped CV)",
-                             line={"color": "rgb(31,119,180)"}))
-    law = curve.get("power_law") or {}
+    95 % CI band, the fitted power law ``error = b * minutes ** -c`` extrapolated, chance and the target line;
+    the same for the answers restricted to a subset of languages (``restricted``) when the curve has them."""
     needed = curve.get("minutes_for_80")
     # Far enough to meet the target line when the law does within a few hundredfold of the data, no further.
+    minutes = curve["minutes"]
     end = max(max(minutes) * 4, min(needed * 1.3, max(minutes) * 300) if needed else 0)
-    if law.get("b") is not None:
-        grid = [min(minutes) * (end / min(minutes)) ** (i / 60) for i in range(61)]
-        fig.add_trace(go.Scatter(x=grid, y=[max(0.0, 1 - law["b"] * m ** -law["c"]) for m in grid], mode="lines",
-                                 name="power law, extrapolated", line={"dash": "dash", "color": "rgb(214,39,40)"}))
+    fig = go.Figure()
+    _add_curve(fig, curve, f"{len(curve['languages'])} languages", (31, 119, 180), end)
+    restricted = curve.get("restricted")
+    if restricted:
+        _add_curve(fig, restricted, f"{len(restricted['languages'])} of them ({', '.join(restricted['languages'])})",
+                   (255, 127, 14), end)
+        fig.add_hline(y=restricted["chance"], line={"dash": "dot", "color": "rgb(255,127,14)"},
+                      annotation_text=f"chance {restricted['chance']:.0%}", annotation_position="top right")
     fig.add_hline(y=curve["chance"], line={"dash": "dot", "color": "gray"},
                   annotation_text=f"chance {curve['chance']:.0%}", annotation_position="bottom right")
     fig.add_hline(y=target, line={"dash": "dot", "color": "green"},
                   annotation_text=f"{target:.0%}" + (f": about {needed:.0f} min per language" if needed else ""),
                   annotation_position="top left")
-    fig.update_layout(title="How much speech per language buys how much accuracy", height=380,
+    fig.update_layout(title="How much speech per language buys how much accuracy", height=400,
                       legend={"orientation": "h", "y": -0.3}, margin={"l": 40, "r": 10, "t": 40, "b": 40})
     fig.update_xaxes(title="minutes of speech per language (log scale)", type="log")
     return fig.update_yaxes(title="accuracy on unseen speakers", range=[0, 1], tickformat=".0%")
+
+
+def _add_curve(fig: go.Figure, curve: dict, name: str, rgb: tuple[int, int, int], end: float) -> None:
+    """One measured curve, its CI band and its extrapolated power law, in one colour."""
+    minutes, colour = curve["minutes"], "rgb({},{},{})".format(*rgb)
+    fig.add_trace(go.Scatter(x=list(minutes) + list(minutes)[::-1], y=list(curve["ci_high"]) + list(curve["ci_low"])[::-1],
+                             mode="lines", fill="toself", line={"width": 0}, fillcolor="rgba({},{},{},0.2)".format(*rgb),
+                             name=f"{name}: 95 % CI", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=minutes, y=curve["accuracy"], mode="lines+markers", line={"color": colour},
+                             name=f"{name}: measured (speaker-grouped CV)"))
+    law = curve.get("power_law") or {}
+    if law.get("b") is not None:
+        grid = [min(minutes) * (end / min(minutes)) ** (i / 60) for i in range(61)]
+        fig.add_trace(go.Scatter(x=grid, y=[max(0.0, 1 - law["b"] * m ** -law["c"]) for m in grid], mode="lines",
+                                 name=f"{name}: power law, extrapolated", line={"dash": "dash", "color": colour}))
