@@ -3,23 +3,51 @@
 Two more tabs: how far to trust the chosen model (reliability, "ok", learning curve) and teaching it a language.
 """
 
+import time
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from core import DeepLanguageError, plots
 from core.audio import load_audio, to_wav_bytes
 from core.audio.decode import MAX_SECONDS
 from core.identify.predict import identify, load_identifier
-from core.identify.session import latest_input, model_choices
+from core.identify.session import latest_input, model_choices, pick_clip, unheard_clips
+from core.paths import portable
 from pages.identify_tabs import UPLOAD_TYPES, show_teach, show_trust
 
-INPUT_NAMES = {"upload": "the uploaded file", "recording": "the recording"}
+INPUT_NAMES = {"upload": "the uploaded file", "recording": "the recording", "sample": "the sample clip"}
+ANY = "any language"
 
 
 @st.cache_resource(show_spinner="Loading the model...")
 def cached_identifier(path: str):
     return load_identifier(path)
+
+
+@st.cache_data(show_spinner=False)
+def cached_unheard_clips(path: str):
+    bundle = cached_identifier(path)
+    return unheard_clips(bundle.checkpoint.get("data", {}), bundle.labels)
+
+
+def sample_picker(path: str, labels: list[str]) -> dict | None:
+    """"Try a clip": a clip of the embedded sample from a speaker the model never heard, or None."""
+    clips = cached_unheard_clips(path)
+    if clips.empty:
+        return None
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    language = left.selectbox("...or try a clip of a speaker this model never heard (embedded Common Voice sample)",
+                              [ANY, *sorted(clips["language"].unique())], key="identify_sample_language")
+    if right.button("Try a clip", key="identify_sample_button"):
+        picks = st.session_state.get("identify_sample_picks", 0) + 1
+        rng = np.random.default_rng([picks, int(time.time())])
+        st.session_state["identify_sample"] = {**pick_clip(clips, None if language == ANY else language, rng),
+                                               "id": f"{picks}:{path}"}
+        st.session_state["identify_sample_picks"] = picks
+    sample = st.session_state.get("identify_sample")
+    return sample if sample and sample["id"].endswith(path) else None  # a pick belongs to the model it was made for
 
 
 models = model_choices()
@@ -52,21 +80,30 @@ with clip_tab:  # last: its guards stop the script
     upload = st.file_uploader(f"Upload a clip (up to {limit_mb} MB and {MAX_SECONDS / 60:g} minutes)",
                               type=UPLOAD_TYPES, key="identify_upload")
     recording = st.audio_input("...or record one", key="identify_record")
-    inputs = {"upload": upload, "recording": recording}
-    ids = {key: (None if value is None else value.file_id) for key, value in inputs.items()}
+    sample = sample_picker(models[choice], bundle.labels)
+    inputs = {"upload": upload, "recording": recording, "sample": sample}
+    ids = {key: (None if value is None else value["id"] if key == "sample" else value.file_id)
+           for key, value in inputs.items()}
     answered = latest_input(ids, st.session_state.get("identify_seen", {}), st.session_state.get("identify_answered"))
     # Only the ids are remembered between reruns, never the audio.
     st.session_state["identify_seen"], st.session_state["identify_answered"] = ids, answered
     if answered is None:
-        st.info("Upload a clip or record one to hear which language it is.")
+        st.info("Upload a clip, record one or try one from the sample to hear which language it is.")
         st.stop()
     if not languages:
         st.info("Choose at least one language in the sidebar.")
         st.stop()
     source = inputs[answered]
-    if all(ids.values()):
-        st.caption(f"Answering {INPUT_NAMES[answered]}, the newer of your two inputs.")
-    name = getattr(source, "name", None) or "recording.wav"
+    if sum(value is not None for value in ids.values()) > 1:
+        st.caption(f"Answering {INPUT_NAMES[answered]}, the newest of your inputs.")
+    if answered == "sample":
+        st.caption(f"Sample clip: **{source['language']}**, said by a speaker this model never trained on"
+                   + (f": \u201c{source['sentence']}\u201d" if source.get("sentence") else "")
+                   + f" ({portable(source['path'])}, CC0).")
+        source = source["path"]
+        name = portable(source)
+    else:
+        name = getattr(source, "name", None) or "recording.wav"
     try:
         clip = load_audio(source, bundle.features.sample_rate, name=name)
         result = identify(clip, bundle, languages, name=name)
@@ -94,4 +131,4 @@ with clip_tab:  # last: its guards stop the script
     st.audio(to_wav_bytes(clip, bundle.features.sample_rate), format="audio/wav")
     st.plotly_chart(plots.waveform_figure(clip, bundle.features.sample_rate), key="identify_wave")
     st.caption(f"Answered: {name} · {result['seconds']:.1f} s of audio · {len(result['windows'])} window(s) · "
-               f"model {Path(bundle.path)}")
+               f"model {portable(bundle.path)}")

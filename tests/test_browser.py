@@ -145,6 +145,10 @@ def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
     verdict = page.locator('[data-testid="stAlert"]').first.inner_text()
     assert verdict.startswith(("Language:", "Uncertain:", "No speech:")), verdict
     page.get_by_text(f"Answered: {clip.name}").first.wait_for(timeout=30000)
+    # A sample clip of a speaker the model never heard, one click away; then the upload stays the older input.
+    page.get_by_role("button", name="Try a clip").click()
+    page.get_by_text("Sample clip:").first.wait_for(timeout=60000)
+    page.get_by_text("Answered: data/cv-sample/").first.wait_for(timeout=30000)
     # The other tabs: how far to trust the model (a reliability diagram, or a note why there is none) and teaching.
     page.get_by_role("tab", name="How far to trust it").click()
     page.get_by_text("How much speech per language would you need?").first.wait_for(timeout=30000)

@@ -284,3 +284,20 @@ def test_gmm_scoring_follows_a_refitted_ubm():
     torch.testing.assert_close(after, refitted.supervectors(x))
     model.ubm_weights = torch.linspace(0.5, 1.5, 8) / 8  # a new tensor assigned, not copied in
     assert not torch.allclose(model.supervectors(x), after)
+
+
+def test_unheard_clips_leave_out_the_model_s_speakers_and_languages(cv_sample, tmp_path):
+    from core.data.datasets import read_dataset
+    from core.identify.session import pick_clip, unheard_clips
+
+    manifest = read_dataset(cv_sample, durations=False)
+    es = manifest[manifest["language"] == "es"]
+    heard = list(es["speaker"].unique()[:10])
+    clips = unheard_clips({"train_speakers": heard[:6], "val_speakers": heard[6:]}, ["es", "ja"], cv_sample)
+    assert set(clips["language"]) == {"es", "ja"} and not clips["speaker"].isin(heard).any()
+    assert len(clips) == (manifest["language"] == "ja").sum() + (~es["speaker"].isin(heard)).sum()
+    rng = np.random.default_rng(0)
+    assert all(pick_clip(clips, "ja", rng)["language"] == "ja" for _ in range(5))
+    with pytest.raises(DeepLanguageError, match="no clip of fr"):
+        pick_clip(clips, "fr", rng)
+    assert unheard_clips({}, ["es"], tmp_path / "nowhere").empty  # no sample here: nothing offered, no error

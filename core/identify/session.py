@@ -3,7 +3,8 @@
     model_choices   the models a user can pick: the shipped one, then every run with a best.pt
     ok_promise      what an "ok" answer promises (precision with its 95 % interval, coverage), from calibration
     teach           teach a model a language from clips and save it as a run, so the model list shows it
-    latest_input    which of two inputs (an upload, a recording) to answer: the one that changed last
+    latest_input    which of the inputs (an upload, a recording, a sample clip) to answer: the one that changed last
+    unheard_clips   clips of the embedded sample whose speakers a model never heard: what "Try a clip" offers
 
 Nothing here keeps audio: the page remembers only file ids (short strings) between reruns, and the
 clips a user records to teach a language until they are saved.
@@ -15,6 +16,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
 from scipy.stats import binomtest
 
 from core import runs
@@ -22,6 +25,7 @@ from core.errors import DeepLanguageError
 from core.files import write_json
 from core.identify.enroll import enroll
 from core.identify.predict import DEFAULT_CHECKPOINT
+from core.paths import CV_SAMPLE_DIR
 
 LEARNING_CURVE = DEFAULT_CHECKPOINT.parent / "learning_curve.json"  # the shipped recipe's, charted on the page
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # one safe path component
@@ -93,3 +97,27 @@ def teach(checkpoint: str | Path, name: str, language: str, clips: list, replace
         "replaced": replace, "n_clips_used": report["n_used"], "n_clips_skipped": report["n_skipped"],
         "seconds_of_speech": report["seconds_of_speech"]})
     return report
+
+
+def unheard_clips(data: dict, labels: list[str], data_dir: str | Path = CV_SAMPLE_DIR) -> pd.DataFrame:
+    """Clips of ``data_dir`` in the model's ``labels`` whose speakers it never trained or validated on
+    (``data`` is the checkpoint's ``data`` entry, which lists them): ``path, language, speaker, sentence``.
+    Empty when the folder is missing or holds no such clip; the page then offers nothing to try."""
+    from core.data.datasets import read_dataset
+
+    try:
+        manifest = read_dataset(data_dir, durations=False)
+    except DeepLanguageError:
+        return pd.DataFrame(columns=["path", "language", "speaker", "sentence"])
+    heard = set(data.get("train_speakers", [])) | set(data.get("val_speakers", []))
+    keep = manifest["language"].isin(labels) & ~manifest["speaker"].isin(heard)
+    columns = [c for c in ("path", "language", "speaker", "sentence") if c in manifest]
+    return manifest.loc[keep, columns].reset_index(drop=True)
+
+
+def pick_clip(clips: pd.DataFrame, language: str | None, rng: np.random.Generator) -> dict:
+    """One clip of ``clips`` (of ``language`` when given), at random, as a plain dict."""
+    pool = clips if language is None else clips[clips["language"] == language]
+    if pool.empty:
+        raise DeepLanguageError(f"no clip of {language} from a speaker this model never heard in the sample.")
+    return pool.iloc[int(rng.integers(len(pool)))].to_dict()
