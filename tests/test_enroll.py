@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from core.audio.decode import SAMPLE_RATE, write_wav
 from core.checkpoint import load_checkpoint, save_checkpoint
@@ -57,7 +56,7 @@ def trained(tmp_path_factory):
     config = TrainConfig(data_dir=str(root / "data"), cache_dir=str(root / "cache"), model="gmm-supervector",
                          model_config=SMALL, window_seconds=1.0, hop_seconds=0.5, threads=1)
     run_dir = train(config, runs_dir=root / "runs")
-    teach = _write_clips(root / "teach", "mid", 24, 3.0, 7)
+    _write_clips(root / "teach", "mid", 24, 3.0, 7)
     write_wav(root / "teach" / "silence.wav", np.zeros(SAMPLE_RATE, np.float32))
     unseen = {lang: _write_clips(root / "unseen" / lang, lang, 4, 3.0, 50 + i) for i, lang in enumerate(PATTERNS)}
     return {"root": root, "checkpoint": run_dir / "best.pt", "teach": root / "teach", "unseen": unseen}

@@ -72,7 +72,6 @@ def test_a_small_real_curve_on_an_easy_problem(tmp_path):
 
 @pytest.mark.slow
 def test_cli_writes_the_curve_the_page_reads(tmp_path):
-    import json
     import subprocess
     import sys
     from pathlib import Path

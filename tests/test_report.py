@@ -117,6 +117,8 @@ def test_the_html_report_is_self_contained(study):
     for section in ("Data and splits", "The matrix", "Curves", "Dose-response", "similar languages",
                     "Linear probes", "Regenerate", "Threshold"):
         assert section in html, section
+    primary = study_summary(study)["similarity"]["method"]
+    assert f"Primary method (fixed in advance): <b>{primary}</b>" in html  # filled in, not the template's braces
 
 
 @pytest.mark.slow

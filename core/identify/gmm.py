@@ -272,4 +272,4 @@ def _background(config, cfg: GMMSupervectorConfig, clips) -> tuple[list[torch.Te
     return [torch.from_numpy(a) for a in arrays], targets
 
 
-__all__ = ["KINDS", "GMMSupervectorConfig", "GMMSupervector", "fit"]
+__all__ = ["GMMSupervectorConfig", "GMMSupervector", "fit"]

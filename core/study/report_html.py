@@ -110,7 +110,8 @@ def _similarity_sections(summary: dict, figures: "_Figures") -> list[str]:
              "<p>Spearman rho between a pair's similarity and its mean log speed-up (pretraining language "
              "different from the target; low-pass language conditions). Null: rho = 0, the similarity's "
              "language labels exchangeable; p from a Mantel permutation of labels (all k! of them for k languages, "
-             "so p cannot go below 1/k!: p_min); 95% CI from a bootstrap over seeds. Primary method (fixed in advance): <b>{_e(primary['method'])}</b>.</p>"]
+             "so p cannot go below 1/k!: p_min); 95% CI from a bootstrap over seeds. Primary method (fixed in "
+             f"advance): <b>{_e(primary['method'])}</b>.</p>"]
     rows = []
     for test in summary["similarity_methods"]:
         parts.append(figures.add(transfer.similarity_figure(test)) if test.get("pairs")
