@@ -47,10 +47,8 @@ if table.empty:
     st.info("No run of this study has finished yet: latents appear when a run ends.")
     st.stop()
 # Any run of the matrix: condition, then target, then seed (and dose when the study has several).
-# The LSTM's conditions first (what the study is about), then the autoencoder and the identifier beside them.
-conditions = sorted(table["condition"].unique(), key=lambda c: (c in ("ae", browse.IDENTIFY), c))
 condition = st.sidebar.selectbox("Pretraining condition (ae = autoencoder, identify = the language identifier)",
-                                 conditions, key="latent_condition")
+                                 browse.latent_conditions(table["condition"]), key="latent_condition")
 table = table[table["condition"] == condition]
 target = st.sidebar.selectbox("Target language", sorted(table["target"].unique()), key="latent_target")
 table = table[table["target"] == target]
@@ -68,8 +66,7 @@ points = cached_points(str(study), run, kind, method, stamp)
 st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
                                                            if pd.notna(run["pretrain_epochs"]) else "")
            + f" · {len(points)} held-out clips of test speakers · data: {portable(points['dataset_root'].iloc[0])}")
-model = {"ae": "the autoencoder (trained on every target)", browse.IDENTIFY: "the language identifier"}.get(
-    condition, f"{condition} -> {target}")
+model = browse.latent_model_name(condition, target)
 event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))
 selected = [int(p["customdata"][0]) for p in event.selection.points] if event and event.selection else []

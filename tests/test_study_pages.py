@@ -178,3 +178,10 @@ def test_the_new_study_form_builds_the_matrix_config():
         browse.new_study_config([], ["it"], ["none"], "lowpass", [4], 5)
     with pytest.raises(DeepLanguageError, match="pretraining condition"):
         browse.new_study_config(["es"], [], [], "lowpass", [4], 5)
+
+
+def test_latent_conditions_put_the_lstm_runs_first_and_name_every_model():
+    assert browse.latent_conditions(["identify", "ae", "none", "es", "es"]) == ["es", "none", "ae", "identify"]
+    assert browse.latent_model_name("es:utero", "fr") == "es:utero -> fr"
+    assert "autoencoder" in browse.latent_model_name("ae", "fr") and "fr" not in browse.latent_model_name("ae", "fr")
+    assert browse.latent_model_name(browse.IDENTIFY, "fr") == "the language identifier"

@@ -16,7 +16,7 @@ from core import runs
 from core.errors import DeepLanguageError
 from core.study import stats
 from core.study.latents import clip_path, load_latents
-from core.study.layout import (DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
+from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
 from core.study.probes import min_attainable_p
 from core.study.projections import project
@@ -35,6 +35,18 @@ def study_label(path: str | Path) -> str:
     """How a study is named in the pages: the shipped ones by what they are, others by folder name."""
     path = Path(path).resolve()
     return next((label for folder, label in SHIPPED.items() if folder.resolve() == path), path.name)
+
+
+def latent_conditions(conditions) -> list[str]:
+    """The conditions a latent can come from, the LSTM's first (what a study is about), then the autoencoder
+    and the identifier beside them."""
+    return sorted(set(conditions), key=lambda c: (c in (AE, IDENTIFY), c))
+
+
+def latent_model_name(condition: str, target: str) -> str:
+    """What made a latent, in words: a pretraining -> target run, the autoencoder or the identifier."""
+    return {AE: "the autoencoder (trained on every target)", IDENTIFY: "the language identifier"}.get(
+        condition, f"{condition} -> {target}")
 
 
 def study_choices() -> list[Path]:
