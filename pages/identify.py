@@ -63,6 +63,7 @@ with clip_tab:  # last: its guards stop the script
     source = inputs[answered]
     if sum(value is not None for value in ids.values()) > 1:
         st.caption(f"Answering {INPUT_NAMES[answered]}, the newest of your inputs.")
+    truth = source["language"] if answered == "sample" else None
     if answered == "sample":
         st.caption(f"Sample clip: **{source['language']}**, said by a speaker this model never trained on"
                    + (f": \u201c{source['sentence']}\u201d" if source.get("sentence") else "")
@@ -78,4 +79,4 @@ with clip_tab:  # last: its guards stop the script
         st.error(str(error))
         st.stop()
 
-    show_answer(result, clip, bundle, languages, name)
+    show_answer(result, clip, bundle, languages, name, truth)

@@ -47,8 +47,9 @@ def sample_picker(path: str) -> dict | None:
     return sample if sample and sample["id"].endswith(path) else None  # a pick belongs to the model it was made for
 
 
-def show_answer(result: dict, clip, bundle, languages: list[str], name: str) -> None:
-    """The verdict (ok, uncertain, no speech), the probabilities, the timeline, a player and the waveform."""
+def show_answer(result: dict, clip, bundle, languages: list[str], name: str, truth: str | None = None) -> None:
+    """The verdict (ok, uncertain, no speech), whether it is right when the clip's language is known (``truth``),
+    the probabilities, the timeline, a player and the waveform."""
     rule = bundle.ok_rule
     if result["status"] == "no_speech":
         st.warning("No speech: this clip holds no speech the model could judge.")
@@ -58,6 +59,11 @@ def show_answer(result: dict, clip, bundle, languages: list[str], name: str) -> 
                    "don't rely on it.")
     else:
         st.success(f"Language: **{result['language']}** ({result['probabilities'][result['language']]:.0%})")
+    said = result["language"] or result["best_guess"]
+    if truth and said:
+        st.caption(f"Right: the clip is {truth}." if said == truth else
+                   f"Wrong: the clip is {truth}" + ("" if truth in languages else ", which is not among the chosen "
+                                                    "languages") + f"; the model's answer was {said}.")
     if result["probabilities"]:
         st.plotly_chart(plots.probability_figure(result["probabilities"]), key="identify_probs")
     if len(result["windows"]) > 1:  # one window's point would only repeat the bars above
