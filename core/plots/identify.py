@@ -94,8 +94,10 @@ def learning_curve_figure(curve: dict, target: float = 0.8) -> go.Figure:
     fig.add_hline(y=target, line={"dash": "dot", "color": "green"},
                   annotation_text=f"{target:.0%}" + (f": about {needed:.0f} min per language" if needed else ""),
                   annotation_position="top left")
-    fig.update_layout(title="How much speech per language buys how much accuracy", height=400,
-                      legend={"orientation": "h", "y": -0.3}, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    # The legend (three rows for two curves) goes under the axis title, not over it.
+    fig.update_layout(title="How much speech per language buys how much accuracy (band: 95 % CI)",
+                      height=480 if restricted else 420, legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
+                      margin={"l": 40, "r": 10, "t": 40, "b": 100})
     fig.update_xaxes(title="minutes of speech per language (log scale)", type="log")
     return fig.update_yaxes(title="accuracy on unseen speakers", range=[0, 1], tickformat=".0%")
 
@@ -105,7 +107,7 @@ def _add_curve(fig: go.Figure, curve: dict, name: str, rgb: tuple[int, int, int]
     minutes, colour = curve["minutes"], "rgb({},{},{})".format(*rgb)
     fig.add_trace(go.Scatter(x=list(minutes) + list(minutes)[::-1], y=list(curve["ci_high"]) + list(curve["ci_low"])[::-1],
                              mode="lines", fill="toself", line={"width": 0}, fillcolor="rgba({},{},{},0.2)".format(*rgb),
-                             name=f"{name}: 95 % CI", hoverinfo="skip"))
+                             name=f"{name}: 95 % CI", hoverinfo="skip", showlegend=False))  # the caption says
     fig.add_trace(go.Scatter(x=minutes, y=curve["accuracy"], mode="lines+markers", line={"color": colour},
                              name=f"{name}: measured (speaker-grouped CV)"))
     law = curve.get("power_law") or {}
