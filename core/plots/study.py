@@ -74,6 +74,8 @@ def speedup_matrix_figure(cells: list[dict], pretrain_epochs: int) -> go.Figure:
     figure = go.Figure(go.Scatter(
         x=table["target"], y=table["pretrain"], mode="markers+text",
         text=[f"{s:.2f}x" + ("*" if sig else " n.s.") for s, sig in zip(speedup, significant)],
+        # Light text on the deep colours, dark on the pale ones.
+        textfont={"color": ["white" if abs(v) > 0.55 * limit else "#222" for v in log2]},
         customdata=table[["pretrain", "target", "pretrain_epochs"]].to_numpy().tolist(),
         hovertext=hover, hoverinfo="text",
         marker={"symbol": "square", "size": 50, "color": log2, "colorscale": "RdBu_r", "cmin": -limit,
