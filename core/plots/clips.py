@@ -49,6 +49,7 @@ def language_stats_figures(manifest: pd.DataFrame) -> dict[str, go.Figure]:
                             title="Clips and speakers per language"),
         "speakers": px.box(per_speaker, x="language", y="clips", points="all",
                            title="Clips per speaker (each point a speaker)"),
-        "durations": px.histogram(manifest, x="duration", color="language", nbins=40, barmode="overlay",
-                                  opacity=0.6, title="Clip durations (s)"),
+        # One box per language: a dozen overlaid histograms would hide each other.
+        "durations": px.box(manifest, x="language", y="duration", points="outliers",
+                            title="Clip durations (s) per language").update_yaxes(title="seconds"),
     }
