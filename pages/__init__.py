@@ -28,7 +28,7 @@ PAGES = [
     ("pages/data.py", "Data", ":material/library_music:",
      "Load Common Voice or folders of clips; statistics, waveforms, full-band and low-pass log-mels."),
     ("pages/identify.py", "Identify", ":material/record_voice_over:",
-     "Upload or record a clip and see the probability of every language."),
+     "Upload, record or try a sample clip and see the probability of every language."),
     ("pages/train.py", "Train", ":material/model_training:",
      "Launch a training run, watch it live, stop and resume it."),
     ("pages/runs.py", "Runs", ":material/leaderboard:",
