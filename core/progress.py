@@ -13,12 +13,12 @@ def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., 
     before doing anything prints its message alone."""
     from tqdm import tqdm
 
-    bars = []
+    bar = None
 
     def on_progress(done: int, total: int, **metrics) -> None:
-        if not bars:
-            bars.append(tqdm(desc=description, unit=unit, total=total, dynamic_ncols=True))
-        bar = bars[0]
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=description, unit=unit, total=total, dynamic_ncols=True)
         bar.total = total
         if metrics:
             bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()},
@@ -28,5 +28,5 @@ def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., 
     try:
         yield on_progress
     finally:
-        for bar in bars:
+        if bar is not None:
             bar.close()
