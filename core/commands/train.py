@@ -19,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature cache folder (default: data/cache/<dataset name>-<hash>)")
     parser.add_argument("--languages", default="", help="comma-separated languages to learn (default: all)")
-    parser.add_argument("--model", help="model kind: cnn-baseline, resnet-asp or gmm-supervector (default resnet-asp)")
+    parser.add_argument("--model", help="model kind: whisper-head (pretrained Whisper encoder + a head that learns "
+                                        "the data's languages), whisper (Whisper's language-ID alone), or from "
+                                        "scratch: gmm-supervector, cnn-baseline, resnet-asp (default resnet-asp)")
+    parser.add_argument("--encoder", help="for whisper models: base (bundled, the default), a Whisper size such as "
+                                          "small or large-v3 (needs internet), or a CTranslate2 Whisper folder")
     parser.add_argument("--model-config", default="{}", metavar="JSON",
                         help='overrides of the model config, e.g. \'{"channels": [16, 32, 64]}\'')
     parser.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
@@ -57,6 +61,8 @@ def train_config(args: argparse.Namespace):
         model_config = json.loads(args.model_config)
     except json.JSONDecodeError as error:
         raise UsageError(f"--model-config is not valid JSON ({error}); give an object, e.g. '{{\"channels\": [16, 32]}}'.") from None
+    if args.encoder:
+        model_config["encoder"] = args.encoder
     values = {"data_dir": str(args.data.resolve()), "cache_dir": str(args.cache.resolve()) if args.cache else "",
               "model_config": model_config, "threads": args.threads,
               "languages": tuple(x.strip() for x in args.languages.split(",") if x.strip()),

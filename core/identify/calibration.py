@@ -19,7 +19,8 @@ import numpy as np
 N_BINS = 10
 OK_PRECISION = 0.8  # an "ok" answer is right at least this often on validation speakers ...
 OK_COVERAGE = 1 / 3  # ... while answering at least this fraction of clips
-PROBABILITY_GRID = np.round(np.arange(0.2, 0.96, 0.025), 3)
+PRETRAINED_OK = {"min_precision": 0.95, "min_coverage": 0.8}  # the promise of an identifier on a pretrained encoder
+PROBABILITY_GRID = np.round(np.concatenate([np.arange(0.2, 0.96, 0.025), [0.97, 0.98, 0.99]]), 3)
 MARGIN_GRID = np.round(np.arange(0.0, 0.61, 0.05), 3)
 
 
@@ -92,17 +93,21 @@ def choose_ok_rule(probabilities: np.ndarray, targets: np.ndarray, min_precision
             "meets_target": meets, "target_precision": min_precision, "target_coverage": min_coverage}
 
 
-def calibration_entry(probabilities: np.ndarray, targets: np.ndarray, speakers: np.ndarray, source: str) -> dict:
-    """The checkpoint's ``calibration`` dict from validation probabilities ``(n, n_classes)`` (uncalibrated)."""
+def calibration_entry(probabilities: np.ndarray, targets: np.ndarray, speakers: np.ndarray, source: str,
+                      min_precision: float = OK_PRECISION, min_coverage: float = OK_COVERAGE) -> dict:
+    """The checkpoint's ``calibration`` dict from validation probabilities ``(n, n_classes)`` (uncalibrated).
+
+    ``min_precision`` and ``min_coverage``: what the "ok" rule must promise (a pretrained identifier promises
+    more than one trained from scratch on minutes of speech: see :data:`PRETRAINED_OK`)."""
     temperature = fit_temperature(probabilities, targets)
     calibrated = temper(probabilities, temperature)
     ece_before, bins_before = reliability(probabilities, targets)
     ece_after, bins = reliability(calibrated, targets)
-    rule = choose_ok_rule(calibrated, targets)
+    rule = choose_ok_rule(calibrated, targets, min_precision, min_coverage)
     return {"temperature": temperature, "ece_before": ece_before, "ece_after": ece_after, "bins": bins,
             "bins_before": bins_before,
             "ok_rule": {"min_probability": rule["min_probability"], "min_margin": rule["min_margin"]},
             "ok_precision": rule["precision"], "ok_coverage": rule["coverage"], "ok_meets_target": rule["meets_target"],
-            "ok_target": {"precision": OK_PRECISION, "coverage": OK_COVERAGE},
+            "ok_target": {"precision": min_precision, "coverage": min_coverage},
             "accuracy": float((probabilities.argmax(1) == targets).mean()),
             "n_clips": int(len(targets)), "speakers": int(len(set(np.asarray(speakers).tolist()))), "source": source}

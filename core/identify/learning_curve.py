@@ -9,7 +9,7 @@ the budget limits the labelled speech the backend learns from. A power law fitte
 targets for 12 and 6 languages). With ``languages``, the same answers are also scored renormalised over a
 subset of the languages, as ``identify --languages`` answers, on that subset's clips: its own curve and law.
 
-The result (also ``checkpoints/identify-default/learning_curve.json``, which the Identify page charts)::
+The result (also ``checkpoints/identify-gmm/learning_curve.json``, which the Identify page charts)::
 
     {"minutes": [...], "accuracy": [...], "ci_low": [...], "ci_high": [...], "n_speakers_train": [...],
      "power_law": {"form", "b", "c"}, "minutes_for_80": float | None, "minutes_for": {"0.4", "0.6", "0.8"},

@@ -14,7 +14,7 @@ what a checkpoint stores.
 * ``resnet-asp``: a small ResNet over (frequency, time) whose frequency axis is folded into
   channels, then attentive statistics pooling (weighted mean and standard deviation over
   time), as in ECAPA-TDNN / x-vector systems. Chosen over the baseline by speaker-grouped
-  cross-validation (see checkpoints/identify-default/metrics.json).
+  cross-validation (see checkpoints/identify-gmm/metrics.json).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.identify import supervector  # fitted in closed form by core.identify.gmm, not by epochs
+from core.identify import pretrained, supervector  # fitted in closed form (core.identify.gmm, .pretrained_fit)
 from core.errors import DeepLanguageError
 
 
@@ -158,6 +158,7 @@ MODELS = {
     "resnet-asp": (ResNetASPConfig, ResNetASP),
 }
 MODELS.update({kind: (supervector.GMMSupervectorConfig, supervector.GMMSupervector) for kind in supervector.KINDS})
+MODELS.update({kind: (pretrained.WhisperHeadConfig, pretrained.WhisperHead) for kind in pretrained.KINDS})
 DEFAULT_MODEL = "resnet-asp"
 
 

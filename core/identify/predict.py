@@ -34,6 +34,7 @@ from core.audio.features import FeatureConfig, log_mel
 from core.identify.models import (MODELS, build_model, clip_windows, input_normalization, normalize_windows, one_thread,
                                   predict_clip, scores_whole_clip)
 from core.data.demo_corpus import is_demo_corpus
+from core.identify.pretrained import score_audio
 from core.paths import CHECKPOINTS_DIR, resolve
 
 DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
@@ -182,17 +183,29 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
     if voiced.sum() * VAD_HOP / bundle.features.sample_rate < MIN_SPEECH_SECONDS:
         return result
 
-    with one_thread():  # small tensors: a second thread only waits (see core.identify.models.one_thread)
-        features = torch.from_numpy(log_mel(audio, bundle.features))
-        result.update(_answer(bundle, features, voiced, allowed))
+    starts, probs, clip_probs, n_frames = score_clip(bundle, audio)
+    result.update(_answer(bundle, starts, probs, clip_probs, n_frames, voiced, allowed))
     return result
 
 
-def _answer(bundle: Identifier, features: torch.Tensor, voiced: np.ndarray, allowed: list[int]) -> dict:
+def score_clip(bundle: Identifier, audio: np.ndarray) -> tuple[list[int], torch.Tensor, torch.Tensor | None, int]:
+    """The one way a clip is scored, for every model: window starts (feature frames), window probabilities
+    ``(n_windows, n_labels)``, the clip's ``(n_labels,)`` (None: the mean of its speech windows) and its frame count.
+    All uncalibrated."""
+    fps = bundle.features.frames_per_second
+    if getattr(bundle.model, "pretrained_encoder", False):
+        starts, probs, clip_probs, _ = score_audio(bundle.model, audio, bundle.window / fps, bundle.hop / fps)
+        return starts, probs, clip_probs, int(np.ceil(len(audio) / bundle.features.sample_rate * fps))
+    with one_thread():  # small tensors: a second thread only waits (see core.identify.models.one_thread)
+        features = torch.from_numpy(log_mel(audio, bundle.features))
+        return (*predict_clip(bundle.model, features, bundle.window, bundle.hop, fps), features.shape[1])
+
+
+def _answer(bundle: Identifier, starts: list[int], probs: torch.Tensor, clip_probs: torch.Tensor | None,
+            n_frames: int, voiced: np.ndarray, allowed: list[int]) -> dict:
     """identify's answer for a clip with speech: probabilities, windows, best guess and status."""
     result = {}
     fps = bundle.features.frames_per_second
-    starts, probs, clip_probs = predict_clip(bundle.model, features, bundle.window, bundle.hop, fps)
     probs = calibrate(probs, bundle.temperature)[:, allowed]
     probs = probs / probs.sum(1, keepdim=True)
     # Speech per window, from the 10 ms VAD frames (the same hop as the features' by default).
@@ -211,7 +224,7 @@ def _answer(bundle: Identifier, features: torch.Tensor, voiced: np.ndarray, allo
     window_rows, clip_row = probs.tolist(), clip_probs.tolist()
     result["probabilities"] = {label: round(p, 4) for label, p in zip(labels, clip_row)}
     result["windows"] = [
-        {"start": round(s / fps, 2), "end": round(min(s + bundle.window, features.shape[1]) / fps, 2),
+        {"start": round(s / fps, 2), "end": round(min(s + bundle.window, n_frames) / fps, 2),
          "language": labels[max(range(len(p)), key=p.__getitem__)], "speech_seconds": round(float(v), 2),
          "probabilities": {label: round(q, 4) for label, q in zip(labels, p)}}
         for s, p, v in zip(starts, window_rows, speech_s)
@@ -238,6 +251,8 @@ def embed(audio_or_path, bundle: Identifier, *, name: str | None = None) -> np.n
     embeddings of their windows, as their answers average the windows' probabilities.
     """
     audio = load_audio(audio_or_path, bundle.features.sample_rate, name=name)
+    if getattr(bundle.model, "pretrained_encoder", False):
+        return score_audio(bundle.model, audio)[3][: bundle.model.embedding_dim]
     features = torch.from_numpy(log_mel(audio, bundle.features))
     normalization = input_normalization(bundle.model)
     if scores_whole_clip(bundle.model, features.shape[1], bundle.features.frames_per_second):

@@ -2,7 +2,7 @@
 
 ``train_config(kind, data_dir, **choices)`` turns a user's few choices into a full, validated
 :class:`core.identify.clips.TrainConfig`; for the GMM-supervector identifier it starts from the
-shipped model's recipe (checkpoints/identify-default/README.md), so the Train page and the README's
+shipped model's recipe (checkpoints/identify-gmm/README.md), so the Train page and the README's
 command train the same thing.
 """
 
@@ -14,7 +14,7 @@ from typing import Sequence
 from core.identify.clips import TrainConfig
 from core.identify.supervector import KINDS as GMM_KINDS
 
-# The shipped identifier's model config (checkpoints/identify-default/README.md picks these by
+# The shipped identifier's model config (checkpoints/identify-gmm/README.md picks these by
 # speaker-grouped cross-validation); n_components and background_languages are the user's to change.
 SHIPPED_GMM = {"n_components": 256, "relevance": 4, "fit_on": "clips"}
 GMM_COMPONENTS = (64, 128, 256, 512)  # sizes worth offering: 256 shipped, 512 within noise of it

@@ -1,7 +1,7 @@
 """Classical language identification for small data: GMM-UBM supervectors and logistic regression.
 
 With a few minutes of speech per language, a network trained from scratch learns little
-(see checkpoints/identify-default/README.md); the classical recipe of the NIST LRE era does
+(see checkpoints/identify-gmm/README.md); the classical recipe of the NIST LRE era does
 better with the same data:
 
 1. frames: MFCCs (the DCT of the log-mel, mean- and variance-normalised over time within

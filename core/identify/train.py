@@ -31,7 +31,7 @@ from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_c
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
 from core.identify.models import build_model, count_parameters, model_config
-from core.identify import gmm, supervector
+from core.identify import gmm, pretrained, pretrained_fit, supervector
 from core.identify.clips import (ClipSet, TrainConfig, base_checkpoint, epoch_generator, evaluate_clips, load_clips,
                                  make_batch)
 
@@ -281,6 +281,10 @@ def train(
         config = TrainConfig.from_dict(stored["train"])
     main = distributed.current().is_main  # under torchrun only rank 0 owns the run directory
     with runs.lifecycle(run_dir, own=main) as outcome:  # stopped: runs.STOPPED (the CLI prints --resume)
+        if config.model in pretrained.KINDS:  # rows of a pretrained encoder, not log-mels; resumes from its cache
+            best = pretrained_fit.fit(config, run_dir, on_progress)
+            outcome.update(best_epoch=1, best_value=best["best"]["value"])
+            return run_dir
         clips = clips or load_clips(config)
         if main:
             runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),

@@ -1,0 +1,144 @@
+"""Fitting ``whisper`` and ``whisper-head`` identifiers on a dataset, and their speaker-grouped cross-validation.
+
+Training takes minutes on 2 cores and almost all of it is encoding, which is cached
+(:mod:`core.identify.embeddings`): a second training, a cross-validation or a learning curve encodes nothing.
+
+1. read the dataset, keep the languages and clips of at least ``min_seconds``, split speakers 70/15/15;
+2. one cached row per clip (Whisper's pooled states and language-ID);
+3. out-of-fold head scores of the non-test speakers (speaker-grouped ``n_folds``): on them the fusion with
+   Whisper's language-ID is fitted, then temperature and the "ok" rule (:mod:`core.identify.calibration`);
+4. the head refitted on every non-test speaker; test speakers only scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import runs
+from core.checkpoint import save_checkpoint
+from core.data.datasets import assign_splits, read_dataset, select_languages
+from core.errors import DeepLanguageError
+from core.identify.backends import GaussianBackend
+from core.identify.clips import base_checkpoint
+from core.identify.calibration import PRETRAINED_OK, calibration_entry, temper
+from core.identify.embeddings import embed_manifest
+from core.identify.metrics import classification_report
+from core.identify.pretrained import Fusion, WhisperHead, WhisperHeadConfig
+from core.identify.whisper import load_encoder, whisper_code
+from core.paths import default_cache_dir, resolve
+
+
+def encoded_dataset(config, on_progress: Callable[..., None] | None = None) -> tuple[pd.DataFrame, np.ndarray, list]:
+    """The dataset's kept clips (with a ``split`` column), their rows ``(n, 1124)`` and the sorted labels."""
+    if not config.data_dir:
+        raise DeepLanguageError("no dataset given: pass --data DIR (a Common Voice folder or <lang>/*.wav).")
+    data_dir = resolve(config.data_dir)
+    manifest = select_languages(read_dataset(data_dir), list(config.languages) or None)
+    manifest = manifest[~(manifest["duration"] < config.min_seconds)].reset_index(drop=True)
+    head = WhisperHeadConfig(**{k: v for k, v in config.model_config.items() if k in WhisperHeadConfig.__dataclass_fields__})
+    encoder = load_encoder(head.encoder)
+    cache_dir = resolve(config.cache_dir) if config.cache_dir else default_cache_dir(data_dir)
+    manifest, rows = embed_manifest(manifest, encoder, cache_dir, on_progress=on_progress)
+    labels = sorted(manifest["language"].unique())
+    if len(labels) < 2:
+        raise DeepLanguageError(f"{config.data_dir} has {len(labels)} language(s) left to train on; at least 2 "
+                                f"are needed (clips shorter than {config.min_seconds} s are left out).")
+    manifest = assign_splits(manifest, tuple(config.split_fractions), seed=config.split_seed)
+    return manifest, rows, labels
+
+
+def model_config(config, labels: list[str]) -> WhisperHeadConfig:
+    """The head's config for ``labels``: the encoder's hash and where Whisper keeps each language."""
+    values = dict(config.model_config)
+    encoder = load_encoder(values.get("encoder", WhisperHeadConfig.encoder))
+    codes = {code: i for i, code in enumerate(encoder.languages)}
+    values.update(n_classes=len(labels), encoder_sha256=encoder.sha256, use_head=config.model == "whisper-head",
+                  whisper_index=tuple(codes.get(whisper_code(label), -1) for label in labels))
+    return WhisperHeadConfig(**values)
+
+
+def _head_scores(cfg: WhisperHeadConfig, rows: np.ndarray, y: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
+    backend = GaussianBackend(dim=cfg.dim, shrinkage=cfg.shrinkage).fit(rows[:, :1024], y)
+    model = WhisperHead(cfg)
+    model.set_backend(backend)
+    with torch.no_grad():
+        return model.head_scores(torch.from_numpy(test_rows)).numpy()
+
+
+def out_of_fold(cfg: WhisperHeadConfig, rows: np.ndarray, y: np.ndarray, speakers: np.ndarray,
+                seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
+    """Head and Whisper log-probabilities ``(n, n_classes)`` of every row from folds that never saw its speaker."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    with torch.no_grad():
+        whisper = WhisperHead(cfg).whisper_scores(torch.from_numpy(rows)).numpy()
+    if not cfg.use_head:
+        return None, whisper
+    head = np.zeros_like(whisper)
+    n_folds = max(2, min(cfg.n_folds, len(np.unique(speakers)), np.bincount(y).min()))
+    for train, held in StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(rows, y, speakers):
+        head[held] = _head_scores(cfg, rows[train], y[train], rows[held])
+    return head, whisper
+
+
+def fit_model(cfg: WhisperHeadConfig, rows: np.ndarray, y: np.ndarray, speakers: np.ndarray,
+              seed: int = 0) -> tuple[WhisperHead, dict]:
+    """A fitted model on ``rows`` of the given speakers, and its calibration entry (from out-of-fold scores)."""
+    head, whisper = out_of_fold(cfg, rows, y, speakers, seed)
+    fusion = Fusion().fit(head, whisper, y)
+    calibration = calibration_entry(np.exp(fusion.log_proba(head, whisper)), y, speakers,
+                                    source=f"out-of-fold scores of {len(np.unique(speakers))} training speakers",
+                                    **PRETRAINED_OK)
+    model = WhisperHead(cfg)
+    if cfg.use_head:
+        model.set_backend(GaussianBackend(dim=cfg.dim, shrinkage=cfg.shrinkage).fit(rows[:, :1024], y))
+    model.fusion = torch.tensor(fusion.weights_, dtype=torch.float32)
+    model.bias = torch.tensor(fusion.bias_, dtype=torch.float32)
+    return model.eval(), calibration
+
+
+def predict_rows(model: WhisperHead, rows: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Calibrated probabilities ``(n, n_classes)`` of cached rows."""
+    with torch.no_grad():
+        probabilities = model(torch.from_numpy(np.ascontiguousarray(rows))).exp().numpy()
+    return temper(probabilities, temperature)
+
+
+def fit(config, run_dir: Path | None = None, on_progress: Callable[..., None] | None = None) -> dict:
+    """Train ``config`` (a TrainConfig of model whisper or whisper-head): the checkpoint dict of the fitted model."""
+    manifest, rows, labels = encoded_dataset(config, on_progress)
+    y = np.searchsorted(labels, manifest["language"].to_numpy())
+    fit_rows = np.flatnonzero(manifest["split"].to_numpy() != "test")
+    test = np.flatnonzero(manifest["split"].to_numpy() == "test")
+    cfg = model_config(config, labels)
+    if on_progress:
+        on_progress(0, 1, phase="fitting the head and its calibration")
+    model, calibration = fit_model(cfg, rows[fit_rows], y[fit_rows], manifest["speaker"].to_numpy()[fit_rows],
+                                   config.seed)
+    probabilities = predict_rows(model, rows[test], calibration["temperature"])
+    report = classification_report(y[test], probabilities.argmax(1), labels, manifest["speaker"].to_numpy()[test])
+    whisper_alone = WhisperHead(model_config(SimpleNamespace(model="whisper", model_config=config.model_config),
+                                             labels)).whisper_scores(torch.from_numpy(rows[test])).numpy()
+    row = {"epoch": 1, "step": 1, "val_accuracy": calibration["accuracy"], "val_balanced_accuracy": calibration["accuracy"],
+           "val_loss": 0.0, "test_accuracy": report["accuracy"], "test_accuracy_ci95": report.get("accuracy_ci95"),
+           "test_whisper_alone_accuracy": float((whisper_alone.argmax(1) == y[test]).mean()), "seconds": 0.0}
+    clips = SimpleNamespace(manifest=manifest, labels=labels)
+    train_rows = torch.from_numpy(np.flatnonzero(manifest["split"].to_numpy() == "train"))
+    val_rows = torch.from_numpy(np.flatnonzero(manifest["split"].to_numpy() == "validation"))
+    checkpoint = {**base_checkpoint(config, clips, train_rows, val_rows, asdict(cfg),
+                                    normalization={"kind": "whisper"}, encoder=cfg.encoder),
+                  "state_dict": {k: v.clone() for k, v in model.state_dict().items()}, "calibration": calibration,
+                  "epoch": 1, "step": 1, "metrics": row, "test_report": report,
+                  "best": {"metric": "val_balanced_accuracy", "value": calibration["accuracy"], "loss": 0.0, "epoch": 1}}
+    if run_dir:
+        save_checkpoint(checkpoint, Path(run_dir) / "best.pt")
+        runs.append_metrics(run_dir, row)
+        runs.write_json(Path(run_dir) / "progress.json", {"done": 1, "total": 1, "phase": "done"})
+    return checkpoint
