@@ -1,6 +1,6 @@
 """Whisper's view of each clip of a dataset, computed once and cached: the input of every ``whisper-head``.
 
-One row per clip, float32 ``(1024 + n_languages,)``: the pooled encoder states of its speech
+One row per clip, float32 ``(1024 + n_languages,)``: the pooled encoder states
 (:func:`core.identify.whisper.pool`) followed by Whisper's language-ID log-probabilities over its languages (100 for
 the multilingual models since large-v3 added Cantonese; the tokenizer names them all, whatever the size). Rows live under
 ``<cache>/whisper-<encoder key>/clips/<ab>/<clip key>.npy``, named by the encoder's hash and the clip's identity
@@ -18,27 +18,20 @@ import numpy as np
 import pandas as pd
 
 from core.audio.decode import load_audio
-from core.audio.speech import VAD_HOP, speech_mask
 from core.data.cache import clip_key
 from core.errors import DeepLanguageError
 from core.files import save_array, write_text
-from core.identify.whisper import EMBEDDING_DIM, SAMPLE_RATE, STATES_PER_SECOND, WhisperEncoder, pool
+from core.identify.whisper import EMBEDDING_DIM, WhisperEncoder, pool
 from core.paths import default_cache_dir
 
-MIN_SPEECH_STATES = 25  # pool every state when a clip has less detected speech than this (0.5 s)
-
-
-def speech_states(states: np.ndarray, audio: np.ndarray) -> np.ndarray:
-    """The encoder states ``(n, 512)`` that fall on detected speech (10 ms VAD frames, two per state)."""
-    voiced = speech_mask(audio)
-    per_state = SAMPLE_RATE // STATES_PER_SECOND // VAD_HOP  # 2 VAD frames per encoder state
-    n = min(len(states), len(voiced) // per_state)
-    mask = voiced[: n * per_state].reshape(n, per_state).any(1)
-    return states[:n][mask] if mask.sum() >= MIN_SPEECH_STATES else states
 
 
 def clip_row(audio: np.ndarray, encoder: WhisperEncoder) -> np.ndarray:
-    """One clip's cached row ``(1024 + n_languages,)``: embedding of its speech states, then Whisper's language log-probabilities."""
+    """One clip's cached row ``(1024 + n_languages,)``: its pooled states, then Whisper's language log-probabilities.
+
+    Every state counts, silence included: Whisper's language-ID of the speech states alone (spliced together) was
+    right for 66 % of 240 sample clips against 89 % for the whole clip, and pooling only them helped the head by
+    less than a point (measured in the session that shipped this, on speaker-grouped folds)."""
     states = encoder.states(audio)
     return np.concatenate([pool(states), encoder.language_scores([states])[0]]).astype(np.float32)
 

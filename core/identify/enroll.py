@@ -60,11 +60,13 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
     if not LANGUAGE_CODE.match(language or ""):
         raise DeepLanguageError(f"{language!r} is not a language code; give one like es, yue or zh-CN.")
     state = load_checkpoint(checkpoint)
+    if state["model"]["kind"] == "whisper-head":
+        return _enroll_pretrained(state, checkpoint, language, clips, out, replace, on_progress)
     backend = state.get("backend")
     if not backend or backend.get("kind") != "gauss":
         raise DeepLanguageError(f"{checkpoint} has no Gaussian backend, so it cannot learn a language without "
-                                f"retraining. Use checkpoints/identify-default/best.pt or a model retrained by its "
-                                f"README's command.")
+                                f"retraining. Use checkpoints/identify-default/best.pt (a whisper-head) "
+                                f"or a gmm-supervector trained by checkpoints/identify-gmm/README.md's command.")
     labels = list(state["labels"])
     if language in labels and not replace:
         raise DeepLanguageError(f"{checkpoint} already knows {language!r}; pass --replace (replace=True) to "
@@ -77,31 +79,13 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
     # The Gaussian backend standardises with its own statistics (the regression's scaler may differ slightly).
     mean = backend.get("mean", state["state_dict"]["scaler_mean"]).float()
     scale = backend.get("scale", state["state_dict"]["scaler_scale"]).float()
-    embeddings, used, skipped, seconds = [], [], [], 0.0
-    for done, clip in enumerate(clips, 1):
-        name = clip[0] if isinstance(clip, tuple) else str(clip)
-        try:
-            audio = load_audio(clip[1] if isinstance(clip, tuple) else clip, features.sample_rate, name=name)
-        except DeepLanguageError as error:
-            skipped.append({"clip": name, "reason": str(error)})
-            continue
-        voiced = speech_seconds(audio)
-        if voiced < MIN_CLIP_SPEECH_SECONDS:
-            skipped.append({"clip": name, "reason": f"no speech ({voiced:.1f} s voiced)"})
-        else:
-            with torch.no_grad():
-                x = clip_input(torch.from_numpy(log_mel(audio, features)))
-                embeddings.append((((model.supervectors(x)[0] - mean) / scale) @ components.T).double())
-            used.append({"clip": Path(name).name, "seconds_of_speech": round(voiced, 2)})
-            seconds += voiced
-        if on_progress:
-            on_progress(done, len(clips), used=len(used), skipped=len(skipped))
-    if seconds < MIN_SPEECH_SECONDS:
-        raise DeepLanguageError(
-            f"{len(used)} clip(s) hold {seconds:.0f} s of speech ({len(skipped)} skipped); at least "
-            f"{MIN_SPEECH_SECONDS:.0f} s is needed to learn {language!r}: add about "
-            f"{max(1, math.ceil(MIN_SPEECH_SECONDS - seconds))} s more (a minute or more is better).")
 
+    def embed(audio):
+        with torch.no_grad():
+            x = clip_input(torch.from_numpy(log_mel(audio, features)))
+            return (((model.supervectors(x)[0] - mean) / scale) @ components.T).double()
+
+    embeddings, used, skipped, seconds = _embed_clips(clips, embed, features.sample_rate, language, on_progress)
     means = backend["class_means"].double()
     new_mean = torch.stack(embeddings).mean(0)[None]
     replacing = language in labels
@@ -123,6 +107,83 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
               "from": str(checkpoint), "clips": used, "n_skipped": len(skipped), "seconds_of_speech": round(seconds, 1),
               "note": "answers come from the Gaussian backend; its temperature and ok rule were measured "
                       "on the original languages, not on this one"}
+    state["enrolled"] = [*state.get("enrolled", []), record]
+    save_checkpoint(state, out)
+    return {"language": language, "languages": labels, "n_used": len(used), "n_skipped": len(skipped),
+            "skipped": skipped, "seconds_of_speech": round(seconds, 1), "out": str(out)}
+
+
+def _embed_clips(clips: list[Clip], embed: Callable, sample_rate: int, language: str,
+                 on_progress: Callable[..., None] | None) -> tuple[list, list, list, float]:
+    """Each clip with speech -> ``embed(audio)``; unreadable or silent clips skipped with the reason."""
+    embeddings, used, skipped, seconds = [], [], [], 0.0
+    for done, clip in enumerate(clips, 1):
+        name = clip[0] if isinstance(clip, tuple) else str(clip)
+        try:
+            audio = load_audio(clip[1] if isinstance(clip, tuple) else clip, sample_rate, name=name)
+        except DeepLanguageError as error:
+            skipped.append({"clip": name, "reason": str(error)})
+            continue
+        voiced = speech_seconds(audio)
+        if voiced < MIN_CLIP_SPEECH_SECONDS:
+            skipped.append({"clip": name, "reason": f"no speech ({voiced:.1f} s voiced)"})
+        else:
+            embeddings.append(embed(audio))
+            used.append({"clip": Path(name).name, "seconds_of_speech": round(voiced, 2)})
+            seconds += voiced
+        if on_progress:
+            on_progress(done, len(clips), used=len(used), skipped=len(skipped))
+    if seconds < MIN_SPEECH_SECONDS:
+        raise DeepLanguageError(
+            f"{len(used)} clip(s) hold {seconds:.0f} s of speech ({len(skipped)} skipped); at least "
+            f"{MIN_SPEECH_SECONDS:.0f} s is needed to learn {language!r}: add about "
+            f"{max(1, math.ceil(MIN_SPEECH_SECONDS - seconds))} s more (a minute or more is better).")
+    return embeddings, used, skipped, seconds
+
+
+def _enroll_pretrained(state: dict, checkpoint, language: str, clips: list[Clip], out, replace: bool,
+                       on_progress: Callable[..., None] | None) -> dict:
+    """A ``whisper-head`` learns a language: one more mean in its Gaussian head, Whisper's own score of that
+    language where Whisper knows it, and a bias: the mean of the others' (no validation speakers to fit one)."""
+    from core.identify.embeddings import clip_row
+    from core.identify.pretrained import WhisperHead, WhisperHeadConfig, encoder_of
+    from core.identify.whisper import whisper_code
+
+    labels = list(state["labels"])
+    if language in labels and not replace:
+        raise DeepLanguageError(f"{checkpoint} already knows {language!r}; pass --replace (replace=True) to "
+                                f"re-teach it from these clips instead.")
+    model = build_model(state["model"]["kind"], state["model"]["config"])
+    model.load_state_dict(state["state_dict"])
+    if not model.config.use_head:
+        raise DeepLanguageError(f"{checkpoint} is Whisper's language-ID alone; train a whisper-head to teach it.")
+    encoder = encoder_of(model)
+
+    def embed(audio):
+        row = torch.from_numpy(clip_row(audio, encoder))[None]
+        return (((model.embed(row) - model.mean) / model.scale) @ model.components.T)[0].double()
+
+    embeddings, used, skipped, seconds = _embed_clips(clips, embed, 16_000, language, on_progress)
+    new_mean = torch.stack(embeddings).mean(0).float()
+    sd = state["state_dict"]
+    codes = {code: i for i, code in enumerate(encoder.languages)}
+    index = codes.get(whisper_code(language), -1)
+    replacing = language in labels
+    if replacing:
+        i = labels.index(language)
+        sd["class_means"][i] = new_mean
+    else:
+        labels.append(language)
+        sd["class_means"] = torch.cat([sd["class_means"], new_mean[None]])
+        sd["bias"] = torch.cat([sd["bias"], sd["bias"].mean()[None]])
+        sd["whisper_index"] = torch.cat([sd["whisper_index"], torch.tensor([index])])
+    config = {**state["model"]["config"], "n_classes": len(labels), "whisper_index": sd["whisper_index"].tolist()}
+    WhisperHead(WhisperHeadConfig(**{**config, "whisper_index": tuple(config["whisper_index"])})).load_state_dict(sd)
+    state["model"]["config"] = config
+    state["labels"] = labels
+    record = {"language": language, "replaced": replacing, "from": str(checkpoint), "clips": used,
+              "n_skipped": len(skipped), "seconds_of_speech": round(seconds, 1),
+              "note": "temperature and ok rule were measured on the original languages, not on this one"}
     state["enrolled"] = [*state.get("enrolled", []), record]
     save_checkpoint(state, out)
     return {"language": language, "languages": labels, "n_used": len(used), "n_skipped": len(skipped),

@@ -31,6 +31,7 @@ from core.paths import default_cache_dir, resolve
 from core.identify.models import build_model
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.train import fit
+from core.identify.pretrained import KINDS as PRETRAINED_KINDS
 from core.identify.metrics import bootstrap_ci, classification_report  # noqa: F401  (callers import them from here)
 
 def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split: str = "test",
@@ -47,7 +48,13 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
         raise DeepLanguageError(f"unknown split {split!r}; choose test or all.")
     bundle = load_identifier(checkpoint_path)
     data = bundle.checkpoint.get("data", {})
-    manifest = prepared_dataset(data_dir, None, bundle.features, on_progress=on_progress)
+    pretrained = getattr(bundle.model, "pretrained_encoder", False)
+    if pretrained:  # cached Whisper rows, not log-mels
+        from core.data.datasets import read_dataset
+
+        manifest = read_dataset(data_dir)
+    else:
+        manifest = prepared_dataset(data_dir, None, bundle.features, on_progress=on_progress)
     manifest = manifest[manifest["language"].isin(bundle.labels)]
     min_seconds = bundle.checkpoint.get("train_config", {}).get("min_seconds", 0.0)
     manifest = manifest[~(manifest["duration"] < min_seconds)].reset_index(drop=True)
@@ -62,10 +69,19 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
         raise DeepLanguageError(
             f"{data_dir} has no clips of {', '.join(bundle.labels)} from speakers the model never heard; "
             f"nothing can be scored honestly.")
-    cache = FeatureCache(default_cache_dir(data_dir), FeatureConfig.from_dict(bundle.checkpoint["features"]))
     index = {label: i for i, label in enumerate(bundle.labels)}
-    probabilities = np.stack([clip_probabilities(bundle, torch.from_numpy(cache.load(key, normalize=False)))
-                              for key in manifest["key"]])
+    if pretrained:
+        from core.identify.embeddings import embed_manifest
+        from core.identify.pretrained import encoder_of
+        from core.identify.pretrained_fit import predict_rows
+
+        manifest, rows = embed_manifest(manifest, encoder_of(bundle.model), default_cache_dir(data_dir),
+                                        on_progress=on_progress)
+        probabilities = predict_rows(bundle.model, rows)
+    else:
+        cache = FeatureCache(default_cache_dir(data_dir), FeatureConfig.from_dict(bundle.checkpoint["features"]))
+        probabilities = np.stack([clip_probabilities(bundle, torch.from_numpy(cache.load(key, normalize=False)))
+                                  for key in manifest["key"]])
     targets = manifest["language"].map(index).to_numpy()
     report = classification_report(targets, probabilities.argmax(1), bundle.labels, manifest["speaker"].to_numpy())
     report.update(checkpoint=str(checkpoint_path), data=str(data_dir), split=split,
@@ -125,6 +141,10 @@ def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | 
 
     if n_folds < 2:
         raise DeepLanguageError("cross-validation needs at least 2 folds.")
+    if config.model in PRETRAINED_KINDS:
+        from core.identify.pretrained_fit import cross_validate as cross_validate_pretrained
+
+        return cross_validate_pretrained(config, n_folds, on_progress)
     # One split into train/validation only; the folds provide the test speakers.
     clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))
     manifest = clips.manifest
@@ -175,6 +195,15 @@ def format_report(report: dict) -> str:
                      + f" -> mean {report['fold_mean']:.1%} (95% CI {report['fold_mean_ci95'][0]:.1%}-"
                        f"{report['fold_mean_ci95'][1]:.1%})")
     lines.append("recall: " + "  ".join(f"{k} {v:.0%}" for k, v in report["recall"].items()))
+    if "whisper_alone" in report:  # a pretrained recipe beside Whisper's own language-ID on the same clips
+        for name, f in (("this recipe", report["model"]), ("Whisper alone", report["whisper_alone"])):
+            focus = (f"; {', '.join(report['focus'])}: {f['focus_accuracy']:.1%} ({f['focus_ci95'][0]:.1%}-"
+                     f"{f['focus_ci95'][1]:.1%})") if "focus_accuracy" in f else ""
+            lines.append(f"{name}: {f['accuracy']:.1%} ({f['ci95'][0]:.1%}-{f['ci95'][1]:.1%}){focus}; "
+                         f"ca recall {f['recall'].get('ca', float('nan')):.0%}")
+        precision = "-" if report["ok_precision"] is None else f"{report['ok_precision']:.1%}"
+        lines.append(f"held-out speakers: ECE {report['ece']:.3f}; \"ok\" answers {report['ok_coverage']:.1%} of "
+                     f"clips, right {precision} of the time")
     if "calibration" in report:
         c = report["calibration"]
         precision = "-" if c["ok_precision"] is None else f"{c['ok_precision']:.0%}"
