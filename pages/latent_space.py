@@ -34,8 +34,9 @@ def cached_points(folder: str, run: dict, kind: str, method: str, stamp: float) 
 
 
 @st.cache_data
-def cached_probes(folder: str, stamp: float) -> pd.DataFrame:
-    return pd.DataFrame(study_summary(folder)["probes"])
+def cached_probes(folder: str, stamp: float) -> tuple[pd.DataFrame, str | None]:
+    summary = study_summary(folder)
+    return pd.DataFrame(summary["probes"]), summary.get("probe_note")
 
 
 st.title("Latent space")
@@ -83,9 +84,9 @@ else:
     except DeepLanguageError as error:
         st.info(f"The clip cannot be played here ({error}); build or download its dataset to hear it.")
 
-probes = cached_probes(str(study), stamp)
+probes, probe_note = cached_probes(str(study), stamp)
 if probes.empty:
-    st.info("This study has not been probed yet: run `python -m core probe --study DIR`.")
+    st.info(probe_note or "This study has not been probed yet: run `python -m core probe --study DIR`.")
     st.stop()
 st.subheader("Linear probes")
 if "target" in probes:  # a matrix study probes each target's runs: show the chosen target's

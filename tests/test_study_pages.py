@@ -15,7 +15,7 @@ from core import runs
 from core.study import browse
 from core.study.layout import load_study, portable
 from tests.conftest import ROOT
-from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
+from tests.test_study import one_language_studies, tiny_study  # noqa: F401  (shared fixtures)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # the tiny study trains
 SHIPPED = [p for p in browse.SHIPPED if (p / "study.json").exists()]  # in the order the pages prefer
@@ -90,6 +90,15 @@ def test_latent_space_page_shows_the_chosen_run(studies_dir):
     at.radio(key="latent_task").set_value("all-languages").run()
     assert not at.exception and "all-languages" in chart_titles(at)[1]
 
+
+def test_a_study_without_probes_says_so_on_both_pages(one_language_studies, monkeypatch):
+    _, study = one_language_studies  # its latent sample holds one language
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", study.parent)
+    at = open_page("latent_space", study)
+    assert not at.exception
+    assert any(info.value.startswith("no probes for this study") for info in at.info)
+    at = open_page("convergence", study)
+    assert not at.exception and at.get("download_button")
 
 def test_exported_csv_names_the_run_the_dataset_and_the_coordinates(studies_dir):
     table = browse.latent_runs(studies_dir)

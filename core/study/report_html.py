@@ -71,7 +71,8 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
             parts += [figures.add(study_plots.probe_bars_figure(part, task)) for task in part["task"].unique()]
         parts.append(_table(probes))
     else:
-        parts.append("<p>No probes in this study yet (they run after every training run has finished).</p>")
+        note = summary.get("probe_note") or "No probes in this study yet (they run after every training run has finished)."
+        parts.append(f"<p>{_e(note)}</p>")
     parts += ["<h2>Regenerate</h2><pre>" + _e("\n".join(summary["commands"])) + "</pre>",
               "<h2>Definitions</h2>", _table(pd.DataFrame(list(summary["definitions"].items()),
                                                           columns=["name", "meaning"]))]
