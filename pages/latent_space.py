@@ -70,7 +70,7 @@ st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrai
 model = browse.latent_model_name(condition, target)
 event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))
-selected = [int(p["customdata"][0]) for p in event.selection.points] if event and event.selection else []
+selected = plots.latent_point_rows(points, event.selection.points) if event and event.selection else []
 if not selected:
     st.caption("Click a point to hear its clip; draw a box or lasso to export the clips inside as CSV.")
 else:
