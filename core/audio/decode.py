@@ -29,6 +29,7 @@ MAX_SECONDS = 600.0  # longest clip accepted by default: ten minutes
 MAX_CHANNELS = 16  # more than this is not a recording of speech
 MIN_SOURCE_RATE, MAX_SOURCE_RATE = 2000, 768000  # Hz, outside this the header is broken
 TEXT_SNIFF_BYTES = 4096  # read from a file's start to tell text from audio
+AUDIO_MAGIC = (b"RIFF", b"RIFX", b"fLaC", b"OggS", b"ID3", b"FORM", b"\x1aE\xdf\xa3")  # wav, flac, ogg, mp3 tag, aiff, webm
 READ_BLOCK_FRAMES = 1 << 18  # frames per block when mixing a multichannel file down while reading (~5 s at 48 kHz)
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif"}
@@ -186,7 +187,9 @@ def _decode_ffmpeg(path: Path, name: str, suffix: str) -> tuple[np.ndarray, int]
 
 def _refuse_text(head: bytes, name: str) -> None:
     """A text file renamed .mp3 (or .wav): said in those words, before any decoder prints its complaints."""
-    if not head or b"\0" in head:  # every audio container's header holds zero bytes; text never does
+    # Audio headers hold zero bytes, text never does; one that opens with an audio container's magic is
+    # a broken audio file, said as such by the decoder.
+    if not head or b"\0" in head or head.startswith(AUDIO_MAGIC):
         return
     try:
         text = head.decode("utf-8")
