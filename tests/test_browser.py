@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +47,13 @@ def tiny_dataset(cv_sample, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(server_process):
+    return server_process[1]
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory):
+    """The `streamlit run app.py` process and its URL."""
     port = _free_port()
     env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     process = subprocess.Popen(
@@ -63,7 +70,7 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("streamlit did not answer on /_stcore/health within 20 s")
-    yield url
+    yield process, url
     process.terminate()
     process.wait(timeout=10)
 
@@ -108,6 +115,20 @@ def test_every_page_loads_without_an_exception(server, page):
         assert_no_exception(page)
         assert heading.lower() in page.locator("h1").first.inner_text().lower()
 
+
+def test_the_server_watches_the_app_s_code_not_the_tree(server_process, page):
+    """Watching the repository (.venv, data/, checkpoints/) overflowed inotify's queue: thousands of lines."""
+    process, url = server_process
+    page.goto(f"{url}/data")  # a session: its script's modules are being watched now
+    page.wait_for_selector("h1", timeout=60000)
+    wait_idle(page)
+    watches = 0
+    for fd in Path(f"/proc/{process.pid}/fdinfo").iterdir():
+        try:
+            watches += sum(line.startswith("inotify wd:") for line in fd.read_text().splitlines())
+        except FileNotFoundError:  # closed since it was listed
+            pass
+    assert watches == 0, f"{watches} inotify watches"
 
 def open_page(page, server, title: str) -> None:
     """Go home, then follow the sidebar navigation link, as a person would."""
