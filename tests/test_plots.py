@@ -18,3 +18,11 @@ def test_a_selected_latent_point_maps_to_its_clip_whatever_its_customdata():
     rows = plots.latent_point_rows(points, selected)
     assert rows == [2, 1, 4]
     assert points.iloc[rows]["x"].tolist() == [p["x"] for p in selected]  # the clicked points themselves
+
+
+def test_an_accuracy_curve_carries_its_chance_level():
+    curves = pd.DataFrame({"run": "r", "epoch": [1, 2], "metric": "val_accuracy", "value": [0.4, 0.6]})
+    figure = plots.curves_figure(curves, title="accuracy", chance=0.25)
+    assert [shape.y0 for shape in figure.layout.shapes] == [0.25]
+    assert "chance 25%" in [a.text for a in figure.layout.annotations]
+    assert not plots.curves_figure(curves, title="loss").layout.shapes
