@@ -11,7 +11,10 @@ what `prepare`'s workers do (decode, resample, STFT, mel + log of both variants,
 detection, the float16 atomic write) beside the naive loop's steps on the same clips (librosa
 warmed up first, so its one-off lazy imports are not charged to the first clip).
 
-    .venv/bin/python bench/prepare.py [--data DIR] [--repeat N] [--every K]
+Two prepares started together on one cache share its clips: their CPU time together (interpreters,
+imports and all) is printed against one prepare's, measured in the same run.
+
+    .venv/bin/python bench/prepare.py [--data DIR] [--repeat N] [--every K] [--concurrent-only]
 """
 
 import argparse
@@ -46,6 +49,29 @@ def prepare_command(data: Path, cache: Path) -> float:
     subprocess.run([sys.executable, "-m", "core", "prepare", "--data", str(data), "--cache", str(cache)],
                    cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - started
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far, their pool workers included."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def concurrent_cpu(data: Path) -> tuple[float, float]:
+    """CPU seconds of one `prepare` on a fresh cache, and of two started together on another one."""
+    command = [sys.executable, "-m", "core", "prepare", "--data", str(data), "--cache"]
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
+        before = children_cpu()
+        subprocess.run([*command, one], cwd=ROOT, check=True, capture_output=True)
+        alone = children_cpu() - before
+        before = children_cpu()
+        pair = [subprocess.Popen([*command, two], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(2)]
+        if any(process.wait() for process in pair):
+            sys.exit("a concurrent prepare failed")
+        return alone, children_cpu() - before
 
 
 class Stages:
@@ -117,11 +143,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=CV_SAMPLE_DIR)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each whole job; the best is kept")
     parser.add_argument("--every", type=int, default=4, help="stage table on every K-th clip")
+    parser.add_argument("--concurrent-only", action="store_true", help="only the two-prepares-at-once measure")
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"no dataset at {args.data}: pass --data DIR")
     paths = sorted(str(p) for p in args.data.glob("*/clips/*.mp3"))
     prepare_command(args.data, Path(tempfile.mkdtemp()))  # warm the page cache and the filterbank file
+
+    for alone, pair in (concurrent_cpu(args.data) for _ in range(args.repeat)):
+        print(f"two prepares started together on one cache: {pair:.2f} s CPU in all, one alone {alone:.2f} s: "
+              f"{pair / alone:.2f}x (target <= 1.2x: they share the clips)")
+    if args.concurrent_only:
+        return
 
     with tempfile.TemporaryDirectory() as out:
         ours, theirs = stage_costs(paths[:: args.every], Path(out))

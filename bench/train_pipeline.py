@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_pipeline.py [--model resnet-asp] [--steps 30]
 
-The pipeline is what core.train does per step: random crops gathered from the in-RAM
+The pipeline is what core.identify.train does per step: random crops gathered from the in-RAM
 features, per-crop normalisation and SpecAugment masks. Its overhead is the extra time
 per step over forward + backward + optimizer on a batch built once. Budget: 10%.
 """

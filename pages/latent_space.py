@@ -34,8 +34,9 @@ def cached_points(folder: str, run: dict, kind: str, method: str, stamp: float) 
 
 
 @st.cache_data
-def cached_probes(folder: str, stamp: float) -> pd.DataFrame:
-    return pd.DataFrame(study_summary(folder)["probes"])
+def cached_probes(folder: str, stamp: float) -> tuple[pd.DataFrame, str | None]:
+    summary = study_summary(folder)
+    return pd.DataFrame(summary["probes"]), summary.get("probe_note")
 
 
 st.title("Latent space")
@@ -69,7 +70,7 @@ st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrai
 model = browse.latent_model_name(condition, target)
 event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))
-selected = [int(p["customdata"][0]) for p in event.selection.points] if event and event.selection else []
+selected = plots.latent_point_rows(points, event.selection.points) if event and event.selection else []
 if not selected:
     st.caption("Click a point to hear its clip; draw a box or lasso to export the clips inside as CSV.")
 else:
@@ -83,9 +84,9 @@ else:
     except DeepLanguageError as error:
         st.info(f"The clip cannot be played here ({error}); build or download its dataset to hear it.")
 
-probes = cached_probes(str(study), stamp)
+probes, probe_note = cached_probes(str(study), stamp)
 if probes.empty:
-    st.info("This study has not been probed yet: run `python -m core probe --study DIR`.")
+    st.info(probe_note or "This study has not been probed yet: run `python -m core probe --study DIR`.")
     st.stop()
 st.subheader("Linear probes")
 if "target" in probes:  # a matrix study probes each target's runs: show the chosen target's

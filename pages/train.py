@@ -74,8 +74,9 @@ else:
             st.caption("Curves appear when the first epoch ends.")
         for column, (title, metrics) in zip(st.columns(2), plots.CURVES.items()):
             if curves["metric"].isin(metrics).any():
-                column.plotly_chart(plots.curves_figure(curves[curves["metric"].isin(metrics)], title=title),
-                                    key=f"train_curve_{title}")
+                chance = registry.run_chance(run_dir) if title == "accuracy" else None
+                column.plotly_chart(plots.curves_figure(curves[curves["metric"].isin(metrics)], title=title,
+                                                        chance=chance), key=f"train_curve_{title}")
         with st.expander("Log"):
             st.code(jobs.read_log(run_dir) or "(empty)", language=None)
         if (state in LIVE) != live:  # started or ended: refresh the table and the refresh rate

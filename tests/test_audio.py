@@ -59,7 +59,7 @@ def test_bad_inputs_raise_the_project_error(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     cases["empty"] = (tmp_path / "empty.wav", "empty")
     (tmp_path / "text.wav").write_text("this is not audio at all, just text " * 20)
-    cases["not audio"] = (tmp_path / "text.wav", "could not be decoded")
+    cases["not audio"] = (tmp_path / "text.wav", "text.wav is not audio: it looks like text")
     good = _wav_bytes(speechlike(1.0))
     (tmp_path / "truncated.wav").write_bytes(good[:30])
     cases["truncated header"] = (tmp_path / "truncated.wav", "could not be decoded")
@@ -75,6 +75,31 @@ def test_bad_inputs_raise_the_project_error(tmp_path):
         with pytest.raises(DeepLanguageError, match=message):
             audio.load_audio(path)
 
+
+class _Upload(io.BytesIO):
+    """Like Streamlit's UploadedFile: a name, and a repr full of internals that no message should show."""
+    name = "notes.mp3"
+
+    def __repr__(self) -> str:
+        return "UploadedFile(file_id='x', _file_urls=upload_url)"
+
+
+def test_a_text_file_renamed_mp3_is_called_text_by_its_own_name_without_decoder_chatter(tmp_path, capfd):
+    text = "Shopping list\nmilk, eggs, bread\nCall Ana at 5 — café\n" * 3
+    (tmp_path / "notes.mp3").write_text(text, encoding="utf-8")
+    for source, name in ((tmp_path / "notes.mp3", str(tmp_path / "notes.mp3")), (_Upload(text.encode()), "notes.mp3")):
+        with pytest.raises(DeepLanguageError) as error:
+            audio.load_audio(source)
+        message = str(error.value)
+        assert message.startswith(f"{name} is not audio: it looks like text"), message
+        assert "UploadedFile" not in message and "does not exist" not in message
+    assert "Audio-MPEG-Header" not in capfd.readouterr().err  # mpg123 never saw it
+
+
+def test_an_undecodable_upload_is_named_by_its_name_not_its_repr():
+    with pytest.raises(DeepLanguageError) as error:
+        audio.load_audio(_Upload(bytes(range(256)) * 8))
+    assert str(error.value).startswith("notes.mp3 could not be decoded as audio") and "UploadedFile" not in str(error.value)
 
 def test_absurd_headers_and_lengths_are_refused(tmp_path):
     many = tmp_path / "many.wav"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +47,13 @@ def tiny_dataset(cv_sample, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(server_process):
+    return server_process[1]
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory):
+    """The `streamlit run app.py` process and its URL."""
     port = _free_port()
     env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
     process = subprocess.Popen(
@@ -63,7 +70,7 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("streamlit did not answer on /_stcore/health within 20 s")
-    yield url
+    yield process, url
     process.terminate()
     process.wait(timeout=10)
 
@@ -108,6 +115,20 @@ def test_every_page_loads_without_an_exception(server, page):
         assert_no_exception(page)
         assert heading.lower() in page.locator("h1").first.inner_text().lower()
 
+
+def test_the_server_watches_the_app_s_code_not_the_tree(server_process, page):
+    """Watching the repository (.venv, data/, checkpoints/) overflowed inotify's queue: thousands of lines."""
+    process, url = server_process
+    page.goto(f"{url}/data")  # a session: its script's modules are being watched now
+    page.wait_for_selector("h1", timeout=60000)
+    wait_idle(page)
+    watches = 0
+    for fd in Path(f"/proc/{process.pid}/fdinfo").iterdir():
+        try:
+            watches += sum(line.startswith("inotify wd:") for line in fd.read_text().splitlines())
+        except FileNotFoundError:  # closed since it was listed
+            pass
+    assert watches == 0, f"{watches} inotify watches"
 
 def open_page(page, server, title: str) -> None:
     """Go home, then follow the sidebar navigation link, as a person would."""
@@ -196,9 +217,7 @@ def test_convergence_and_latent_space_pages_show_the_shipped_study(server, page)
     from core.study.browse import SHIPPED, study_label
     from core.study.layout import portable
 
-    study = next((folder for folder in SHIPPED if (folder / "study.json").exists()), None)
-    if study is None:
-        pytest.skip("no shipped study in checkpoints/real-study or checkpoints/demo-study")
+    study = next(iter(SHIPPED))  # tracked: a lost one fails here
     page.goto(f"{server}/convergence?study={portable(study)}")
     page.get_by_text("Speed-up over no pretraining").first.wait_for(timeout=90000)
     wait_idle(page)
@@ -229,3 +248,66 @@ def test_convergence_and_latent_space_pages_show_the_shipped_study(server, page)
     wait_idle(page)
     page.get_by_text("dashed: chance").first.wait_for(timeout=30000)
     assert_no_exception(page)
+
+# Every point of the latent scatter: its data coordinates and its centre on the page, read from plotly itself.
+POINTS_JS = """el => {
+    const rect = el.getBoundingClientRect(), xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+    return el._fullData.flatMap(trace => Array.from(trace.x, (x, i) => ({
+        x: x, y: trace.y[i],
+        px: rect.left + xa._offset + xa.d2p(x), py: rect.top + ya._offset + ya.d2p(trace.y[i])})));
+}"""
+
+
+def gap_edge(positions: list[float], low: float, high: float) -> int:
+    """A whole pixel in the widest gap between sorted ``positions`` from quantile ``low`` to ``high``:
+    a box edge there has no point on it (the browser rounds the mouse to whole pixels)."""
+    part = positions[int(low * len(positions)):int(high * len(positions)) + 1]
+    i = max(range(len(part) - 1), key=lambda i: part[i + 1] - part[i])
+    return round((part[i] + part[i + 1]) / 2)
+
+
+def test_latent_space_page_plays_a_clicked_clip_and_exports_a_box_selection(server, page):
+    import csv
+    import io
+
+    from core.study.browse import SHIPPED
+    from core.study.layout import portable
+
+    study = next(iter(SHIPPED))
+    page.goto(f"{server}/latent_space?study={portable(study)}")
+    page.get_by_text("held-out clips").first.wait_for(timeout=90000)
+    wait_idle(page)
+    scatter = page.locator(".js-plotly-plot").first
+    scatter.locator(".scatterlayer .point").first.wait_for(state="attached", timeout=30000)
+    points = scatter.evaluate(POINTS_JS)
+    # A click on a point plays its clip.
+    page.mouse.click(points[0]["px"], points[0]["py"])
+    page.locator("audio[src]").first.wait_for(state="attached", timeout=60000)
+    wait_idle(page)
+    assert_no_exception(page)
+
+    # A box around the middle of the cloud: its clips, and only they, are in the downloaded CSV.
+    points = scatter.evaluate(POINTS_JS)  # where they are now, beside the clip's player
+    scatter.hover()
+    scatter.locator('.modebar-btn[data-title="Box Select"]').click()
+    xs, ys = sorted(p["px"] for p in points), sorted(p["py"] for p in points)
+    left, right = gap_edge(xs, 0.15, 0.35), gap_edge(xs, 0.65, 0.85)
+    top, bottom = gap_edge(ys, 0.15, 0.35), gap_edge(ys, 0.65, 0.85)
+    inside = [(p["x"], p["y"]) for p in points if left < p["px"] < right and top < p["py"] < bottom]
+    assert len(inside) >= 2
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move((left + right) / 2, (top + bottom) / 2, steps=5)
+    page.mouse.move(right, bottom, steps=5)
+    page.mouse.up()
+    button = page.get_by_role("button", name="Download the selection (CSV)")
+    button.wait_for(timeout=60000)
+    wait_idle(page)
+    assert_no_exception(page)
+    with page.expect_download(timeout=30000) as download:
+        button.click()
+    rows = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
+    got = [(float(r["x"]), float(r["y"])) for r in rows]  # the CSV prints float32 coordinates to 7-8 digits
+    near = lambda a, b: abs(a[0] - b[0]) < 1e-4 and abs(a[1] - b[1]) < 1e-4  # noqa: E731
+    assert len(got) == len(inside) and all(any(near(g, i) for i in inside) for g in got)
+    assert all(r["clip"].endswith(".mp3") for r in rows)

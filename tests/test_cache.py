@@ -150,3 +150,41 @@ def test_clip_files_are_what_np_save_writes(tmp_path):
     cache._save_clip(str(out), low[:, :5], full[:, :5])
     np.testing.assert_array_equal(np.load(out), np.stack([low[:, :5], full[:, :5]]).astype(np.float16))
     assert [p.name for p in out.parent.iterdir()] == ["clip.npy"]  # no temporary file left behind
+
+
+def test_two_prepares_at_once_compute_each_clip_once(small_dataset, tmp_path):
+    import threading
+
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    both_listed = threading.Barrier(2, timeout=60)  # both have listed all 16 clips as to do before either starts
+    results = {}
+
+    def run(name: str) -> None:
+        def on_progress(done, total, **counts):
+            if done == 0:
+                both_listed.wait()
+        results[name] = cache.prepare(manifest, tmp_path / "cache", workers=1, on_progress=on_progress)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results["a"].attrs["new"] + results["b"].attrs["new"] == 16
+    store = cache.FeatureCache(tmp_path / "cache")
+    assert len((store.root / cache.INDEX_NAME).read_text().splitlines()) == 16  # each clip computed once
+    for name in ("a", "b"):  # and both answer every clip
+        assert (results[name]["n_frames"] > 0).all() and list(results[name]["key"]) == list(results["a"]["key"])
+    assert not list(store.root.glob("clips/*/*.lock"))
+
+
+def test_a_lock_left_by_a_killed_prepare_does_not_block(small_dataset, tmp_path):
+    data, _ = small_dataset
+    manifest = datasets.read_dataset(data)
+    store = cache.FeatureCache(tmp_path / "cache")
+    lock = store.clip_path(cache.clip_key(manifest["path"][0])).with_suffix(".lock")
+    lock.parent.mkdir(parents=True)
+    lock.touch()  # its process is gone: nobody holds it
+    assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["new"] == 16
+    assert not lock.exists()

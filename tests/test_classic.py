@@ -1,5 +1,5 @@
-"""core.classic: the GMM-supervector identifier learns a planted problem, saves as plain tensors, and trains,
-cross-validates and identifies through the same entry points as the neural models."""
+"""core.identify.supervector and gmm: the GMM-supervector identifier learns a planted problem, saves as plain
+tensors, and trains, cross-validates and identifies through the same entry points as the neural models."""
 
 from dataclasses import replace
 

@@ -234,3 +234,14 @@ def test_make_run_ignores_a_host_variable_from_the_environment():
     env["DEEPLANGUAGE_HOST"], env["DEEPLANGUAGE_PORT"] = "0.0.0.0", "8080"
     plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
     assert "--server.address 0.0.0.0 --server.port 8080" in plan.stdout
+
+
+def test_one_comma_list_type_reads_every_list_option():
+    import argparse
+
+    from core.commands import comma_list
+
+    assert comma_list()(" es, it ,,ja") == ("es", "it", "ja")
+    assert comma_list(int)("0,1,4") == (0, 1, 4) and comma_list()("") == ()
+    with pytest.raises(argparse.ArgumentTypeError, match="'1,x' is not a comma-separated list of integers"):
+        comma_list(int)("1,x")

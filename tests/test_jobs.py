@@ -183,3 +183,15 @@ def test_a_study_run_launches_like_any_other(tiny, tmp_path):
     record = registry.run_record(run_dir)
     assert record["model"] == "nextframe" and record["epochs_done"] >= 2 and record["best_metric"] == "val_loss"
     assert runs.read_json(run_dir / "result.json")["condition"] == "high"
+
+
+def test_the_log_shows_each_progress_bar_once_as_a_terminal_would(tmp_path):
+    (tmp_path / launch.LOG_FILE).write_text("== started\nprepare:  10%|#  | 1/10\rprepare:  50%|#####  | 5/10\r"
+                                            "prepare: 100%|##########| 10/10\r\nepoch 1 done\n")
+    assert launch.read_log(tmp_path) == "== started\nprepare: 100%|##########| 10/10\nepoch 1 done\n"
+
+
+def test_a_run_s_chance_level_comes_from_its_languages(tmp_path):
+    assert registry.run_chance(tmp_path) is None  # its data not read yet
+    runs.write_json(tmp_path / "data.json", {"labels": ["es", "fr", "ja", "de"], "clips": 40})
+    assert registry.run_chance(tmp_path) == 0.25

@@ -1,4 +1,4 @@
-"""core.models: shapes for any length, configs round-trip, windows, and one batch overfits."""
+"""core.identify.models: shapes for any length, configs round-trip, windows, and one batch overfits."""
 
 from dataclasses import asdict
 

@@ -137,6 +137,21 @@ def test_cli_prints_one_json_object_and_writes_html(study, tmp_path_factory):
     assert missing.returncode != 0 and "not a study" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter writes the CLI's report
+def test_the_page_s_report_is_the_cli_s_byte_for_byte_whatever_plotly_template_streamlit_set(study, tmp_path):
+    import plotly.io as pio
+    import streamlit  # noqa: F401  (importing it makes its theme plotly's default template, as in the server)
+
+    from core.study.report_html import report_html
+
+    assert pio.templates.default == "streamlit"
+    out = subprocess.run([sys.executable, "-m", "core", "report", "--study", str(study), "--out",
+                          str(tmp_path / "cli.html")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    page = report_html(study)  # what the Convergence page's download button serves
+    assert "#000001" not in page  # Streamlit's theme placeholders
+    assert page.encode() == (tmp_path / "cli.html").read_bytes()
+
 def test_a_study_with_no_finished_run_still_reports(study):
     shutil.rmtree(study / "runs")
     summary = study_summary(study)

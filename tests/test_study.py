@@ -1,6 +1,7 @@
 """The transfer matrix end to end on a tiny synthetic corpus (3 languages x 6 speakers x 2 clips)."""
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -224,3 +225,51 @@ def test_the_in_utero_filter_follows_the_cited_figures():
     before = {k: v for k, v in asdict(FeatureConfig()).items() if k != "lowpass_filter"}
     old_key = hashlib.sha1(json.dumps({**before, "version": FEATURES_VERSION}, sort_keys=True).encode()).hexdigest()
     assert FeatureConfig().key() == old_key[:12]
+
+
+# One target, "none" and its own language: the shape of the seed's design and the Train page's study.
+ONE_LANGUAGE = StudyConfig(targets=("aa",), pretrain=("none", "aa"), seeds=2, pretrain_epochs=(1,),
+                           pretrain_epoch_steps=3, budget_steps=20, loss_budgets=(10, 20), threshold_step=10,
+                           hidden_size=16, crop_frames=50, crops_per_clip=2, batch_size=8, eval_every=5,
+                           group_size=4, split_fractions=(0.35, 0.15, 0.5), autoencoder=False)
+
+
+@pytest.fixture(scope="session")
+def one_language_studies(tmp_path_factory):
+    """Two finished one-language studies: the default latent sample, and one told to probe only "aa"."""
+    root = tmp_path_factory.mktemp("one-language")
+    make_corpus(root / "corpus")
+    run_study(ONE_LANGUAGE, root / "corpus", root / "default", cache_dir=root / "cache", workers=2, n_permutations=2)
+    run_study(replace(ONE_LANGUAGE, latent_languages=("aa",)), root / "corpus", root / "aa-only",
+              cache_dir=root / "cache", workers=2, n_permutations=2)
+    return root / "default", root / "aa-only"
+
+
+@pytest.mark.slow  # trains two tiny studies
+def test_a_one_language_study_probes_its_language_against_the_dataset_s_others(one_language_studies):
+    from core.study.probes import load_probes, study_report
+
+    study, _ = one_language_studies
+    assert study_status(study)["state"] == "finished"
+    latent = pd.read_csv(study / "latent_manifest.tsv", sep="\t")
+    assert sorted(latent["language"].unique()) == ["aa", "bb", "cc"]  # widened to the dataset's languages
+    probes = load_probes(study)
+    assert set(probes["task"]) == {"target-vs-rest", "all-languages"} and set(probes["target"]) == {"aa"}
+    assert "no probes" not in study_report(study, write=False)["text"]
+
+
+@pytest.mark.slow  # trains two tiny studies
+def test_a_study_told_to_probe_one_language_finishes_and_says_why_it_has_no_probes(one_language_studies,
+                                                                                  tmp_path):
+    from core.study.probes import study_report
+    from core.study.report import study_summary
+    from core.study.report_html import write_report
+
+    _, study = one_language_studies
+    assert study_status(study)["state"] == "finished" and not (study / "probes.tsv").exists()
+    assert len(study_results(study)) == 4
+    text = study_report(study, write=False)["text"]
+    assert "no probes for this study" in text and "--latent-languages" in text
+    summary = study_summary(study, use_cache=False)
+    assert summary["probes"] == [] and summary["probe_note"].startswith("no probes for this study")
+    assert "no probes for this study" in write_report(study, tmp_path / "report.html").read_text()

@@ -15,10 +15,10 @@ from core import runs
 from core.study import browse
 from core.study.layout import load_study, portable
 from tests.conftest import ROOT
-from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
+from tests.test_study import one_language_studies, tiny_study  # noqa: F401  (shared fixtures)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # the tiny study trains
-SHIPPED = [p for p in browse.SHIPPED if (p / "study.json").exists()]  # in the order the pages prefer
+SHIPPED = list(browse.SHIPPED)  # tracked in the repository, in the order the pages prefer
 
 
 @pytest.fixture()
@@ -91,6 +91,15 @@ def test_latent_space_page_shows_the_chosen_run(studies_dir):
     assert not at.exception and "all-languages" in chart_titles(at)[1]
 
 
+def test_a_study_without_probes_says_so_on_both_pages(one_language_studies, monkeypatch):
+    _, study = one_language_studies  # its latent sample holds one language
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", study.parent)
+    at = open_page("latent_space", study)
+    assert not at.exception
+    assert any(info.value.startswith("no probes for this study") for info in at.info)
+    at = open_page("convergence", study)
+    assert not at.exception and at.get("download_button")
+
 def test_exported_csv_names_the_run_the_dataset_and_the_coordinates(studies_dir):
     table = browse.latent_runs(studies_dir)
     run = table[(table["condition"] == "bb") & (table["seed"] == 1)].iloc[0].to_dict()
@@ -104,7 +113,11 @@ def test_exported_csv_names_the_run_the_dataset_and_the_coordinates(studies_dir)
         assert Path(row["clip"]) == Path(row["dataset_root"]) / row["path"]
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no shipped study here")
+def test_every_shipped_study_is_there():
+    """Tracked files: a lost one fails here instead of skipping the tests that open them."""
+    assert [p for p in SHIPPED if not (p / "study.json").exists()] == []
+
+
 def test_pages_open_on_the_url_study_else_the_shipped_one_not_the_newest(studies_dir):
     for page, key in (("latent_space", "latent_study"), ("convergence", "conv_browse")):
         at = open_page(page)  # the tiny study is the newest; the shipped one is opened
@@ -134,7 +147,6 @@ def test_after_its_last_run_the_phase_is_shown_not_n_of_n_runs(studies_dir, tmp_
     assert browse.progress_line(study)["state"] == "failed"  # nobody holds the lock: the process died
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no shipped study here")
 def test_both_pages_open_the_shipped_study(tmp_path, monkeypatch):
     monkeypatch.setattr(core.study.layout, "STUDIES_DIR", tmp_path)  # nothing else listed
     for page in ("convergence", "latent_space"):
@@ -143,7 +155,6 @@ def test_both_pages_open_the_shipped_study(tmp_path, monkeypatch):
         assert len(at.get("plotly_chart")) >= 2, page
 
 
-@pytest.mark.skipif(browse.MATRIX_STUDY_DIR not in SHIPPED, reason="no shipped matrix study here")
 def test_the_shipped_matrix_reads_at_a_glance(tmp_path, monkeypatch):
     import json
 

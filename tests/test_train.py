@@ -1,4 +1,5 @@
-"""core.train and core.evaluate on a tiny synthetic two-language dataset: learning, exact resume, safe checkpoints."""
+"""core.identify.train and core.identify.evaluate on a tiny synthetic two-language dataset: learning, exact resume,
+safe checkpoints."""
 
 import json
 import subprocess

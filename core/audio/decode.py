@@ -28,6 +28,8 @@ SAMPLE_RATE = 16000  # Hz, what every model and feature in the project expects
 MAX_SECONDS = 600.0  # longest clip accepted by default: ten minutes
 MAX_CHANNELS = 16  # more than this is not a recording of speech
 MIN_SOURCE_RATE, MAX_SOURCE_RATE = 2000, 768000  # Hz, outside this the header is broken
+TEXT_SNIFF_BYTES = 4096  # read from a file's start to tell text from audio
+AUDIO_MAGIC = (b"RIFF", b"RIFX", b"fLaC", b"OggS", b"ID3", b"FORM", b"\x1aE\xdf\xa3")  # wav, flac, ogg, mp3 tag, aiff, webm
 READ_BLOCK_FRAMES = 1 << 18  # frames per block when mixing a multichannel file down while reading (~5 s at 48 kHz)
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aiff", ".aif"}
@@ -79,6 +81,8 @@ def _decode(source, max_seconds: float, name: str | None) -> tuple[np.ndarray, i
         if path.stat().st_size == 0:
             raise DeepLanguageError(f"{name} is empty (0 bytes). Re-export or re-download it.")
         suffix = path.suffix.lower()
+        with open(path, "rb") as handle:
+            _refuse_text(handle.read(TEXT_SNIFF_BYTES), name)
         if suffix in FFMPEG_SUFFIXES:
             return _decode_ffmpeg(path, name, suffix) + (name,)
         try:
@@ -94,6 +98,8 @@ def _decode(source, max_seconds: float, name: str | None) -> tuple[np.ndarray, i
     file = io.BytesIO(source) if isinstance(source, bytes) else _seekable(source)
     if file.seek(0, io.SEEK_END) == 0:
         raise DeepLanguageError(f"{name} is empty (0 bytes). Upload or record it again.")
+    file.seek(0)
+    _refuse_text(file.read(TEXT_SNIFF_BYTES), name)
     suffix = Path(name).suffix.lower()
     if suffix not in FFMPEG_SUFFIXES:
         try:
@@ -133,7 +139,10 @@ def _decode_soundfile(file, max_seconds: float, name: str) -> tuple[np.ndarray, 
             data = _read_mono(handle)
             rate = handle.samplerate
     except sf.LibsndfileError as error:
-        raise _Undecodable(str(error)) from None
+        # Its own words only: str(error) names the file by the object's repr (an upload's internals), and
+        # it says "does not exist" of a file that exists but that its mp3 decoder refused.
+        reason = error.error_string
+        raise _Undecodable("format not recognised" if "does not exist" in reason else reason) from None
     except (RuntimeError, TypeError, ValueError) as error:
         # mp3 and ogg streams that end mid-frame surface as decoder errors here.
         raise _Undecodable(str(error)) from None
@@ -174,6 +183,23 @@ def _decode_ffmpeg(path: Path, name: str, suffix: str) -> tuple[np.ndarray, int]
         raise DeepLanguageError(_undecodable_message(name, suffix, reason[0]))
     data = np.frombuffer(result.stdout, dtype=np.float32).copy()
     return data[:, None], SAMPLE_RATE
+
+
+def _refuse_text(head: bytes, name: str) -> None:
+    """A text file renamed .mp3 (or .wav): said in those words, before any decoder prints its complaints."""
+    # Audio headers hold zero bytes, text never does; one that opens with an audio container's magic is
+    # a broken audio file, said as such by the decoder.
+    if not head or b"\0" in head or head.startswith(AUDIO_MAGIC):
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:  # not just a character cut at the end of the sample
+            return
+        text = head[:error.start].decode("utf-8")
+    if sum(c.isprintable() or c.isspace() for c in text) >= 0.95 * len(text):
+        raise DeepLanguageError(f"{name} is not audio: it looks like text (it starts {text[:40]!r}). "
+                                "Choose an audio file instead.")
 
 
 def _undecodable_message(name: str, suffix: str, reason: str) -> str:

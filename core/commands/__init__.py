@@ -30,3 +30,18 @@ def number(kind: type = int, low: float | None = None, above: float | None = Non
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def comma_list(kind: type = str) -> Callable[[str], tuple]:
+    """An argparse ``type=`` for a comma-separated list ("es, it,ja" -> ("es", "it", "ja")); blanks are
+    dropped, and each item is read with ``kind`` (int: "0,1,4" -> (0, 1, 4))."""
+    def parse(text: str) -> tuple:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        try:
+            return tuple(kind(part) for part in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                             f"{'integers' if kind is int else kind.__name__ + 's'}") from None
+
+    parse.__name__ = "comma-separated list"  # argparse names the type in its messages
+    return parse

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from core.commands import number
+from core.commands import comma_list, number
 from core.paths import DEMO_CORPUS_DIR
 
 NAME = "demo-corpus"
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=number(int, low=0), default=0,
                         help="the same seed gives the same corpus (default: 0)")
     parser.add_argument("--clips", type=number(int, low=1), default=160, help="clips per language (default: 160)")
-    parser.add_argument("--languages", default=None,
+    parser.add_argument("--languages", type=comma_list(), default=(),
                         help="comma-separated Common Voice codes (default: all demo languages)")
     parser.add_argument("--workers", type=number(int, low=1), default=None,
                         help="processes to build languages in (default: one per CPU core)")
@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.data.demo_corpus import DEMO_LANGUAGES, build_demo_corpus, summarize_demo_corpus
 
-    languages = ([code.strip() for code in args.languages.split(",") if code.strip()]
-                 if args.languages else list(DEMO_LANGUAGES))
+    languages = list(args.languages or DEMO_LANGUAGES)
     bars: list[tqdm] = []  # opened on the first report, so a bad option prints no empty bar
 
     def on_progress(done: int, total: int) -> None:

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from core.commands import number
+from core.commands import comma_list, number
 
 NAME = "study"
 HELP = ("the pretraining study: pretrain next-frame LSTMs on each condition, train them on each target "
@@ -17,29 +17,18 @@ comma-separated pretraining conditions (default %(default)s):
   noise       control: noise shaped like speech's long-term average spectrum, low-passed (is it speech?)"""
 
 
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in _list(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from core.study.layout import StudyConfig
 
     d = StudyConfig()
     parser.formatter_class = argparse.RawTextHelpFormatter
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (Common Voice layout or <lang>/*.wav)")
-    parser.add_argument("--targets", type=_list, default=d.targets,
+    parser.add_argument("--targets", type=comma_list(), default=d.targets,
                         help="comma-separated languages learnt after pretraining, full band (default %(default)s)")
     parser.add_argument("--target", default=None, help="one target: shorthand for --targets LANG")
-    parser.add_argument("--pretrain", type=_list, default=d.pretrain, help=CONDITIONS_HELP)
+    parser.add_argument("--pretrain", type=comma_list(), default=d.pretrain, help=CONDITIONS_HELP)
     parser.add_argument("--seeds", type=int, default=d.seeds, help="runs per cell (default %(default)s)")
-    parser.add_argument("--pretrain-epochs", type=_ints, default=d.pretrain_epochs,
+    parser.add_argument("--pretrain-epochs", type=comma_list(int), default=d.pretrain_epochs,
                         help="dose: comma-separated pretraining lengths in epochs of "
                              f"{d.pretrain_epoch_steps} steps, e.g. 0,1,2,4 (0 = none; default %(default)s)")
     parser.add_argument("--budget", type=int, default=d.budget_steps,
@@ -55,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cutoff", type=float, default=d.cutoff_hz,
                         help="low-pass cutoff of the pretraining features, Hz (default %(default)s)")
     parser.add_argument("--hidden-size", type=int, default=d.hidden_size, help="LSTM units (default %(default)s)")
-    parser.add_argument("--latent-languages", type=_list, default=(),
+    parser.add_argument("--latent-languages", type=comma_list(), default=(),
                         help="comma-separated languages whose latents are probed (default: the study's own:\n"
                              "targets and pretraining languages)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")

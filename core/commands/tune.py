@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from core.commands import number
+from core.commands import comma_list, number
 
 NAME = "tune"
 HELP = "search learning rate, weight decay, width, dropout, SpecAugment and crop length with Optuna"
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-name", help="name of the search: checkpoints/tune/<name>.db "
                                              "(default: <dataset>-<model>)")
     parser.add_argument("--model", default="cnn-baseline", help="model kind (default %(default)s)")
-    parser.add_argument("--languages", default="", help="comma-separated languages to learn (default: all)")
+    parser.add_argument("--languages", type=comma_list(), default=(), help="comma-separated languages to learn (default: all)")
     parser.add_argument("--epochs", type=int, default=8, help="epochs per trial (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="default %(default)s")
     parser.add_argument("--seed", type=int, default=0, help="training and sampler seed (default %(default)s)")
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             raise DeepLanguageError(f"dataset folder {args.data} does not exist. Check the path.")
         base = TrainConfig(data_dir=str(args.data.resolve()), model=args.model, epochs=args.epochs,
                            batch_size=args.batch_size, seed=args.seed, threads=args.threads, patience=0,
-                           languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()))
+                           languages=args.languages)
 
         def on_trial(row: dict) -> None:
             value = "-" if row["value"] is None else f"{row['value']:.3f}"

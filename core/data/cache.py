@@ -5,6 +5,7 @@ Layout, under ``<cache>/<FeatureConfig.key()>/`` so changed parameters never reu
     config.json            the feature parameters, for people and for `load_cache`
     index.jsonl            one line per finished clip, appended as it finishes
     clips/<ab>/<key>.npy   float16 (2, n_mels, n_frames): [full band, low-pass]
+    clips/<ab>/<key>.lock  while a process computes the clip (flock-held; removed when done)
 
 A clip's key hashes its absolute path, size and modification time, so an edited file is
 redone. Files are written to a temporary name and renamed and index lines are appended only
@@ -18,6 +19,7 @@ computes it again. A file that still cannot be read or written is named in the e
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -136,6 +138,10 @@ def prepare(
     Returns the manifest with ``key, n_frames, speech_seconds, error`` columns (and the
     decoded ``duration``); clips that failed to decode keep their message in ``error``.
     Only clips not cached yet are computed. ``on_progress(done, total, new=..., failed=...)``.
+
+    Several prepares of one dataset share the work: a clip is computed under its lock file
+    (``clips/<ab>/<key>.lock``, held with ``flock``), a clip another process holds is left for the end,
+    and by then it is either cached (its lock released) or computed here (its process died).
     """
     if manifest.empty:
         raise DeepLanguageError("the dataset is empty: there is nothing to prepare.")
@@ -144,42 +150,71 @@ def prepare(
     write_json(cache.root / "config.json", asdict(config))
 
     keys = [clip_key(p) for p in manifest["path"]]
-    done = cache.read_index()
-    skipped = done.attrs["skipped_lines"]
-    done = done.set_index("key")
-    # Cached means: a record, and either its decoding error or an intact file (else it is redone).
-    known = done.reindex(sorted(set(keys) & set(done.index)))  # vectorised: .at per key copies attrs
-    damaged = {k for k, error, n_frames in zip(known.index, known["error"], known["n_frames"])
-               if not error and cache.damage(k, n_frames)}
-    raised = set(known.index[known["limit_s"].notna() & (known["limit_s"] < max_seconds)])
-    todo = sorted({(k, p) for k, p in zip(keys, manifest["path"])
-                   if k not in done.index or k in damaged or k in raised})
-    total, n_done, failed = len(set(keys)), len(set(keys)) - len(todo), 0
+    # A clip file newer than this was written by another prepare since this one listed what to do.
+    since = time.time()
+    todo, damaged, skipped = _todo(cache, dict(zip(keys, manifest["path"])), max_seconds)
+    counts = {"total": len(set(keys)), "done": len(set(keys)) - len(todo), "new": 0, "failed": 0}
     if on_progress:
-        on_progress(n_done, total, new=0, failed=0)
+        on_progress(counts["done"], counts["total"], new=0, failed=0)
     if todo:
-        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-        jobs = [(key, path, str(cache.clip_path(key)), config, max_seconds) for key, path in todo]
-        with open(cache.root / INDEX_NAME, "a+") as index, _pool(workers) as pool:
+        with open(cache.root / INDEX_NAME, "a+") as index:
             _end_partial_line(index)
-            results = pool.imap_unordered(_featurize, jobs, chunksize=4) if pool else map(_featurize, jobs)
-            for n_new, row in enumerate(results, 1):
-                index.write(json.dumps(row) + "\n")
-                index.flush()
-                n_done += 1
-                failed += bool(row["error"])
-                if on_progress:
-                    on_progress(n_done, total, new=n_new, failed=failed)
-        done = cache.read_index().set_index("key")
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        with _pool(workers) as pool:
+            # First every clip nobody holds; then, waiting for their locks, those another prepare held;
+            # last whatever is still missing (its prepare died between the clip file and its index line).
+            left = _compute(pool, cache, todo, max_seconds, since, "skip", counts, on_progress)
+            left = _compute(pool, cache, _todo(cache, left, max_seconds)[0], max_seconds, since, "wait",
+                            counts, on_progress)
+            _compute(pool, cache, _todo(cache, left, max_seconds)[0], max_seconds, since, "force", counts,
+                     on_progress)
+    done = cache.read_index().set_index("key")
 
     result = manifest.copy()
     result["key"] = keys
     rows = done.reindex(keys)  # one lookup: .at per key and column copies the frame's attrs each time
     for column in ("n_frames", "speech_seconds", "error", "duration"):
         result[column] = rows[column].to_numpy()
-    result.attrs.update(manifest.attrs, new=len(todo), repaired=len(damaged), skipped_lines=skipped,
+    result.attrs.update(manifest.attrs, new=counts["new"], repaired=len(damaged), skipped_lines=skipped,
                         cache_dir=str(cache.root))
     return result
+
+
+def _todo(cache: FeatureCache, paths: dict[str, str], max_seconds: float) -> tuple[dict[str, str], set, int]:
+    """Of ``paths`` (key -> clip path), those not cached: no record, a damaged file, or refused as too
+    long under a lower limit. Returns them, the damaged keys and the index lines skipped."""
+    done = cache.read_index()
+    skipped = done.attrs["skipped_lines"]
+    done = done.set_index("key")
+    # Cached means: a record, and either its decoding error or an intact file (else it is redone).
+    known = done.reindex(sorted(set(paths) & set(done.index)))  # vectorised: .at per key copies attrs
+    damaged = {k for k, error, n_frames in zip(known.index, known["error"], known["n_frames"])
+               if not error and cache.damage(k, n_frames)}
+    raised = set(known.index[known["limit_s"].notna() & (known["limit_s"] < max_seconds)])
+    todo = {k: p for k, p in sorted(paths.items()) if k not in done.index or k in damaged or k in raised}
+    return todo, damaged, skipped
+
+
+def _compute(pool, cache: FeatureCache, todo: dict[str, str], max_seconds: float, since: float, claim: str,
+             counts: dict, on_progress: Callable[..., None] | None) -> dict[str, str]:
+    """Featurize ``todo`` (key -> path) on ``pool`` (None: here); ``claim`` is what a clip's lock held by
+    another process means: "skip" it, "wait" for it, or "force" (compute it even if just written).
+    Returns the clips left to other processes."""
+    index = str(cache.root / INDEX_NAME)
+    jobs = [(key, path, str(cache.clip_path(key)), index, (cache.config, max_seconds), since, claim)
+            for key, path in todo.items()]
+    results = pool.imap_unordered(_featurize, jobs, chunksize=4) if pool else map(_featurize, jobs)
+    left = {}
+    for row in results:
+        if row.get("left"):  # another process holds it, or wrote it while this one waited
+            left[row["key"]] = todo[row["key"]]
+            continue
+        counts["done"] += 1
+        counts["new"] += 1
+        counts["failed"] += bool(row["error"])
+        if on_progress:
+            on_progress(counts["done"], counts["total"], new=counts["new"], failed=counts["failed"])
+    return left
 
 
 @contextmanager
@@ -244,7 +279,56 @@ def _record(line: str) -> dict | None:
 
 
 def _featurize(job) -> dict:
-    key, path, out, config, max_seconds = job
+    """One clip under its lock: its log-mels to the clip file, then its record to the index. Returns
+    the record, or ``{"key", "left": True}`` when the clip is another process's (see :func:`_compute`)."""
+    key, path, out, index, (config, max_seconds), since, claim = job
+    lock = _lock(Path(out).with_suffix(".lock"), wait=claim != "skip")
+    if lock is None or (claim != "force" and _written_since(out, since)):
+        _unlock(lock)
+        return {"key": key, "left": True}
+    try:
+        row = _features_row(key, path, out, config, max_seconds)
+        with open(index, "a") as handle:  # one line, one write: appends of several processes don't interleave
+            handle.write(json.dumps(row) + "\n")
+    finally:
+        _unlock(lock)
+    return row
+
+
+def _lock(path: Path, wait: bool) -> tuple[Path, int] | None:
+    """Hold the lock file ``path`` (created if need be); None when another process holds it and not
+    ``wait``. A holder removes the file when done, so a lock on a file no longer at ``path`` is retried."""
+    path.parent.mkdir(exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return path, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _unlock(lock: tuple[Path, int] | None) -> None:
+    if lock is not None:
+        path, fd = lock
+        path.unlink(missing_ok=True)  # before the release: a waiter then finds it gone and locks afresh
+        os.close(fd)
+
+
+def _written_since(out: str, since: float) -> bool:
+    try:
+        return os.stat(out).st_mtime > since
+    except FileNotFoundError:
+        return False
+
+
+def _features_row(key: str, path: str, out: str, config: FeatureConfig, max_seconds: float) -> dict:
     row = {"key": key, "path": path, "n_frames": 0, "duration": None, "speech_seconds": 0.0, "error": ""}
     try:
         audio = load_audio(path, config.sample_rate, max_seconds=max_seconds)

@@ -189,7 +189,7 @@ def check_leakage(manifest: pd.DataFrame, column: str = "split") -> None:
         examples = ", ".join(s[:12] for s in leaked.index[:3])
         raise SpeakerLeakError(
             f"{len(leaked)} speaker(s) appear in more than one split (e.g. {examples}); results would be "
-            f"inflated. Build splits with core.datasets.assign_splits, which groups by speaker."
+            f"inflated. Build splits with core.data.datasets.assign_splits, which groups by speaker."
         )
 
 

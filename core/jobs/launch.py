@@ -178,13 +178,15 @@ def wait(run_dir: str | Path, timeout: float = 600.0, poll: float = 0.2) -> str:
 
 
 def read_log(run_dir: str | Path, n_chars: int = 4000) -> str:
-    """The end of a run's log.txt (what its process printed)."""
+    """The end of a run's log.txt (what its process printed), as a terminal shows it: a progress bar
+    redraws its line with carriage returns, so only the last drawing of each line is kept."""
     path = Path(run_dir) / LOG_FILE
     if not path.exists():
         return ""
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - n_chars))
-        return handle.read().decode(errors="replace")
+        text = handle.read().decode(errors="replace")
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
 def study_run_config(data_dir: str | Path, condition: str = "none", seed: int = 0, **study) -> dict:

@@ -182,6 +182,13 @@ def progress_line(record: dict, progress: dict) -> str:
     return line + (f" · ETA {eta:.0f} s" if eta is not None else " · ETA once the first steps are timed")
 
 
+def run_chance(run_dir: str | Path) -> float | None:
+    """The accuracy of guessing among a run's languages (1 / their number), once its data is read
+    (``data.json``); None before, and for runs that classify nothing (the study's next-frame models)."""
+    labels = runs.read_json(Path(run_dir) / "data.json", {}).get("labels")
+    return 1 / len(labels) if labels else None
+
+
 def run_curves(run_dirs: list[str | Path]) -> pd.DataFrame:
     """Per-epoch metrics of several runs in long form: run, epoch, metric, value (for comparison charts)."""
     rows = []

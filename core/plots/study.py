@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 __all__ = ["PALETTE", "SIGNIFICANT", "condition_color", "speedup_matrix_figure", "cell_curves_figure",
-           "latent_scatter_figure", "probe_bars_figure"]
+           "latent_scatter_figure", "latent_point_rows", "probe_bars_figure"]
 
 # plotly's default qualitative colours; "none" is always grey, so the baseline reads the same everywhere.
 PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
@@ -118,18 +118,28 @@ def cell_curves_figure(curves: pd.DataFrame, pretrain: str, target: str, pretrai
 
 
 def latent_scatter_figure(points: pd.DataFrame, title: str) -> go.Figure:
-    """Clips in 2-D (columns x, y, language, speaker, row), one colour per language; customdata = row.
+    """Clips in 2-D (columns x, y, language, speaker), one trace per language in sorted order:
+    :func:`latent_point_rows` maps a selected point back to its row of ``points``.
 
     Traces are given as dicts to one Figure call: 3x faster than add_scatter per language, which
     counts on a page that redraws it on every click.
     """
     traces = [{"type": "scatter", "x": part["x"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
                "name": language, "marker": {"color": PALETTE[i % len(PALETTE)], "size": 7},
-               "customdata": part[["row"]].to_numpy(), "text": part["speaker"].str[:12].to_numpy(),
+               "text": part["speaker"].str[:12].to_numpy(),
                "hovertemplate": f"{language}<br>speaker %{{text}}<extra></extra>"}
               for i, (language, part) in enumerate(points.groupby("language", sort=True))]
     return go.Figure(data=traces, layout={"title": {"text": title}, "height": 520, "xaxis": {"title": {"text": "x"}},
                                           "yaxis": {"title": {"text": "y"}}})
+
+
+def latent_point_rows(points: pd.DataFrame, selected: list[dict]) -> list[int]:
+    """Positions in ``points`` of the points a click, box or lasso selected on
+    :func:`latent_scatter_figure`, in selection order. Read from each point's trace and index
+    (``curve_number``, ``point_index``): its ``customdata`` comes back as a list or, for a numpy
+    array, as a typed array's dict, depending on the plotly version."""
+    positions = [part.index.to_numpy() for _, part in points.reset_index(drop=True).groupby("language", sort=True)]
+    return [int(positions[p["curve_number"]][p["point_index"]]) for p in selected]
 
 
 def probe_bars_figure(probes: pd.DataFrame, task: str) -> go.Figure:

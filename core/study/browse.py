@@ -188,7 +188,7 @@ def latent_runs(study_dir: str | Path) -> pd.DataFrame:
 def latent_points(study_dir: str | Path, run: dict, kind: str, method: str) -> pd.DataFrame:
     """The run's latents of ``kind`` projected to 2-D, one row per held-out clip: x, y, language,
     speaker, key, path (relative to the dataset), dataset_root, clip (absolute path), study,
-    condition, target, seed, pretrain_epochs, kind, method, row. ``run`` is a row of :func:`latent_runs`."""
+    condition, target, seed, pretrain_epochs, kind, method. ``run`` is a row of :func:`latent_runs`."""
     arrays, manifest = load_latents(run["folder"])
     if kind not in arrays:
         raise DeepLanguageError(f"{run['folder']} has no {kind!r} latents; it has {', '.join(arrays)}.")
@@ -198,7 +198,7 @@ def latent_points(study_dir: str | Path, run: dict, kind: str, method: str) -> p
         x=xy[:, 0], y=xy[:, 1], dataset_root=str(root), clip=[str(clip_path(study_dir, p)) for p in manifest["path"]],
         study=portable(study_dir),
         condition=run["condition"], target=run["target"], seed=run["seed"],
-        pretrain_epochs=run["pretrain_epochs"], kind=kind, method=method, row=range(len(manifest)))
+        pretrain_epochs=run["pretrain_epochs"], kind=kind, method=method)
 
 
 def selection_csv(points: pd.DataFrame, rows: list[int]) -> str:

@@ -231,3 +231,19 @@ def list_studies(extra: tuple[Path, ...] = (MATRIX_STUDY_DIR, REAL_STUDY_DIR, DO
     found = [p for p in STUDIES_DIR.iterdir() if (p / "study.json").exists()] if STUDIES_DIR.exists() else []
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return found + [p for p in extra if (p / "study.json").exists()]
+
+
+def no_probes_reason(study_dir: str | Path) -> str | None:
+    """Why a study has no probes and how to get them, when its latent sample holds fewer than two
+    languages a probe can score (two speakers or more); None when it can be probed."""
+    path = Path(study_dir) / "latent_manifest.tsv"
+    if not path.exists():
+        return None
+    manifest = pd.read_csv(path, sep="\t", usecols=["language", "speaker"])
+    speakers = manifest.groupby("language")["speaker"].nunique()
+    languages = sorted(speakers.index[speakers >= 2])
+    if len(languages) >= 2:
+        return None
+    return (f"no probes for this study: its latent sample holds {len(languages)} language with two speakers or more "
+            f"({', '.join(languages) or 'none'}) and a probe needs two; start a study with "
+            f"--latent-languages LANG,LANG (two or more of the dataset's languages) to get them.")

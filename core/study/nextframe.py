@@ -2,7 +2,7 @@
 
 It is the model of the pretraining study (``core.study``): what it must learn to predict
 frame ``t + 1`` from frames ``<= t`` is the sound pattern of the language it hears, and its
-final state ``(h, c)`` is what ``core.latents`` extracts and ``core.probes`` probes.
+final state ``(h, c)`` is what ``core.study.latents`` extracts and ``core.study.probes`` probes.
 
 Shapes: inputs are ``(batch, n_frames, n_mels)`` (time-major rows, as ``nn.LSTM(batch_first=True)``
 wants; cached features are ``(n_mels, n_frames)`` and are transposed once when batched).

@@ -24,6 +24,7 @@ from core.study.noise import LTAS_FILE, ltas_paths, speech_ltas
 from core.study.trainer import fixed_crops
 
 SPLITS = ("train", "validation", "test")
+MAX_WIDENED_LANGUAGES = 6  # a one-language study's latent sample: its language and 5 more
 
 
 def plan_study(
@@ -58,10 +59,8 @@ def plan_study(
     if utero:  # the in-utero filter has its own cache; only its languages are prepared
         prepare(manifest[manifest["language"].isin(utero)], cache_dir, feature_config(config, features, "utero"),
                 workers=workers, on_progress=on_progress)
-    # The latent sample: the study's own languages unless told otherwise (every probe fit grows with
-    # the languages probed; a study's question is about its targets and pretraining languages).
-    held_out = select_languages(manifest[manifest["split"] == "test"],
-                                list(config.latent_languages) or config.languages())
+    held_out = manifest[manifest["split"] == "test"]
+    held_out = select_languages(held_out, latent_languages(config, held_out))
     latent = balance(held_out, config.n_per_language, seed=config.split_seed)
     baselines = {t: copy_baseline(manifest, cache_dir, features, config, t) for t in config.targets}
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +83,21 @@ def plan_study(
             spec = parse_run_name(name)
             runs.create_run("study-ae" if spec["kind"] == AE else "study-lstm", spec, study_dir / "runs", name=name)
     return study_dir
+
+
+def latent_languages(config: StudyConfig, held_out: pd.DataFrame) -> list[str]:
+    """The languages of the latent sample: ``config.latent_languages`` when given, else the study's own
+    (every probe fit grows with the languages probed; a study's question is about its targets and
+    pretraining languages). A study of one language gets the dataset's other languages too, up to
+    ``MAX_WIDENED_LANGUAGES`` in all: a probe needs two classes to tell apart."""
+    if config.latent_languages:
+        return list(config.latent_languages)
+    own = config.languages()
+    if len(own) >= 2:
+        return own
+    speakers = held_out.groupby("language")["speaker"].nunique()
+    others = [x for x in sorted(speakers.index[speakers >= 2]) if x not in own]  # probes need 2 speakers
+    return (own + others)[:MAX_WIDENED_LANGUAGES]
 
 
 def merged_config(old: StudyConfig, new: StudyConfig, study_dir: Path) -> StudyConfig:

@@ -19,7 +19,8 @@ from scipy import stats
 from core.study.linear_probe import N_PERMUTATIONS, balanced_accuracy, probe  # noqa: F401  (re-exported)
 from core.study.latents import load_latents
 from core.runs import write_json
-from core.study.layout import AE, NONE, cell_label, load_study, parse_run_name, study_runs, write_tsv
+from core.study.layout import (AE, NONE, cell_label, load_study, no_probes_reason, parse_run_name, study_runs,
+                               write_tsv)
 from core.study.results import study_results, thresholds
 
 TASK_TARGET = "target-vs-rest"
@@ -49,13 +50,15 @@ def probe_latents(arrays: dict[str, np.ndarray], manifest: pd.DataFrame, target:
 def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_jobs: int | None = None,
                 on_progress: Callable[..., None] | None = None) -> pd.DataFrame:
     """Probe the latents of every finished run of a study, ``n_jobs`` probes at once (default: all
-    cores); writes ``probes.tsv`` and returns it, one row per run, latent kind and task."""
+    cores); writes ``probes.tsv`` and returns it, one row per run, latent kind and task. A study
+    :func:`no_probes_reason` names gets an empty table and no file."""
     import os
 
     from joblib import Parallel, delayed
 
-
     study_dir = Path(study_dir)
+    if no_probes_reason(study_dir):
+        return pd.DataFrame()
     config = load_study(study_dir)["config"]
     folders = [p for p in study_runs(study_dir) if (p / "latents.npz").exists()]
     if (study_dir / "identify" / "latents.npz").exists():
@@ -222,7 +225,11 @@ def study_report(study_dir: str | Path, write: bool = True) -> dict:
                          + (f"  p={test['p_value']:.3f} r={test['rank_biserial']:+.2f} (min p {test['min_p']:.3f})"
                             if test else ""))
     table = load_probes(study_dir)
-    if not table.empty:
+    reason = no_probes_reason(study_dir)
+    if reason:
+        report["probe_note"] = reason
+        lines.append("\n" + reason)
+    elif not table.empty:
         summary = summarize_probes(table)
         report["probes"] = summary.to_dict("records")
         lstm = table[table["condition"].isin(results["condition"].unique())] if not results.empty else table

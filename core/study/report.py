@@ -22,11 +22,11 @@ from core.errors import DeepLanguageError
 from core.files import write_json
 from core.paths import CV_SAMPLE_DIR, DEMO_CORPUS_DIR
 from core.study import similarity, stats
-from core.study.layout import load_study, portable, resolve, study_runs
+from core.study.layout import load_study, no_probes_reason, portable, resolve, study_runs
 from core.study.results import study_curves, study_results
 
 CACHE_NAME = "report_summary.json"
-CACHE_VERSION = 1  # bump when the summary's content changes, so old caches are recomputed
+CACHE_VERSION = 2  # bump when the summary's content changes, so old caches are recomputed
 MAX_MISSING_LISTED = 50  # an unfinished study names at most this many missing runs (and counts the rest)
 MODEL_FIELDS = ("hidden_size", "n_layers", "crop_frames", "batch_size", "learning_rate", "eval_every",
                 "budget_steps", "pretrain_epoch_steps", "group_size", "max_epochs")
@@ -36,7 +36,7 @@ def study_summary(study_dir: str | Path, use_cache: bool = True) -> dict:
     """One JSON-ready dict summarising a study (see the module docstring); NaN becomes None.
 
     Keys: study, data, model, filters, threshold, progress, cells, dose, similarity,
-    similarity_methods, probes, commands, definitions.
+    similarity_methods, probes, probe_note (why a study has no probes, else None), commands, definitions.
     """
     study_dir = Path(study_dir)
     study = load_study(study_dir)
@@ -100,6 +100,7 @@ def _summarize(study_dir: Path, study: dict) -> dict:
         "dose": dose_records(results, censor_at),
         **similarity_summary(results, censor_at),
         "probes": probe_records(study_dir),
+        "probe_note": no_probes_reason(study_dir),
         "commands": commands(study_dir, study),
         "definitions": {
             "speedup": "geometric mean over seeds of steps(none) / steps(cell), same target and seed; > 1 = faster",
@@ -317,7 +318,8 @@ def _mean_ci(values: pd.Series) -> dict:
 
 def _cache_key(study_dir: Path) -> list:
     """What the summary depends on: result files (count, newest time), study.json, probes, similarities."""
-    watched = [study_dir / "study.json", study_dir / "probes.tsv", similarity.CONFUSION_FILE,
+    watched = [study_dir / "study.json", study_dir / "probes.tsv", study_dir / "latent_manifest.tsv",
+               similarity.CONFUSION_FILE,
                similarity.PHONEMES_FILE, similarity.FAMILIES_FILE]
     # A finished run leaves result.json (one-target studies) or curve.json (matrix studies).
     results = [p / name for p in study_runs(study_dir) for name in ("result.json", "curve.json")

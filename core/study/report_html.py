@@ -23,6 +23,9 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
          "pre{white-space:pre-wrap}.warn{color:#a33}")
 
 
+TEMPLATE = "plotly"  # every report figure's, so the page's download and the CLI's file are the same bytes
+
+
 def write_report(study_dir: str | Path, out: str | Path) -> Path:
     """Write the study's report to ``out`` (atomically) and return its path."""
     write_text(out, report_html(study_dir))
@@ -71,7 +74,8 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
             parts += [figures.add(study_plots.probe_bars_figure(part, task)) for task in part["task"].unique()]
         parts.append(_table(probes))
     else:
-        parts.append("<p>No probes in this study yet (they run after every training run has finished).</p>")
+        note = summary.get("probe_note") or "No probes in this study yet (they run after every training run has finished)."
+        parts.append(f"<p>{_e(note)}</p>")
     parts += ["<h2>Regenerate</h2><pre>" + _e("\n".join(summary["commands"])) + "</pre>",
               "<h2>Definitions</h2>", _table(pd.DataFrame(list(summary["definitions"].items()),
                                                           columns=["name", "meaning"]))]
@@ -155,6 +159,10 @@ class _Figures:
 
     def add(self, figure) -> str:
         self.n += 1
+        # Named, not the process's default: a Streamlit server sets its own theme as the default, whose
+        # colours are placeholders its front end fills in (near-black anywhere else).
+        figure.layout.template = None  # first dropped: its JSON is then the same however the figure was made
+        figure.update_layout(template=TEMPLATE)
         return figure.to_html(full_html=False, include_plotlyjs=self.n == 1, div_id=f"figure-{self.n}",
                               config={"displaylogo": False})
 
