@@ -156,8 +156,6 @@ def test_data_page_shows_a_clip_in_full_band_and_low_pass(server, page, cv_sampl
 
 
 def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
-    if not (ROOT / "checkpoints" / "identify-default" / "best.pt").exists():
-        pytest.skip("no shipped identify model in checkpoints/identify-default")
     open_page(page, server, "Identify")
     page.get_by_text("Upload a clip (up to 50 MB and 10 minutes)").first.wait_for(timeout=60000)  # the limit
     clip = sorted((cv_sample / "es" / "clips").glob("*.mp3"))[0]
@@ -179,8 +177,6 @@ def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
 
 
 def test_identify_page_refuses_an_upload_over_the_limit(server, page, tmp_path):
-    if not (ROOT / "checkpoints" / "identify-default" / "best.pt").exists():
-        pytest.skip("no shipped identify model in checkpoints/identify-default")
     big = tmp_path / "big.wav"
     with open(big, "wb") as handle:
         handle.truncate(60 * 1024 * 1024)  # a sparse 60 MB file: over the 50 MB limit, costs no disk

@@ -154,8 +154,6 @@ def test_shipped_model_answers_real_speech():
 def test_embed_gives_one_vector_per_clip_of_the_model_width(cv_sample):
     from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
 
-    if not DEFAULT_CHECKPOINT.exists():
-        pytest.skip("no shipped identify model")
     bundle = load_identifier(DEFAULT_CHECKPOINT)
     clips = sorted((cv_sample / "es" / "clips").glob("*.mp3"))[:2]
     first, second = (embed(clip, bundle) for clip in clips)
@@ -195,8 +193,10 @@ def test_shipped_model_knows_all_twelve_languages_and_carries_its_calibration():
     assert report["ece_after"] <= report["ece_before"] and report["n_clips"] > 500
     assert sum(b["count"] for b in report["bins"]) == report["n_clips"]
     assert bundle.ok_rule == report["ok_rule"] and 0 < bundle.temperature < 10
-    assert bundle.checkpoint["backend"]["kind"] == "gauss"  # so `enroll` can grow it
-    assert DEFAULT_CHECKPOINT.stat().st_size < 8_000_000
+    assert bundle.checkpoint["model"]["kind"] == "whisper-head"  # pretrained: Whisper base and a head
+    assert "class_means" in bundle.model.state_dict()  # a Gaussian head, so `enroll` can grow it
+    assert bundle.calibration["ok_target"] == {"precision": 0.95, "coverage": 0.8}
+    assert DEFAULT_CHECKPOINT.stat().st_size < 2_000_000
 
 
 def test_a_malformed_calibration_is_a_clear_error(files, tmp_path):

@@ -8,8 +8,6 @@ import pytest
 from core.audio.decode import SAMPLE_RATE, write_wav
 from core.identify.predict import DEFAULT_CHECKPOINT, format_result, identify_files, load_identifier
 
-pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(),
-                                reason="the shipped model checkpoints/identify-default/best.pt is absent")
 
 
 def test_a_file_name_holding_a_newline_stays_on_one_quoted_line(tmp_path):

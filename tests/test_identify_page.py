@@ -24,8 +24,6 @@ from core.identify.predict import DEFAULT_CHECKPOINT, load_identifier
 from core.plots import timeline_figure
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(),
-                                reason="the shipped model checkpoints/identify-default/best.pt is absent")
 EIGHT = ["ca", "de", "en", "es", "fr", "it", "nl", "pl"]  # not "ja", which the shipped model knows
 
 

@@ -41,8 +41,7 @@ def test_the_identifier_embedding_joins_the_study_as_its_own_latent_kind(tiny_st
     from core.identify.predict import DEFAULT_CHECKPOINT
     from core.study.latents import MAX_IDENTIFY_DIM, extract_identify_latents
 
-    if not DEFAULT_CHECKPOINT.exists():
-        pytest.skip("no shipped identify model")
+    assert DEFAULT_CHECKPOINT.exists(), "the shipped identifier checkpoints/identify-default/best.pt is missing"
     study, _, _ = tiny_study
     extract_identify_latents(study)
     arrays, manifest = load_latents(study / "identify")
