@@ -1,0 +1,122 @@
+"""Hostile input, each fixture made here on the fly: files that cost far more than their size, paths that
+leave their folder, dataset text that is markup, and damaged caches. Each gets a clear message and a
+bounded cost (memory measured in a fresh subprocess, so one test's arrays don't hide another's)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core.audio import decode
+from tests.conftest import ROOT
+
+MEMORY_CEILING_MB = 200  # issue 19: a file under the upload limit costs at most this above idle
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: webm can't be made")
+
+
+def peak_cost(path, *, as_upload: bool = False, declare_nothing: bool = False) -> dict:
+    """Decode ``path`` in a fresh Python: the peak resident memory it added (MB), its length or its error.
+
+    ``declare_nothing`` hides the header's duration from the decoder, as a browser recording does.
+    """
+    script = f"""
+import json, resource, sys
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np
+from core.audio import decode
+from core.errors import DeepLanguageError
+decode.load_audio(np.zeros(16000, np.float32))  # imports and first-call allocations are idle, not the file's
+if {declare_nothing}:
+    decode._probe = lambda path: (None, None, None)
+idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+path = {str(path)!r}
+source = open(path, "rb").read() if {as_upload} else path
+try:
+    result = {{"seconds": len(decode.load_audio(source, name=path.rsplit("/", 1)[-1])) / 16000}}
+except DeepLanguageError as error:
+    result = {{"error": str(error)}}
+result["rise_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - idle) / 1024
+print(json.dumps(result))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def long_webm(folder, seconds: int = 14400):
+    """An opus webm of ``seconds`` of silence (8.7 MB for 4 hours): one minute encoded, then repeated by
+    stream copy, so writing it takes a second or two while decoding it would take minutes."""
+    minute = folder / "minute.webm"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "60",
+                    "-c:a", "libopus", "-b:a", "6k", str(minute)], check=True)
+    path = folder / "long.webm"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(seconds // 60 - 1), "-i", str(minute),
+                    "-c", "copy", str(path)], check=True)
+    return path
+
+
+def declare_frames(path, n_frames: int) -> None:
+    """Rewrite a FLAC's STREAMINFO total-samples field (36 bits at byte 21.5): the header then promises
+    ``n_frames`` whatever the file holds."""
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC"
+    fields = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((fields & ~((1 << 36) - 1)) | n_frames).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+
+
+# 1. A file costs at most what its duration allows
+
+@needs_ffmpeg
+def test_four_hour_webm_is_refused_at_once_naming_its_length(tmp_path):
+    path = long_webm(tmp_path)
+    assert path.stat().st_size < 10e6
+    for as_upload in (False, True):
+        cost = peak_cost(path, as_upload=as_upload)
+        assert "long.webm is 14400 s long; the limit is 600 s" in cost["error"]
+        assert cost["rise_mb"] < MEMORY_CEILING_MB
+
+
+@needs_ffmpeg
+def test_webm_declaring_no_length_is_stopped_at_the_limit(tmp_path):
+    cost = peak_cost(long_webm(tmp_path, seconds=1200), declare_nothing=True)
+    assert "long.webm is over 601 s long (decoding stopped there); the limit is 600 s" in cost["error"]
+    assert cost["rise_mb"] < MEMORY_CEILING_MB  # the whole output would be 77 MB read, then copied
+
+
+@needs_ffmpeg
+def test_webm_under_the_limit_still_decodes(tmp_path):
+    cost = peak_cost(long_webm(tmp_path, seconds=120))
+    assert abs(cost["seconds"] - 120) < 1
+
+
+def test_flac_declaring_8_channels_at_384k_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "wide.flac"
+    sf.write(path, np.zeros((384000, 8), np.int16), 384000, format="FLAC")
+    declare_frames(path, 600 * 384000)
+    cost = peak_cost(path)
+    assert "wide.flac is 600 s of 8 channel(s) at 384000 Hz" in cost["error"]
+    assert "Mix it down" in cost["error"]
+
+
+def test_high_rate_flac_costs_its_16k_output_not_its_source_samples(tmp_path):
+    # 300 s of mono at 384 kHz: 115 million samples, 460 MB as float32; 19 MB at 16 kHz.
+    path = tmp_path / "fast.flac"
+    with sf.SoundFile(path, "w", 384000, 1, format="FLAC", subtype="PCM_16") as out:
+        for _ in range(30):
+            out.write(np.zeros(3840000, np.int16))
+    cost = peak_cost(path, as_upload=True)
+    assert cost["seconds"] == 300
+    assert cost["rise_mb"] < 100  # the source is 400 kB: memory follows the output
+
+
+def test_clip_longer_than_its_header_says_is_stopped_at_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "liar.wav"
+    sf.write(path, np.zeros(16000 * 5, np.int16), 16000)
+    monkeypatch.setattr(decode, "_check_length", lambda *args: None)  # as if the header said 1 s
+    with pytest.raises(decode.ClipTooLongError, match="liar.wav is over 5 s long .decoding stopped there.; the lim"):
+        decode.load_audio(path, max_seconds=2)
