@@ -265,7 +265,8 @@ def _run_capped(command: list[str], max_bytes: int) -> tuple[np.ndarray, int, st
         errors.seek(0)
         message = errors.read(1 << 16).decode(errors="replace")
     view.release()
-    return np.frombuffer(buffer, dtype=np.float32, count=n_read // 4).copy(), returncode, message
+    # No copy: the array keeps the buffer, whose pages past what ffmpeg wrote were never touched.
+    return np.frombuffer(buffer, dtype=np.float32, count=n_read // 4), returncode, message
 
 
 def _undecodable_message(name: str, suffix: str, reason: str) -> str:
