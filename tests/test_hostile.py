@@ -3,6 +3,7 @@ leave their folder, dataset text that is markup, and damaged caches. Each gets a
 bounded cost (memory measured in a fresh subprocess, so one test's arrays don't hide another's)."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -125,3 +126,111 @@ def test_clip_longer_than_its_header_says_is_stopped_at_the_limit(tmp_path, monk
     monkeypatch.setattr(decode, "_check_length", lambda *args: None)  # as if the header said 1 s
     with pytest.raises(decode.ClipTooLongError, match="liar.wav is over 5 s long .decoding stopped there.; the lim"):
         decode.load_audio(path, max_seconds=2)
+
+
+# 2. Every path stays inside its folder
+
+def tiny_locale(root, cv_sample, rows: list[str], name: str = "es"):
+    """A Common Voice locale folder holding four real clips, and a validated.tsv of ``rows`` (tab-separated
+    ``client_id, path, sentence, locale``) under the real header."""
+    locale = root / name
+    (locale / "clips").mkdir(parents=True)
+    for clip in sorted((cv_sample / "es" / "clips").iterdir())[:4]:
+        shutil.copy(clip, locale / "clips" / clip.name)
+    (locale / "validated.tsv").write_text("\n".join(["client_id\tpath\tsentence\tlocale", *rows]) + "\n")
+    return locale
+
+
+def clip_names(locale) -> list[str]:
+    return sorted(p.name for p in (locale / "clips").iterdir())
+
+
+@pytest.mark.parametrize("bad", ["../../outside.mp3", "/etc/passwd", "link.mp3", ""])
+def test_clip_paths_leaving_the_dataset_are_refused(tmp_path, cv_sample, bad):
+    from core.data.datasets import read_dataset
+    from core.errors import DeepLanguageError
+
+    (tmp_path / "outside.mp3").write_bytes(b"secret")
+    locale = tiny_locale(tmp_path / "data", cv_sample, [])
+    (locale / "clips" / "link.mp3").symlink_to(tmp_path / "outside.mp3")
+    good = [f"spk{i}\t{name}\tUna frase.\tes" for i, name in enumerate(clip_names(locale)) if name != "link.mp3"]
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(
+        [*good, f"evil\t{bad}\tx\tes", f"evil\t{bad}\ty\tes"]) + "\n")
+    with pytest.raises(DeepLanguageError, match=f"validated.tsv: 2 row.s. name a clip outside .*clips or no clip at "
+                                                f"all .e.g. {re.escape(repr(bad))}"):
+        read_dataset(locale, durations=False)
+
+
+def test_folder_dataset_symlink_out_is_refused(tmp_path, cv_sample):
+    from core.data.datasets import read_dataset
+    from core.errors import DeepLanguageError
+
+    (tmp_path / "data" / "es").mkdir(parents=True)
+    shutil.copy(next((cv_sample / "es" / "clips").iterdir()), tmp_path / "data" / "es" / "a.mp3")
+    (tmp_path / "secret.wav").write_bytes(b"RIFF")
+    (tmp_path / "data" / "es" / "b.wav").symlink_to(tmp_path / "secret.wav")
+    with pytest.raises(DeepLanguageError, match="1 clip.s. are symlinks to files outside the dataset .e.g. .*b.wav"):
+        read_dataset(tmp_path / "data", durations=False)
+
+
+def test_duplicate_clips_are_dropped_before_splitting(tmp_path, cv_sample):
+    from core.data.datasets import assign_splits, read_dataset
+
+    locale = tiny_locale(tmp_path, cv_sample, [])
+    names = clip_names(locale)
+    shutil.copy(locale / "clips" / names[0], locale / "clips" / "copy.mp3")  # the same bytes, another name
+    rows = [f"spk{i}\t{name}\tUna frase.\tes" for i, name in enumerate(names)]
+    rows += [f"other{i}\t{names[0]}\tUna frase.\tes" for i in range(2)] + ["third\tcopy.mp3\tUna frase.\tes"]
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
+    manifest = read_dataset(locale, durations=False)
+    assert len(manifest) == 4 and manifest.attrs["duplicates"] == 3
+    split = assign_splits(manifest, (0.5, 0.25, 0.25))
+    assert split.groupby("path")["split"].nunique().max() == 1
+
+
+def test_leak_check_catches_the_same_audio_across_splits(tmp_path, cv_sample):
+    import pandas as pd
+
+    from core.data.datasets import SpeakerLeakError, check_leakage
+
+    clips = sorted((cv_sample / "es" / "clips").iterdir())[:2]
+    shutil.copy(clips[0], tmp_path / "renamed.mp3")
+    manifest = pd.DataFrame({"path": [str(clips[0]), str(clips[1]), str(tmp_path / "renamed.mp3")],
+                             "speaker": ["a", "b", "c"], "split": ["train", "train", "test"]})
+    with pytest.raises(SpeakerLeakError, match="1 clip.s. are the same audio in more than one split"):
+        check_leakage(manifest)
+    check_leakage(manifest.iloc[:2])
+
+
+def test_language_codes_are_safe_names_from_dataset_to_study_folder(tmp_path, cv_sample):
+    from core.data.datasets import read_dataset
+    from core.errors import DeepLanguageError, UsageError
+    from core.study.layout import STUDIES_DIR, StudyConfig, default_study_dir
+
+    locale = tiny_locale(tmp_path / "data", cv_sample, [])
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(
+        f"spk{i}\t{name}\tx\t../../../../tmp/x" for i, name in enumerate(clip_names(locale))) + "\n")
+    with pytest.raises(DeepLanguageError, match="language '../../../../tmp/x' is not a valid language code"):
+        read_dataset(locale, durations=False)
+    for targets, pretrain in [(("../../../../tmp/x",), ("none",)), (("es",), ("../up:full",)), (("es",), ("a__b",))]:
+        with pytest.raises(UsageError):
+            StudyConfig(targets=targets, pretrain=pretrain)
+    folder = default_study_dir(tmp_path / "../my data; rm -rf", StudyConfig(targets=("zh-CN", "es")))
+    assert folder.parent == STUDIES_DIR and folder.name.startswith("my_data__rm_-rf-zh-CN-es-")
+
+
+def test_tsv_with_an_unbalanced_quote_is_an_error_naming_the_line(tmp_path, cv_sample):
+    from core.data.datasets import read_dataset
+    from core.errors import DeepLanguageError
+
+    locale = tiny_locale(tmp_path, cv_sample, [])
+    names = clip_names(locale)
+    rows = [f"spk{i}\t{name}\tUna frase.\tes" for i, name in enumerate(names)]
+    rows[1] = f'spk1\t{names[1]}\t"Una frase sin cierre.\tes'
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DeepLanguageError, match="validated.tsv, line 3: .*quote that is never closed"):
+        read_dataset(locale, durations=False)
+    rows[1] = f"spk1\t{names[1]}\tUna\tfrase.\tes"  # a stray tab: one field too many
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DeepLanguageError, match="validated.tsv, line 3: 5 field.s. where the header has 4"):
+        read_dataset(locale, durations=False)
