@@ -234,3 +234,59 @@ def test_tsv_with_an_unbalanced_quote_is_an_error_naming_the_line(tmp_path, cv_s
     (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
     with pytest.raises(DeepLanguageError, match="validated.tsv, line 3: 5 field.s. where the header has 4"):
         read_dataset(locale, durations=False)
+
+
+# 3. Dataset text is shown as text
+
+def test_data_page_shows_sentences_as_plain_text_and_cuts_a_huge_one(tmp_path, cv_sample):
+    from streamlit.testing.v1 import AppTest
+
+    from pages.common import CUSTOM
+
+    image = "![tracker](http://127.0.0.1:9/pixel.png) **bold** :red[red]"
+    huge = "palabra " * 130000  # about 1 MB
+    locale = tiny_locale(tmp_path, cv_sample, [])
+    names = clip_names(locale)
+    sentences = [image, huge, "Una frase.", "Otra frase."]
+    rows = [f"spk{i}\t{name}\t{sentence}\tes" for i, (name, sentence) in enumerate(zip(names, sentences))]
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
+    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60).run()
+    at.selectbox(key="data_choice").set_value(CUSTOM).run()
+    at.text_input(key="data_path").set_value(str(locale)).run()
+    for row, sentence in enumerate(sentences[:2]):
+        at.selectbox(key="data_clip").set_value(row).run()
+        assert not at.exception
+        assert not any("tracker" in m.value or "palabra" in m.value for m in [*at.markdown, *at.caption])
+        shown = at.text[1].value
+        assert shown == sentence if row == 0 else (len(shown) < 400 and huge.startswith(shown.removesuffix(" ...")))
+    assert "Full text (1,040,000 characters)" in at.expander[0].label and at.expander[0].text[0].value.strip() == huge.strip()
+
+
+def test_csv_export_neutralises_formulas():
+    import pandas as pd
+
+    from core.files import neutralize_formulas
+
+    table = pd.DataFrame({"speaker": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "\ry", "fine"],
+                          "x": [1.0, -2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
+    safe = neutralize_formulas(table)
+    assert list(safe["speaker"]) == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\ry", "fine"]
+    assert list(safe["x"]) == list(table["x"])  # numbers stay numbers
+
+
+def test_html_report_escapes_every_value_of_a_crafted_summary(tmp_path):
+    import pandas as pd
+
+    from core.study.report import study_summary
+    from core.study.report_html import render_report
+    from tests.test_report import write_planted_study
+
+    write_planted_study(tmp_path, seeds=2)
+    summary = study_summary(tmp_path)
+    bad = "<img src=x onerror=alert(1)>"
+    summary["progress"].update(finished=bad, planned=bad, n_missing=bad, complete=False)
+    summary["data"].update(n_clips=bad, n_speakers=bad)
+    summary["filters"]["lowpass_cutoff_hz"] = bad
+    summary["threshold"]["per_target"]["es"] = bad
+    html = render_report(summary, pd.DataFrame(columns=["target"]))
+    assert "<img" not in html and html.count("&lt;img src=x") >= 7

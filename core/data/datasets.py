@@ -38,6 +38,7 @@ COLUMNS = ["path", "language", "speaker", "duration", "sentence", "gender", "age
 # between them (zh-CN, sr_Latn), never "/", ".", ":" or "__".
 LANGUAGE_NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 MAX_LANGUAGE_CHARS = 35
+MAX_FIELD_CHARS = 1 << 24  # a TSV field may be this long (csv's default, 128 kB, refuses a long sentence)
 
 
 def check_language(code: str, where: str) -> str:
@@ -119,6 +120,7 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     """A TSV as strings, strictly: every row has the header's number of fields, and a quote that is never
     closed (which would swallow the next rows into one field) is an error naming its line."""
     line = 1
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle, delimiter="\t", strict=True)

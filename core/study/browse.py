@@ -14,6 +14,7 @@ import pandas as pd
 
 from core import runs
 from core.errors import DeepLanguageError
+from core.files import neutralize_formulas
 from core.study import stats
 from core.study.latents import clip_path, load_latents
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
@@ -205,4 +206,4 @@ def selection_csv(points: pd.DataFrame, rows: list[int]) -> str:
     """The chosen clips as CSV, with where they live and where they sit in the projection."""
     columns = ["study", "condition", "target", "seed", "pretrain_epochs", "kind", "method", "x", "y", "language",
                "speaker", "dataset_root", "path", "clip"]
-    return points.iloc[rows][columns].to_csv(index=False)
+    return neutralize_formulas(points.iloc[rows][columns]).to_csv(index=False)
