@@ -290,3 +290,35 @@ def test_html_report_escapes_every_value_of_a_crafted_summary(tmp_path):
     summary["threshold"]["per_target"]["es"] = bad
     html = render_report(summary, pd.DataFrame(columns=["target"]))
     assert "<img" not in html and html.count("&lt;img src=x") >= 7
+
+
+# 4. Serve safely by default
+
+def test_the_server_listens_on_loopback_and_hides_tracebacks():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["client"]["showErrorDetails"] in ("type", "none")
+
+
+def test_training_jobs_are_capped_and_the_train_page_says_so(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from core import runs
+    from core.errors import DeepLanguageError
+    from core.jobs import launch
+
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("DEEPLANGUAGE_MAX_JOBS", "1")
+    live = runs.create_run("identify", {"train": {"model": "cnn-baseline", "epochs": 3}}, runs.RUNS_DIR, name="live")
+    with runs.RunLock(live):  # a live trainer holds its run's lock
+        runs.set_status(live, "running")
+        with pytest.raises(DeepLanguageError, match=r"1 training job\(s\) are running \(live\), the most this server "
+                                                    r"allows at once \(1, set by DEEPLANGUAGE_MAX_JOBS\)"):
+            launch.launch("nextframe", launch.study_run_config(tmp_path), runs_dir=runs.RUNS_DIR)
+        assert [p.name for p in runs.list_runs(runs.RUNS_DIR)] == ["live"]  # the refused launch left nothing
+        at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=60).run()
+        assert not at.exception
+        assert "the most this server allows at once" in at.warning[0].value
+        assert at.button(key="train_launch").disabled
