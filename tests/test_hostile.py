@@ -322,3 +322,57 @@ def test_training_jobs_are_capped_and_the_train_page_says_so(tmp_path, monkeypat
         assert not at.exception
         assert "the most this server allows at once" in at.warning[0].value
         assert at.button(key="train_launch").disabled
+
+
+# 5. Damaged caches get a message naming the file (and are rebuilt where they can be)
+
+def test_damaged_mel_filters_cache_is_rebuilt(tmp_path, monkeypatch):
+    from core.audio import features
+
+    monkeypatch.setattr(features, "FILTERS_DIR", tmp_path)
+    config = features.FeatureConfig()
+    stored = tmp_path / f"{config.key()}.npy"
+    stored.write_bytes(b"\x93NUMPY damaged")
+    features.mel_filters.cache_clear()
+    try:
+        filters = features.mel_filters(config)
+    finally:
+        features.mel_filters.cache_clear()
+    assert filters.shape == (config.n_mels, config.n_fft // 2 + 1)
+    np.testing.assert_array_equal(np.load(stored), filters)  # replaced by the intact filterbank
+
+
+def test_damaged_latents_and_ltas_name_the_file(tmp_path):
+    from core.errors import DeepLanguageError
+    from core.study.latents import latent_kinds, load_latents
+    from core.study.noise import ltas_intact, read_ltas
+
+    (tmp_path / "latents.npz").write_bytes(b"PK\x03\x04 cut short")
+    (tmp_path / "latents.tsv").write_text("key\tpath\n")
+    for read in (load_latents, latent_kinds):
+        with pytest.raises(DeepLanguageError, match=r"the latents file .*latents.npz is damaged .*run the study"):
+            read(tmp_path)
+    (tmp_path / "ltas.npy").write_bytes(b"\x93NUMPY damaged")
+    with pytest.raises(DeepLanguageError, match=r"the speech spectrum .*ltas.npy is damaged .*rebuilds the file"):
+        read_ltas(tmp_path / "ltas.npy")
+    assert not ltas_intact(tmp_path / "ltas.npy")  # so the study command builds it again
+
+
+def test_prepare_counts_unique_clips_and_says_what_it_skipped(tmp_path, cv_sample, capsys):
+    import argparse
+
+    from core.commands import prepare
+
+    locale = tiny_locale(tmp_path, cv_sample, [])
+    names = clip_names(locale)
+    sf.write(locale / "clips" / "tick.wav", 0.1 * np.random.default_rng(0).standard_normal(160), 16000)  # 10 ms
+    rows = [f"spk{i}\t{name}\tx\tes" for i, name in enumerate(names)]
+    rows += [f"again\t{names[0]}\tx\tes", "short\ttick.wav\tx\tes"]
+    (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
+    parser = argparse.ArgumentParser()
+    prepare.add_arguments(parser)
+    prepare.run(parser.parse_args(["--data", str(locale), "--cache", str(tmp_path / "cache"), "--workers", "1"]))
+    out = capsys.readouterr().out
+    assert "prepared 5 clips of 1 languages (5 new, 0 cached, 0 failed)" in out
+    assert "1 duplicate row(s) skipped: the same clip listed twice" in out
+    assert "1 clip(s) are shorter than 1.5 s (e.g. " in out and "tick.wav, 0.01 s)" in out
