@@ -28,6 +28,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
+
+
+def neutralize_formulas(table):
+    """A copy of a pandas table for CSV export whose text cells starting with = + - @ tab or CR get a leading
+    "'", so a spreadsheet shows them as text (the OWASP guard against CSV formula injection)."""
+    def cell(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+    return table.map(cell)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -22,6 +22,19 @@ def _leave_legacy_navigation() -> None:
 
 _leave_legacy_navigation()
 
+TEXT_CHARS = 300  # dataset text shown at once; a 1 MB sentence is one click away, not in the page
+
+
+def show_text(text) -> None:
+    """Dataset text (a sentence, a speaker id, a path) as plain text, never markdown: a sentence holding a
+    markdown image would make the browser fetch it. Past TEXT_CHARS it is cut, the rest behind an expander."""
+    text = str(text)
+    st.text(text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + " ...")
+    if len(text) > TEXT_CHARS:
+        with st.expander(f"Full text ({len(text):,} characters)"):
+            st.text(text)
+
+
 # (file, title, icon, what it does). Every job a page uses is one call into core/.
 PAGES = [
     ("pages/home.py", "Home", ":material/home:", "What deepLanguage does."),

@@ -7,6 +7,7 @@ import streamlit as st
 from core import plots
 from core.study import browse
 from core.study.report_html import report_html
+from pages import show_text
 from pages.study_common import new_study_form, remember, study_picker
 
 
@@ -49,7 +50,7 @@ if not (folder / "study.json").exists():
 stamp = browse.study_stamp(folder)
 view = load_view(str(folder), stamp)
 summary = view["summary"]
-st.caption(view["data_note"])
+show_text(view["data_note"])
 if not view["doses"]:
     st.info("No pretrained cell has finished yet; the matrix appears as runs finish.")
     st.stop()

@@ -5,6 +5,7 @@ import streamlit as st
 from core import DeepLanguageError, plots
 from core.data import datasets
 from core.paths import portable
+from pages import show_text
 from pages.common import dataset_picker, load_clip, manifest_or_stop, show_clip
 
 folder = dataset_picker("data")
@@ -14,7 +15,7 @@ if folder is None:
 
 manifest = manifest_or_stop(folder)
 missing = manifest.attrs.get("missing", 0)
-st.caption(f"{portable(folder)} · {len(manifest)} clips · {manifest['language'].nunique()} languages · "
+show_text(f"{portable(folder)} · {len(manifest)} clips · {manifest['language'].nunique()} languages · "
            f"{manifest['speaker'].nunique()} speakers · {manifest['duration'].sum() / 60:.1f} min"
            + (f" · {missing} clips listed but missing on disk" if missing else ""))
 if manifest.attrs.get("speakers_known") is False:
@@ -39,5 +40,5 @@ try:
 except DeepLanguageError as error:
     st.error(str(error))
     st.stop()
-st.markdown(f"**{clips.at[row, 'sentence']}**")
+show_text(clips.at[row, "sentence"])
 show_clip(clip, key="data_clip_view")

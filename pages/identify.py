@@ -9,6 +9,7 @@ from core import DeepLanguageError
 from core.audio import load_audio
 from core.audio.decode import MAX_SECONDS
 from core.identify.predict import identify
+from core.identify import session
 from core.identify.session import latest_input, model_choices
 from core.paths import portable
 from pages.identify_clip import UPLOAD_TYPES, cached_identifier, sample_picker, show_answer
@@ -32,7 +33,7 @@ except DeepLanguageError as error:
 # instead of inheriting the last model's choice, which may not even be among its labels.
 languages = st.sidebar.multiselect("Languages to choose among", bundle.labels, default=bundle.labels,
                                    key=f"identify_languages:{models[choice]}")
-st.sidebar.caption(f"{bundle.checkpoint['model']['kind']} · languages {', '.join(bundle.labels)}")
+st.sidebar.caption(session.describe(bundle))
 if bundle.trained_on.get("synthetic"):
     st.warning(f"This model was trained on synthetic speech (the espeak demo corpus, {bundle.trained_on['data_dir']})."
                " It answers real voices at about chance level: use it to try the page, not to identify real speech.")

@@ -36,15 +36,23 @@ def show_trust(bundle) -> None:
         st.warning(f"This model was taught {taught} on top of its training: those languages were never measured "
                    "here, and the confidence rule above comes from the model it was taught from.")
     st.subheader("How much speech per language would you need?")
+    own, baseline = session.learning_curves(bundle.path, bundle.checkpoint["model"]["kind"])
+    if not own.exists():
+        st.info(f"This model has no learning curve. Make one with `python -m core evaluate --learning-curve "
+                f"--checkpoint {own.parent / 'best.pt'} --data DATA --out {own}`.")
+        return
     try:
-        curve = load_learning_curve(session.LEARNING_CURVE)
+        curve = load_learning_curve(own)
+        scratch = load_learning_curve(baseline) if baseline else None
     except DeepLanguageError as error:
         st.info(str(error))
         return
-    st.plotly_chart(plots.learning_curve_figure(curve), key="identify_learning_curve")
+    st.plotly_chart(plots.learning_curve_figure(curve, baseline=scratch), key="identify_learning_curve")
     needed = curve.get("minutes_for_80")
     st.caption(
-        f"The shipped recipe, retrained on less of the real Common Voice sample ({len(curve['languages'])} languages: "
+        ("Red: the from-scratch GMM recipe on the same clips and folds; the gap is what pretraining buys. "
+         if scratch else "")
+        + f"This model's recipe, retrained on less of the real Common Voice sample ({len(curve['languages'])} languages: "
         f"{', '.join(curve['languages'])}; {curve.get('n_speakers', '?')} speakers), scored in "
         f"{curve.get('n_folds', '?')}-fold cross-validation on speakers held out of training; band: 95 % bootstrap "
         f"CI over speakers; chance {curve['chance']:.0%}. "

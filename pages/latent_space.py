@@ -11,6 +11,7 @@ from core.study import browse, projections
 from core.study.probes import TASK_TARGET
 from core.study.projections import METHODS
 from core.study.report import study_summary
+from pages import show_text
 from pages.common import load_clip, show_clip
 from pages.study_common import study_picker
 
@@ -64,7 +65,7 @@ kind = st.sidebar.selectbox("Latent", run["kinds"], key="latent_kind",
 method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format_func=str.upper)
 
 points = cached_points(str(study), run, kind, method, stamp)
-st.caption(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
+show_text(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
                                                            if pd.notna(run["pretrain_epochs"]) else "")
            + f" · {len(points)} held-out clips of test speakers · data: {portable(points['dataset_root'].iloc[0])}")
 model = browse.latent_model_name(condition, target)
@@ -77,7 +78,7 @@ else:
     st.download_button("Download the selection (CSV)", browse.selection_csv(points, selected),
                        file_name="selection.csv", mime="text/csv", key="latent_download")
     row = points.iloc[selected[0]]
-    st.markdown(f"**{row['language']}** · speaker {row['speaker'][:12]} · `{row['clip']}`"
+    show_text(f"{row['language']} · speaker {row['speaker'][:12]} · {row['clip']}"
                 + (f" · first of {len(selected)} selected" if len(selected) > 1 else ""))
     try:
         show_clip(load_clip(row["clip"]), key="latent_clip")

@@ -26,9 +26,12 @@ for name, label, default, allowed in recipes.form(kind, jobs.STUDY_KINDS):
 seed = int(side.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed"))
 nproc = int(side.number_input("Processes (DDP via torchrun)", 1, 16, 1, key="train_nproc", disabled=study_kind or gmm))
 threads = int(side.number_input("CPU threads per process", 1, 64, 1, key="train_threads"))
-launch = side.button("Launch training", key="train_launch", type="primary", disabled=folder is None)
+busy = jobs.job_limit_message(runs.RUNS_DIR)
+launch = side.button("Launch training", key="train_launch", type="primary", disabled=folder is None or bool(busy))
 
 st.title("Train")
+if busy:
+    st.warning(busy)
 if launch:
     try:
         config = (jobs.study_run_config(folder, seed=seed, **choices) if study_kind

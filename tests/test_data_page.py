@@ -15,12 +15,12 @@ def test_data_page_opens_on_the_real_sample_and_shows_the_chosen_language(cv_sam
     # No choice made: the embedded real Common Voice sample, not the synthetic corpus (still offered).
     assert at.selectbox(key="data_choice").value == CV_SAMPLE
     assert DEMO in at.selectbox(key="data_choice").options
-    assert at.caption[0].value.startswith("data/cv-sample · ") and "12 languages" in at.caption[0].value
+    assert at.text[0].value.startswith("data/cv-sample · ") and "12 languages" in at.text[0].value
     assert len(at.get("plotly_chart")) >= 3 + 3  # stats plots, then waveform and two spectrograms
     for language in ("ja", "es"):
         at.selectbox(key="data_language").set_value(language).run()
         assert not at.exception
-        shown = at.markdown[-1].value.strip("*")  # the chosen clip's sentence
+        shown = at.text[1].value  # the chosen clip's sentence, as plain text
         assert shown in _sentences(cv_sample, language)
         assert shown not in _sentences(cv_sample, "ja" if language == "es" else "es")
 

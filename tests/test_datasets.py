@@ -60,13 +60,14 @@ def test_balance_and_min_duration(cv_sample):
 
 
 def test_folder_per_language_with_and_without_speakers(tmp_path):
+    seeds = iter(range(100))  # every clip different: the same audio twice is one clip (see test_hostile)
     for lang in ("xx", "yy"):
         for speaker in ("ann", "bob"):
             (tmp_path / "nested" / lang / speaker).mkdir(parents=True)
             for i in range(2):
-                sf.write(tmp_path / "nested" / lang / speaker / f"{i}.wav", speechlike(0.5), SR)
+                sf.write(tmp_path / "nested" / lang / speaker / f"{i}.wav", speechlike(0.5, seed=next(seeds)), SR)
         (tmp_path / "flat" / lang).mkdir(parents=True)
-        sf.write(tmp_path / "flat" / lang / "a.flac", speechlike(0.5), SR)
+        sf.write(tmp_path / "flat" / lang / "a.flac", speechlike(0.5, seed=next(seeds)), SR)
     (tmp_path / "flat" / "xx" / "notes.txt").write_text("not audio")
     nested = datasets.read_dataset(tmp_path / "nested")
     assert len(nested) == 8 and nested["speaker"].nunique() == 4 and nested.attrs["speakers_known"]

@@ -20,6 +20,7 @@ from core.audio.decode import SAMPLE_RATE, load_audio, to_wav_bytes
 from core.checkpoint import save_checkpoint
 from core.data.demo_corpus import MARKER_NAME
 from core.identify.models import build_model
+from core.identify import session
 from core.identify.predict import DEFAULT_CHECKPOINT, load_identifier
 from core.plots import timeline_figure
 
@@ -153,7 +154,7 @@ def test_language_filter_follows_the_chosen_model(runs_dir, tmp_path):
     assert not at.exception
     assert list(at.multiselect[0].options) == EIGHT
     assert at.multiselect[0].value == EIGHT  # all of the new model's languages, not the old model's six
-    at.selectbox(key="identify_model").set_value("Shipped default model").run()
+    at.selectbox(key="identify_model").set_value(session.SHIPPED).run()
     assert at.multiselect[0].value == shipped  # going back drops none ("ja" is not among the eight)
 
 
@@ -163,7 +164,7 @@ def test_each_model_keeps_its_own_restriction(runs_dir, tmp_path):
     at.multiselect[0].set_value(["es", "it"]).run()
     at.selectbox(key="identify_model").set_value("Run eight").run()
     assert at.multiselect[0].value == EIGHT  # the shipped model's restriction does not carry over
-    at.selectbox(key="identify_model").set_value("Shipped default model").run()
+    at.selectbox(key="identify_model").set_value(session.SHIPPED).run()
     assert at.multiselect[0].value == ["es", "it"]
 
 
@@ -266,8 +267,7 @@ def test_trust_tab_shows_reliability_what_ok_promises_and_the_learning_curve(run
                            "ci_low": [a - 0.1 for a in two], "ci_high": [a + 0.1 for a in two], "power_law": two_law,
                            "minutes_for": {"0.6": minutes_for(0.6, two_law), "0.8": minutes_for(0.8, two_law)},
                            "chance": 0.5}
-    (tmp_path / "curve.json").write_text(json.dumps(curve))
-    monkeypatch.setattr(session, "LEARNING_CURVE", tmp_path / "curve.json")
+    (runs_dir / "calibrated" / "learning_curve.json").write_text(json.dumps(curve))  # its own, beside its best.pt
 
     at = _page().run()
     at.selectbox(key="identify_model").set_value("Run calibrated").run()
@@ -289,13 +289,13 @@ def test_trust_tab_shows_reliability_what_ok_promises_and_the_learning_curve(run
 def test_trust_tab_says_when_there_is_nothing_to_show(runs_dir, tmp_path, monkeypatch):
     from core.identify import session
 
-    monkeypatch.setattr(session, "LEARNING_CURVE", tmp_path / "missing.json")
     _run_folder(runs_dir, "plain", ["de", "en", "es"], tmp_path)
     at = _page().run()
     at.selectbox(key="identify_model").set_value("Run plain").run()
     assert not at.exception
     assert any("No reliability figures" in i.value for i in at.info)
-    assert any("make one with `python -m core evaluate --learning-curve" in i.value for i in at.info)
+    assert any("This model has no learning curve. Make one with `python -m core evaluate --learning-curve" in i.value
+               for i in at.info)
 
 
 def _teach(at, language: str, clips: list[tuple[str, bytes]], name: str = "") -> None:

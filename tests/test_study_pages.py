@@ -61,7 +61,8 @@ def test_convergence_page_draws_matrix_curves_dose_and_similarity(studies_dir):
     seeds = load_study(studies_dir)["config"].seeds
     assert f"With {seeds} seeds per cell" in captions and f"below {2 / 2 ** seeds:.3g}" in captions
     assert "3 seeds" not in captions
-    assert "speech from" in captions and "speakers" in captions  # where the data comes from
+    data_note = " ".join(t.value for t in at.text)  # dataset text: plain text, not a markdown caption
+    assert "speech from" in data_note and "speakers" in data_note  # where the data comes from
     assert at.get("download_button")  # the HTML report
     at.radio(key="conv_mode").set_value("Run a new study").run()
     cv_sample = next(o for o in at.selectbox(key="conv_choice").options if o.startswith("Common Voice"))
@@ -83,7 +84,7 @@ def test_latent_space_page_shows_the_chosen_run(studies_dir):
     at.selectbox(key="latent_kind").set_value("h_mean").run()
     at.selectbox(key="latent_method").set_value("tsne").run()
     assert not at.exception
-    assert at.caption[0].value.startswith("Run: bb -> bb, seed 1, 2 pretraining epochs")
+    assert at.text[0].value.startswith("Run: bb -> bb, seed 1, 2 pretraining epochs")
     titles = chart_titles(at)
     assert titles[0] == "h_mean of bb -> bb (seed 1), TSNE" and titles[1].startswith("Balanced accuracy")
     assert at.dataframe  # the probe table
@@ -175,7 +176,7 @@ def test_the_shipped_matrix_reads_at_a_glance(tmp_path, monkeypatch):
     at = open_page("latent_space", browse.MATRIX_STUDY_DIR)
     assert not at.exception
     assert at.selectbox(key="latent_condition").value not in ("ae", browse.IDENTIFY)  # an LSTM run first
-    assert any("data: data/cv-sample" in caption.value for caption in at.caption)  # as in the clone, not this machine
+    assert any("data: data/cv-sample" in text.value for text in at.text)  # as in the clone, not this machine
 
 
 def test_the_new_study_form_builds_the_matrix_config():

@@ -91,7 +91,12 @@ def mel_filters(config: FeatureConfig) -> np.ndarray:
     """
     stored = FILTERS_DIR / f"{config.key()}.npy"
     if stored.exists():
-        return np.load(stored)
+        try:
+            filters = np.load(stored)
+            if filters.shape == (config.n_mels, config.n_fft // 2 + 1) and np.isfinite(filters).all():
+                return filters
+        except (OSError, ValueError, EOFError):
+            pass  # damaged (cut short, overwritten): a cache, so it is built again and replaced below
     import librosa
 
     filters = librosa.filters.mel(

@@ -49,6 +49,8 @@ def _learning_curve(args: argparse.Namespace) -> int:
     from core.errors import DeepLanguageError
     from core.identify.clips import TrainConfig
     from core.identify.learning_curve import learning_curve, save_learning_curve
+    from core.identify.pretrained import KINDS as PRETRAINED_KINDS
+    from core.identify.pretrained_fit import learning_curve as pretrained_learning_curve
     from core.progress import tqdm_progress
 
     try:
@@ -64,7 +66,10 @@ def _learning_curve(args: argparse.Namespace) -> int:
                      threads=args.threads)
     with tqdm_progress("learning curve", unit="fit") as on_progress:
         languages = [code.strip() for code in args.languages.split(",")] if args.languages is not None else None
-        curve = learning_curve(config, minutes, args.folds, on_progress, languages)
+        if config.model in PRETRAINED_KINDS:
+            curve = pretrained_learning_curve(config, minutes, args.folds, on_progress, languages)
+        else:
+            curve = learning_curve(config, minutes, args.folds, on_progress, languages)
     curve["data_dir"] = str(args.data)
     curve["command"] = "python -m core evaluate --learning-curve " + " ".join(
         f"--{k} {v}" for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("minutes", args.minutes),

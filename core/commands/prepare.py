@@ -61,6 +61,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"{index.attrs['skipped_lines']} line(s) of {index.attrs['cache_dir']}/index.jsonl are not clip "
               f"records and were skipped")
     if index.attrs["failed"]:
-        print(f"{index.attrs['failed']} clip(s) could not be decoded; their reasons are in "
-              f"{index.attrs['cache_dir']}/index.jsonl")
+        print(f"{index.attrs['failed']} clip(s) could not be decoded (e.g. {index.attrs['failure_example']}); "
+              f"every reason is in {index.attrs['cache_dir']}/index.jsonl")
+    for line in skipped_lines(index):
+        print(line)
     return 0
+
+
+def skipped_lines(index) -> list[str]:
+    """What of the dataset is not used, and why: duplicates, missing files, clips too short to train on."""
+    from core.data.datasets import MIN_SECONDS
+
+    attrs, lines = index.attrs, []
+    if attrs.get("duplicates"):
+        lines.append(f"{attrs['duplicates']} duplicate row(s) skipped: the same clip listed twice, or the same audio "
+                     f"under another name (e.g. {attrs['duplicate_example']}); each clip is prepared once")
+    if attrs.get("missing"):
+        lines.append(f"{attrs['missing']} clip(s) listed in the dataset's TSV are missing on disk and were skipped")
+    short = index[index["duration"] < MIN_SECONDS]
+    if len(short):
+        example = short.iloc[0]
+        lines.append(f"{len(short)} clip(s) are shorter than {MIN_SECONDS} s (e.g. {example['path']}, "
+                     f"{example['duration']:.2f} s): cached, but training and studies leave them out")
+    return lines

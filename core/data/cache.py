@@ -388,5 +388,7 @@ def prepared_dataset(
                      workers=workers, max_seconds=max_seconds, on_progress=on_progress)
     failed = result["error"].astype(bool)
     kept = result[~failed].reset_index(drop=True)
-    kept.attrs.update(result.attrs, failed=int(failed.sum()), seconds=time.perf_counter() - started)
+    kept.attrs.update(result.attrs, failed=int(failed.sum()), seconds=time.perf_counter() - started,
+                      failure_example=f"{result.loc[failed, 'path'].iloc[0]}: {result.loc[failed, 'error'].iloc[0]}"
+                      if failed.any() else "")
     return kept

@@ -7,11 +7,18 @@ Two layouts are read into the same manifest, one row per clip, with the columns
   when present), for one locale folder or a release folder holding many.
 * Folder per language: ``<root>/<lang>/*.wav`` (any audio suffix), or
   ``<root>/<lang>/<speaker>/*.wav`` when speakers are known.
+
+A dataset is untrusted input: a clip path must stay inside its folder (no ``..``, no absolute
+path, no symlink out), a language code is one safe name (it becomes folder names), a TSV row with
+the wrong number of fields is an error naming its line, and a clip listed twice (the same file, or
+the same bytes under two names) is kept once, so it can't land in two splits.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +34,24 @@ SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # of each language's clips, assigned whole speakers at a time
 MIN_SECONDS = 1.5  # Common Voice's single-word prompts ("yes", digits) are shorter than this
 COLUMNS = ["path", "language", "speaker", "duration", "sentence", "gender", "age", "cv_split"]
+# A language code names folders and run names (es__fr__e4__s0): letters and digits, single "-" or "_"
+# between them (zh-CN, sr_Latn), never "/", ".", ":" or "__".
+LANGUAGE_NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
+MAX_LANGUAGE_CHARS = 35
+MAX_FIELD_CHARS = 1 << 24  # a TSV field may be this long (csv's default, 128 kB, refuses a long sentence)
+
+
+def check_language(code: str, where: str) -> str:
+    """``code`` if it is a safe language name, else a DeepLanguageError naming ``where`` it came from."""
+    if not (isinstance(code, str) and len(code) <= MAX_LANGUAGE_CHARS and LANGUAGE_NAME.fullmatch(code)):
+        raise DeepLanguageError(
+            f"{where}: language {str(code)[:60]!r} is not a valid language code: use letters and digits with "
+            f"single '-' or '_' between them (es, zh-CN), at most {MAX_LANGUAGE_CHARS} characters.")
+    return code
 
 
 class SpeakerLeakError(DeepLanguageError):
-    """A speaker appears in more than one split: every figure computed on it would be inflated."""
+    """A speaker, or the same audio, appears in more than one split: every figure computed on it would be inflated."""
 
 
 def read_dataset(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
@@ -76,7 +97,7 @@ def read_common_voice(root: str | Path, tsv: str = "validated.tsv") -> pd.DataFr
                 split_of.update(dict.fromkeys(_read_tsv(locale_dir / f"{split}.tsv")["path"], split))
         language = table["locale"] if "locale" in table else locale_dir.name
         frame = pd.DataFrame({
-            "path": [str((locale_dir / "clips" / name).resolve()) for name in table["path"]],
+            "path": _clip_paths(table["path"], locale_dir / "clips", locale_dir / tsv),
             "language": language if isinstance(language, str) else language.fillna(locale_dir.name),
             "speaker": table["client_id"].astype(str),
             "duration": np.nan,
@@ -85,6 +106,8 @@ def read_common_voice(root: str | Path, tsv: str = "validated.tsv") -> pd.DataFr
             "age": table.get("age", ""),
             "cv_split": [split_of.get(name, "") for name in table["path"]],
         })
+        for code in frame["language"].unique():
+            check_language(code, str(locale_dir / tsv))
         exists = frame["path"].map(lambda p: Path(p).exists())
         missing += int((~exists).sum())
         frames.append(frame[exists])
@@ -94,10 +117,46 @@ def read_common_voice(root: str | Path, tsv: str = "validated.tsv") -> pd.DataFr
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
+    """A TSV as strings, strictly: every row has the header's number of fields, and a quote that is never
+    closed (which would swallow the next rows into one field) is an error naming its line."""
+    line = 1
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     try:
-        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise DeepLanguageError(f"{path} is not a readable TSV ({error}). Re-download the dataset.") from None
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter="\t", strict=True)
+            header = next(reader, None)
+            if not header:
+                raise DeepLanguageError(f"{path} is empty: it has no header line. Re-download the dataset.")
+            rows, line = [], reader.line_num + 1
+            for row in reader:
+                if row and (len(row) != len(header) or any("\n" in field for field in row)):
+                    raise DeepLanguageError(
+                        f"{path}, line {line}: {len(row)} field(s) where the header has {len(header)} (a quote "
+                        f"that is never closed, or a stray tab). Fix that line or re-download the dataset.")
+                rows += [row] if row else []
+                line = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise DeepLanguageError(f"{path}, line {line}: not a readable TSV ({error}; a quote that is never closed?). "
+                                f"Fix that line or re-download the dataset.") from None
+    return pd.DataFrame(rows, columns=header, dtype=str)
+
+
+def _clip_paths(names: pd.Series, clips_dir: Path, tsv: Path) -> list[str]:
+    """Each listed clip's resolved path; a name that is empty, absolute, climbs out with "..", or is a symlink
+    leading out of ``clips_dir`` is refused (all such rows counted, one shown), before anything reads it."""
+    inside = clips_dir.resolve()
+    paths, refused = [], []
+    for name in names:
+        path = (clips_dir / name).resolve()
+        bad = not name.strip() or Path(name).is_absolute() or ".." in Path(name).parts
+        if bad or not path.is_relative_to(inside):
+            refused.append(name)
+        paths.append(str(path))
+    if refused:
+        raise DeepLanguageError(
+            f"{tsv}: {len(refused)} row(s) name a clip outside {clips_dir} or no clip at all (e.g. "
+            f"{refused[0][:80]!r}); clip paths must be file names inside clips/. Fix or remove those rows.")
+    return paths
 
 
 def read_folders(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
@@ -107,16 +166,25 @@ def read_folders(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
     speaker-disjoint; ``manifest.attrs["speakers_known"]`` says which case this is.
     """
     root = Path(root)
-    rows, speakers_known = [], True
+    inside = root.resolve()
+    rows, speakers_known, outside = [], True, []
     for lang_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        check_language(lang_dir.name, f"{root} (a language folder's name)")
         for path in sorted(lang_dir.rglob("*")):
             if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
+                continue
+            if not path.resolve().is_relative_to(inside):  # a symlink out of the dataset is never followed
+                outside.append(path)
                 continue
             nested = path.parent != lang_dir
             speakers_known &= nested
             speaker = path.parent.relative_to(lang_dir).parts[0] if nested else path.stem
             rows.append({"path": str(path.resolve()), "language": lang_dir.name,
                          "speaker": f"{lang_dir.name}/{speaker}"})
+    if outside:
+        raise DeepLanguageError(
+            f"{root}: {len(outside)} clip(s) are symlinks to files outside the dataset (e.g. {outside[0]}); "
+            f"copy those files in, or remove the links.")
     manifest = _finish(pd.DataFrame(rows, columns=["path", "language", "speaker"]), root)
     manifest.attrs["speakers_known"] = speakers_known
     if durations:
@@ -133,7 +201,38 @@ def _finish(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in manifest:
             manifest[column] = np.nan if column == "duration" else ""
-    return manifest[COLUMNS].fillna({"sentence": "", "gender": "", "age": ""}).reset_index(drop=True)
+    return drop_duplicate_clips(manifest[COLUMNS].fillna({"sentence": "", "gender": "", "age": ""}))
+
+
+def content_keys(paths) -> list[str]:
+    """One key per clip that is equal for the same audio: its resolved path, or for files of the same size
+    the hash of their bytes (only sizes that collide are read, so a dataset is not read whole)."""
+    paths = [str(p) for p in paths]
+    sizes = {}
+    for path in dict.fromkeys(paths):
+        try:
+            sizes[path] = Path(path).stat().st_size
+        except OSError:
+            sizes[path] = None
+    counts = pd.Series([size for size in sizes.values() if size is not None]).value_counts()
+
+    def key(path: str) -> str:
+        if sizes[path] is None or counts[sizes[path]] < 2:
+            return path
+        return "sha1:" + hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+    keyed = {path: key(path) for path in sizes}
+    return [keyed[p] for p in paths]
+
+
+def drop_duplicate_clips(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first row of each clip (same file, or same bytes under another name); how many were dropped
+    is in ``attrs["duplicates"]`` (one example in ``attrs["duplicate_example"]``)."""
+    duplicated = pd.Series(content_keys(manifest["path"]), index=manifest.index).duplicated()
+    kept = manifest[~duplicated].reset_index(drop=True)
+    kept.attrs.update(manifest.attrs, duplicates=int(duplicated.sum()),
+                      duplicate_example=str(manifest.loc[duplicated, "path"].iloc[0]) if duplicated.any() else "")
+    return kept
 
 
 def _durations(paths: pd.Series) -> np.ndarray:
@@ -182,7 +281,8 @@ def assign_splits(
 
 
 def check_leakage(manifest: pd.DataFrame, column: str = "split") -> None:
-    """Raise :class:`SpeakerLeakError` when any speaker appears in more than one split."""
+    """Raise :class:`SpeakerLeakError` when any speaker, or the same audio (the same file, or the same bytes
+    under two names), appears in more than one split."""
     n_splits = manifest.groupby("speaker")[column].nunique()
     leaked = n_splits[n_splits > 1]
     if len(leaked):
@@ -190,6 +290,15 @@ def check_leakage(manifest: pd.DataFrame, column: str = "split") -> None:
         raise SpeakerLeakError(
             f"{len(leaked)} speaker(s) appear in more than one split (e.g. {examples}); results would be "
             f"inflated. Build splits with core.data.datasets.assign_splits, which groups by speaker."
+        )
+    audio = pd.Series(content_keys(manifest["path"]), index=manifest.index)
+    n_splits = manifest[column].groupby(audio).nunique()
+    leaked = n_splits[n_splits > 1]
+    if len(leaked):
+        example = manifest.loc[audio == leaked.index[0], "path"].iloc[0]
+        raise SpeakerLeakError(
+            f"{len(leaked)} clip(s) are the same audio in more than one split (e.g. {example}), under different "
+            f"speakers or names; results would be inflated. Remove the duplicates from the dataset."
         )
 
 

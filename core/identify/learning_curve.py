@@ -32,7 +32,7 @@ import torch
 from core.errors import DeepLanguageError, UsageError
 from core.files import write_json
 from core.identify.clips import evaluate_clips, load_clips
-from core.identify.evaluate import bootstrap_ci
+from core.identify.metrics import bootstrap_ci
 from core.audio.features import FeatureConfig
 from core.identify.predict import check_languages
 from core.identify.gmm import augmented_supervectors, clip_supervectors, fit_backend, fit_ubm, new_model

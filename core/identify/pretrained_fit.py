@@ -65,11 +65,14 @@ def model_config(config, labels: list[str]) -> WhisperHeadConfig:
 
 
 def _head_scores(cfg: WhisperHeadConfig, rows: np.ndarray, y: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
+    """Head log-probabilities ``(n_test, n_classes)``; a language absent from ``y`` (a small fold) gets log 1e-6."""
     backend = GaussianBackend(dim=cfg.dim, shrinkage=cfg.shrinkage).fit(rows[:, :1024], y)
-    model = WhisperHead(cfg)
+    model = WhisperHead(WhisperHeadConfig(**{**asdict(cfg), "n_classes": len(backend.classes_)}))
     model.set_backend(backend)
+    out = np.full((len(test_rows), cfg.n_classes), np.log(1e-6))
     with torch.no_grad():
-        return model.head_scores(torch.from_numpy(test_rows)).numpy()
+        out[:, backend.classes_] = model.head_scores(torch.from_numpy(test_rows)).numpy()
+    return out
 
 
 def out_of_fold(cfg: WhisperHeadConfig, rows: np.ndarray, y: np.ndarray, speakers: np.ndarray,
@@ -192,3 +195,48 @@ def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | 
                   ok_precision=float(correct[answered].mean()) if answered.any() else None,
                   ok_coverage=float(answered.mean()))
     return report
+
+
+def learning_curve(config, minutes=(0.5, 1.0, 2.0, 3.0, 4.0, None), n_folds: int = 3,
+                   on_progress: Callable[..., None] | None = None, languages=None) -> dict:
+    """Accuracy of a whisper recipe against minutes of labelled speech per language, in the same form and on the
+    same speaker-grouped folds as :func:`core.identify.learning_curve.learning_curve` (the GMM's), so both draw on
+    one chart: what pretraining buys at each budget."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from core.identify.learning_curve import TARGET_ACCURACY, budget_rows, scored_curve
+    from core.identify.predict import check_languages
+
+    manifest, rows, labels = encoded_dataset(config, on_progress)
+    if languages is not None:
+        check_languages(list(languages), labels)
+    y = np.searchsorted(labels, manifest["language"].to_numpy())
+    speakers = manifest["speaker"].to_numpy()
+    cfg = model_config(config, labels)
+    probabilities = np.zeros((len(minutes), len(y), len(labels)))
+    used = [[] for _ in minutes]
+    folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.split_seed)
+    for fold, (train, held) in enumerate(folds.split(rows, y, speakers)):
+        for b, budget in enumerate(minutes):
+            chosen = budget_rows(manifest, train, budget, config.seed + fold)
+            small = WhisperHeadConfig(**{**asdict(cfg), "dim": min(cfg.dim, max(1, len(chosen) - len(labels)))})
+            model, calibration = fit_model(small, rows[chosen], y[chosen], speakers[chosen], config.seed + fold)
+            probabilities[b, held] = predict_rows(model, rows[held], calibration["temperature"])
+            part = manifest.iloc[chosen]
+            used[b].append(part["duration"].sum() / 60.0 / part["language"].nunique())
+            if on_progress:
+                on_progress(fold * len(minutes) + b + 1, n_folds * len(minutes), fold=fold + 1,
+                            minutes=budget or "all")
+    spent = [float(np.mean(u)) for u in used]
+    curve = scored_curve(spent, [p.argmax(1) == y for p in probabilities], speakers, 1.0 / len(labels))
+    curve.update(budget=list(minutes), minutes_for_80=curve["minutes_for"][str(TARGET_ACCURACY)], languages=labels,
+                 n_folds=n_folds, n_clips=int(len(manifest)), n_speakers=int(len(np.unique(speakers))),
+                 model=config.model)
+    if languages is not None:
+        columns = [labels.index(code) for code in languages]
+        inside = np.isin(y, columns)
+        answers = [np.asarray(columns)[p[inside][:, columns].argmax(1)] for p in probabilities]
+        curve["restricted"] = {"languages": list(languages), "n_clips": int(inside.sum()),
+                               **scored_curve(spent, [a == y[inside] for a in answers], speakers[inside],
+                                              1.0 / len(columns))}
+    return curve

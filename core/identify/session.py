@@ -25,12 +25,14 @@ from core.errors import DeepLanguageError
 from core.files import write_json
 from core.identify.enroll import enroll
 from core.identify.predict import DEFAULT_CHECKPOINT
-from core.paths import CV_SAMPLE_DIR
+from core.paths import CHECKPOINTS_DIR, CV_SAMPLE_DIR
 
-LEARNING_CURVE = DEFAULT_CHECKPOINT.parent / "learning_curve.json"  # the shipped recipe's, charted on the page
+BASELINE_CHECKPOINT = CHECKPOINTS_DIR / "identify-gmm" / "best.pt"  # the from-scratch recipe, for comparison
+CURVE_NAME = "learning_curve.json"  # beside a checkpoint: its recipe's curve (`python -m core evaluate --learning-curve`)
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # one safe path component
 
-SHIPPED = "Shipped default model"
+SHIPPED = "Pretrained: Whisper base + head (shipped)"
+BASELINE = "From scratch: GMM supervector (baseline)"
 
 
 def model_choices(runs_dir: str | Path | None = None, default: Path = DEFAULT_CHECKPOINT) -> dict[str, str]:
@@ -39,6 +41,8 @@ def model_choices(runs_dir: str | Path | None = None, default: Path = DEFAULT_CH
     ``runs_dir`` defaults to :data:`core.runs.RUNS_DIR` as it is when called (tests and servers move it).
     """
     shipped = {SHIPPED: str(default)} if Path(default).exists() else {}
+    if Path(default) == DEFAULT_CHECKPOINT and BASELINE_CHECKPOINT.exists():
+        shipped[BASELINE] = str(BASELINE_CHECKPOINT)
     return shipped | {f"Run {run.name}": str(run / "best.pt") for run in runs.list_runs(runs_dir or runs.RUNS_DIR)
                       if (run / "best.pt").exists()}
 
@@ -121,3 +125,28 @@ def pick_clip(clips: pd.DataFrame, language: str | None, rng: np.random.Generato
     if pool.empty:
         raise DeepLanguageError(f"no clip of {language} from a speaker this model never heard in the sample.")
     return pool.iloc[int(rng.integers(len(pool)))].to_dict()
+
+
+def learning_curves(checkpoint: str | Path, kind: str) -> tuple[Path, Path | None]:
+    """Where the chosen model's own learning curve is (beside its checkpoint; it may not exist), and for a
+    pretrained model the from-scratch baseline's, drawn with it to show what pretraining buys."""
+    from core.identify.pretrained import KINDS
+
+    baseline = BASELINE_CHECKPOINT.parent / CURVE_NAME
+    return Path(checkpoint).parent / CURVE_NAME, baseline if kind in KINDS and baseline.exists() else None
+
+
+def describe(bundle) -> str:
+    """One line on a model for the model list: pretrained or from scratch, languages, measured accuracy."""
+    from core.identify.pretrained import KINDS
+
+    kind = bundle.checkpoint["model"]["kind"]
+    origin = (f"pretrained (Whisper {bundle.checkpoint['model']['config'].get('encoder', 'base')})" if kind in KINDS
+              else "from scratch")
+    metrics = bundle.checkpoint.get("metrics") or {}
+    accuracy = ""
+    if metrics.get("test_accuracy") is not None:
+        ci = metrics.get("test_accuracy_ci95")
+        accuracy = f" · {metrics['test_accuracy']:.1%} on its test speakers" + (
+            f" (95 % CI {ci[0]:.0%}-{ci[1]:.0%})" if ci else "")
+    return f"{kind}, {origin} · {len(bundle.labels)} languages: {', '.join(bundle.labels)}{accuracy}"

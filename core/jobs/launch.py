@@ -35,6 +35,24 @@ IDENTIFY_MODELS = tuple(MODELS)  # the identifier kinds, trained by core.identif
 STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
 KINDS = IDENTIFY_MODELS + STUDY_KINDS
 LOG_FILE = "log.txt"
+LIVE_STATES = ("starting", "running")
+# Training jobs alive at once, at most: a shared dashboard has no login, so anyone who reaches it could
+# otherwise start any number of them. $DEEPLANGUAGE_MAX_JOBS changes it (read when a job starts).
+MAX_JOBS = 2
+
+
+def max_jobs() -> int:
+    value = os.environ.get("DEEPLANGUAGE_MAX_JOBS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else MAX_JOBS
+
+
+def job_limit_message(runs_dir: str | Path = runs.RUNS_DIR) -> str:
+    """Why no training job may start now (the cap is reached, naming the live runs), or "" when one may."""
+    live = [p.name for p in runs.list_runs(runs_dir) if registry.run_state(p)["state"] in LIVE_STATES]
+    if len(live) < max_jobs():
+        return ""
+    return (f"{len(live)} training job(s) are running ({', '.join(live[:3])}), the most this server allows at "
+            f"once ({max_jobs()}, set by DEEPLANGUAGE_MAX_JOBS). Stop one or wait for one to finish.")
 
 
 def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str | None = None,
@@ -48,6 +66,8 @@ def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str
     """
     if kind not in KINDS:
         raise DeepLanguageError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
+    if busy := job_limit_message(runs_dir):  # before the run's folder exists: a refused launch leaves nothing
+        raise DeepLanguageError(busy)
     values = asdict(config) if is_dataclass(config) else dict(config)
     if kind in IDENTIFY_MODELS:
         values["model"] = kind
@@ -74,8 +94,10 @@ def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
     if not (run_dir / "config.json").exists():
         raise DeepLanguageError(f"{run_dir} is not a run directory (no config.json).")
     state = registry.run_state(run_dir)["state"]
-    if state in ("running", "starting"):
+    if state in LIVE_STATES:
         raise DeepLanguageError(f"run {run_dir.name} is already {state}; stop it first.")
+    if busy := job_limit_message(run_dir.parent):
+        raise DeepLanguageError(busy)
     if runs.read_json(run_dir / "config.json", {}).get("kind") in STUDY_KINDS:
         nproc = 1  # the study's runs are single-process by design (one core each)
     args = command(run_dir, threads, nproc)

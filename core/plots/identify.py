@@ -73,10 +73,11 @@ def reliability_figure(report: dict) -> go.Figure:
     return fig.update_yaxes(title="fraction right", range=[0, 1], tickformat=".0%")
 
 
-def learning_curve_figure(curve: dict, target: float = 0.8) -> go.Figure:
+def learning_curve_figure(curve: dict, target: float = 0.8, baseline: dict | None = None) -> go.Figure:
     """Accuracy against minutes of speech per language (``learning_curve.json``): measured points with their
     95 % CI band, the fitted power law ``error = b * minutes ** -c`` extrapolated, chance and the target line;
-    the same for the answers restricted to a subset of languages (``restricted``) when the curve has them."""
+    the same for the answers restricted to a subset of languages (``restricted``) when the curve has them, and for
+    a ``baseline`` recipe's curve (the from-scratch model beside a pretrained one)."""
     needed = curve.get("minutes_for_80")
     # Far enough to meet the target line when the law does within a few hundredfold of the data, no further.
     minutes = curve["minutes"]
@@ -89,10 +90,13 @@ def learning_curve_figure(curve: dict, target: float = 0.8) -> go.Figure:
                    (255, 127, 14), end)
         fig.add_hline(y=restricted["chance"], line={"dash": "dot", "color": "rgb(255,127,14)"},
                       annotation_text=f"chance {restricted['chance']:.0%}", annotation_position="top right")
+    if baseline:
+        _add_curve(fig, baseline, f"from scratch (GMM), {len(baseline['languages'])} languages", (214, 39, 40), end)
     fig.add_hline(y=curve["chance"], line={"dash": "dot", "color": "gray"},
                   annotation_text=f"chance {curve['chance']:.0%}", annotation_position="bottom right")
     fig.add_hline(y=target, line={"dash": "dot", "color": "green"},
-                  annotation_text=f"{target:.0%}" + (f": about {needed:.0f} min per language" if needed else ""),
+                  annotation_text=f"{target:.0%}" + (f": about {needed:.0f} min per language" if needed else "")
+                  + (" (beyond the chart)" if needed and needed > end else ""),
                   annotation_position="top left")
     # The legend (three rows for two curves) goes under the axis title, not over it.
     fig.update_layout(title="How much speech per language buys how much accuracy (band: 95 % CI)",

@@ -14,8 +14,9 @@ import pandas as pd
 
 from core import runs
 from core.errors import DeepLanguageError
+from core.files import neutralize_formulas
 from core.study import stats
-from core.study.latents import clip_path, load_latents
+from core.study.latents import clip_path, latent_kinds, load_latents
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
 from core.study.probes import min_attainable_p
@@ -181,7 +182,7 @@ def latent_runs(study_dir: str | Path) -> pd.DataFrame:
                      "folder": str(study_dir / IDENTIFY)})
     table = pd.DataFrame(rows, columns=["condition", "target", "seed", "pretrain_epochs", "folder"])
     table["pretrain_epochs"] = table["pretrain_epochs"].astype("Int64")  # whole epochs; none for ae and identify
-    table["kinds"] = [list(np.load(Path(f) / "latents.npz").files) for f in table["folder"]]
+    table["kinds"] = [latent_kinds(f) for f in table["folder"]]
     return table
 
 
@@ -205,4 +206,4 @@ def selection_csv(points: pd.DataFrame, rows: list[int]) -> str:
     """The chosen clips as CSV, with where they live and where they sit in the projection."""
     columns = ["study", "condition", "target", "seed", "pretrain_epochs", "kind", "method", "x", "y", "language",
                "speaker", "dataset_root", "path", "clip"]
-    return points.iloc[rows][columns].to_csv(index=False)
+    return neutralize_formulas(points.iloc[rows][columns]).to_csv(index=False)

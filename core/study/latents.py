@@ -14,6 +14,7 @@ checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwi
 from __future__ import annotations
 
 import functools
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +119,30 @@ def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, n
     if not (folder / f"{stem}.npz").exists():
         raise DeepLanguageError(f"{folder.name} has no latents yet: its run has not finished. "
                                 f"Run the study command again to finish it.")
-    with np.load(folder / f"{stem}.npz") as stored:
-        arrays = {kind: stored[kind].astype(np.float32) for kind in stored.files}
-    return arrays, pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
+    try:
+        with np.load(folder / f"{stem}.npz") as stored:
+            arrays = {kind: stored[kind].astype(np.float32) for kind in stored.files}
+        manifest = pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pd.errors.ParserError) as error:
+        raise DeepLanguageError(damaged_latents_message(folder / f"{stem}.npz", error)) from None
+    if any(len(array) != len(manifest) for array in arrays.values()):
+        raise DeepLanguageError(damaged_latents_message(folder / f"{stem}.npz", f"{len(manifest)} clips listed"))
+    return arrays, manifest
+
+
+def latent_kinds(folder: str | Path, stem: str = "latents") -> list[str]:
+    """The kinds stored in a run's latents file (h, c, h_mean, ae, ...), without reading the arrays."""
+    path = Path(folder) / f"{stem}.npz"
+    try:
+        with np.load(path) as stored:
+            return list(stored.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DeepLanguageError(damaged_latents_message(path, error)) from None
+
+
+def damaged_latents_message(path: Path, error) -> str:
+    return (f"the latents file {path} is damaged ({error}); delete it and its .tsv and run the study command "
+            f"again: the run's latents are computed again from its model.")
 
 
 # Identifier embeddings wider than this are stored as their leading principal components, at most

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from core import runs
 from core.configs import known_fields, setting, validate
 from core.errors import DeepLanguageError, UsageError
 from core.audio.features import FeatureConfig
+from core.data.datasets import check_language
 from core.files import atomic_path
 from core.paths import CHECKPOINTS_DIR, portable, resolve  # noqa: F401 (re-exported for the study)
 
@@ -83,6 +85,17 @@ class StudyConfig:
         if not self.pretrain:
             raise UsageError("--pretrain (StudyConfig.pretrain) must name at least one condition: 'none', a "
                              "language, '<lang>:full', '<lang>:utero' or 'noise'.")
+        # Languages become folder and run names: one safe-name rule, before anything is written.
+        try:
+            for target in self.targets:
+                check_language(target, "--targets (StudyConfig.targets)")
+            for language in (parse_condition(c)[0] for c in self.pretrain):
+                if language:
+                    check_language(language, "--pretrain (StudyConfig.pretrain)")
+            for language in self.latent_languages:
+                check_language(language, "StudyConfig.latent_languages")
+        except DeepLanguageError as error:
+            raise UsageError(str(error)) from None
 
     @classmethod
     def from_dict(cls, values: dict) -> "StudyConfig":
@@ -193,8 +206,13 @@ def feature_config(config: StudyConfig, base: FeatureConfig = FeatureConfig(), v
 
 
 def default_study_dir(data_dir: str | Path, config: StudyConfig) -> Path:
-    """Same dataset and settings -> same folder, so rerunning a command resumes its study."""
-    return STUDIES_DIR / f"{Path(data_dir).resolve().name}-{'-'.join(config.targets)}-{config.key()}"
+    """Same dataset and settings -> same folder, so rerunning a command resumes its study.
+
+    The name goes through the run-name check (one folder name) before anything is written; the dataset's
+    folder name may hold anything, so characters a folder name can't have become "_"."""
+    dataset = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(data_dir).resolve().name).lstrip(".")[:40] or "data"
+    name = f"{dataset}-{'-'.join(config.targets)}"[:90] + f"-{config.key()}"
+    return STUDIES_DIR / runs.check_name(name, "study folder")
 
 
 def write_tsv(path: Path, table: pd.DataFrame) -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.audio.decode import load_audio
 from core.audio.features import FeatureConfig, log_mel_from_power, normalize_utterance, power_spectrogram
+from core.errors import DeepLanguageError
 from core.study.layout import feature_config
 
 LTAS_FILE = "ltas.npy"
@@ -35,6 +36,27 @@ def speech_ltas(paths: list[str | Path], features: FeatureConfig) -> np.ndarray:
     return (total / max(len(paths), 1)).astype(np.float32)
 
 
+def read_ltas(path: Path) -> np.ndarray:
+    """The stored spectrum ``(n_bins,)``; a damaged file is an error naming it (the study command rebuilds it)."""
+    try:
+        ltas = np.load(path)
+        if ltas.ndim == 1 and len(ltas) > 1 and np.isfinite(ltas).all() and (ltas >= 0).all():
+            return ltas
+        reason = f"an array of shape {ltas.shape}, not a spectrum"
+    except (OSError, ValueError, EOFError) as error:
+        reason = str(error)
+    raise DeepLanguageError(f"the speech spectrum {path} is damaged ({reason}); run the study command again: "
+                            f"it rebuilds the file.")
+
+
+def ltas_intact(path: Path) -> bool:
+    try:
+        read_ltas(path)
+        return True
+    except DeepLanguageError:
+        return False
+
+
 def ltas_paths(manifest: pd.DataFrame, data_root: Path, languages: list[str]) -> list[Path]:
     """The first N_LTAS_CLIPS training clips of each language (manifest paths are relative to the data)."""
     rows = manifest[(manifest["split"] == "train") & manifest["language"].isin(languages)]
@@ -46,7 +68,7 @@ def noise_clips(study: dict) -> list[np.ndarray]:
     """As many noise clips as the study's average language has training clips, with lengths drawn
     from theirs: each ``(n_frames, n_mels)``, low-pass, normalised like speech features."""
     features = feature_config(study["config"], study["features"], "lowpass")
-    ltas = np.load(study["dir"] / LTAS_FILE)
+    ltas = read_ltas(study["dir"] / LTAS_FILE)
     manifest = pd.read_csv(study["dir"] / "manifest.tsv", sep="\t", dtype={"key": str})
     train = manifest[manifest["split"] == "train"]
     n_clips = int(round(len(train) / max(train["language"].nunique(), 1)))

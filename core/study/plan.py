@@ -16,11 +16,12 @@ from core import runs
 from core.audio.features import FeatureConfig
 from core.data.cache import FeatureCache, prepare, prepared_dataset
 from core.data.datasets import assign_splits, balance, filter_min_duration, select_languages
+from core.files import save_array
 from core.errors import DeepLanguageError
 from core.paths import default_cache_dir
 from core.study.layout import (AE, GROWABLE, NOISE, StudyConfig, default_study_dir, feature_config,
                                parse_condition, parse_run_name, portable, write_tsv)
-from core.study.noise import LTAS_FILE, ltas_paths, speech_ltas
+from core.study.noise import LTAS_FILE, ltas_intact, ltas_paths, speech_ltas
 from core.study.trainer import fixed_crops
 
 SPLITS = ("train", "validation", "test")
@@ -65,8 +66,8 @@ def plan_study(
     baselines = {t: copy_baseline(manifest, cache_dir, features, config, t) for t in config.targets}
     study_dir.mkdir(parents=True, exist_ok=True)
     root = Path(data_dir).resolve()
-    if NOISE in config.pretrain and not (study_dir / LTAS_FILE).exists():
-        np.save(study_dir / LTAS_FILE, speech_ltas(ltas_paths(manifest, root, config.languages()), features))
+    if NOISE in config.pretrain and not ltas_intact(study_dir / LTAS_FILE):  # missing or damaged: (re)built
+        save_array(study_dir / LTAS_FILE, speech_ltas(ltas_paths(manifest, root, config.languages()), features))
     columns = ["key", "path", "language", "speaker", "split", "n_frames"]
     # Clip paths are kept relative to the dataset: it may move.
     for table in (manifest, latent):

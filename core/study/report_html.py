@@ -43,11 +43,11 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
     figures = _Figures()
     progress = summary["progress"]
     parts = [f"<h1>Transfer-matrix study: {_e(summary['study'])}</h1>",
-             f"<p>{progress['finished']} of {progress['planned']} planned runs finished.</p>"]
+             f"<p>{_e(progress['finished'])} of {_e(progress['planned'])} planned runs finished.</p>"]
     if not progress["complete"]:
         parts.append(f"<p class='warn'>Unfinished: this report covers the finished runs only. "
-                     f"{progress['n_missing']} runs are missing:</p><pre>{_e(chr(10).join(progress['missing']))}"
-                     + (" ..." if progress["n_missing"] > len(progress["missing"]) else "") + "</pre>")
+                     f"{_e(progress['n_missing'])} runs are missing:</p><pre>{_e(chr(10).join(progress['missing']))}"
+                     + (" ..." if len(progress["missing"]) < _count(progress["n_missing"]) else "") + "</pre>")
     parts += _setup_sections(summary)
     parts.append("<h2>The matrix</h2><p>Speed-up = steps to threshold without pretraining / with it, same "
                  "target and seed (paired), geometric mean over seeds; &gt; 1 means faster. Null: speed-up 1. "
@@ -88,7 +88,7 @@ def _setup_sections(summary: dict) -> list[str]:
     data = summary["data"]
     parts = ["<h2>Data and splits</h2>",
              f"<p>Speech: <b>{_e(data['speech'])}</b>, from <code>{_e(data['dir'])}</code>; "
-             f"{data.get('n_clips', '?')} clips, {data.get('n_speakers', '?')} speakers. Splits are by speaker "
+             f"{_e(data.get('n_clips', '?'))} clips, {_e(data.get('n_speakers', '?'))} speakers. Splits are by speaker "
              "(no speaker in two splits) and shared by every run.</p>"]
     if data.get("splits"):
         splits = pd.DataFrame(data["splits"])
@@ -97,11 +97,11 @@ def _setup_sections(summary: dict) -> list[str]:
         table.columns.name = None
         parts.append("<p>Clips / speakers per language and split:</p>" + _table(table.reset_index()))
     threshold = summary["threshold"]
-    values = ", ".join(f"{t} {v:.4f}" for t, v in threshold["per_target"].items() if v is not None) or "n/a"
+    values = ", ".join(f"{t} {_float(v)}" for t, v in threshold["per_target"].items() if v is not None) or "n/a"
     parts += ["<h2>Model, filters, threshold</h2>",
               _table(pd.DataFrame([{**summary["model"]}])),
               f"<p>Pretraining conditions: {_e(', '.join(summary['filters']['conditions']))}; low-pass cutoff "
-              f"{summary['filters']['lowpass_cutoff_hz']} Hz (plain language = low-pass; <code>:full</code> = "
+              f"{_e(summary['filters']['lowpass_cutoff_hz'])} Hz (plain language = low-pass; <code>:full</code> = "
               "full band; <code>:utero</code> = in-utero attenuation; <code>noise</code> = speech-shaped "
               "noise).</p>",
               f"<p>Threshold (validation MSE per target): {_e(values)}. Rule: {_e(threshold['rule'])}.</p>"]
@@ -174,3 +174,12 @@ def _e(text) -> str:
 def summary_json(summary: dict) -> str:
     """The summary as one JSON object (what `report --json` prints)."""
     return json.dumps(summary, indent=1)
+
+
+def _float(value) -> str:
+    """A number as 4 decimals; anything else (a hand-edited report_summary.json) as its text, escaped later."""
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) else 0
