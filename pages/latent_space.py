@@ -19,9 +19,7 @@ from pages.study_common import study_picker
 @st.cache_resource
 def warm_up_umap() -> threading.Thread:
     """Once per server process, in the background: UMAP's compile is done before it is chosen."""
-    thread = threading.Thread(target=projections.warm_up_umap, daemon=True)
-    thread.start()
-    return thread
+    return threading.Thread(target=projections.warm_up_umap, daemon=True).start()
 
 
 @st.cache_data(show_spinner="Listing the study's runs...")

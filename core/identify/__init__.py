@@ -1,14 +1,14 @@
 """Spoken language identification: models, training, calibration, evaluation, prediction, enrolment.
 
     models          the neural identifiers (cnn-baseline, resnet-asp); windowing and batch prediction
-    supervector     the GMM-UBM supervector identifier (the shipped model) as an nn.Module
+    supervector     the GMM-UBM supervector identifier (the from-scratch baseline) as an nn.Module
     gmm             fitting it in closed form: UBM, MAP supervectors, backend, calibration
-    backends        logistic regression, a Gaussian backend (what enrolment extends), their fusion
-    lda             i-vector-style backends: whitening, length norm, LDA, Gaussian / cosine / PLDA scoring
-    ivector         a total-variability (i-vector) extractor over the UBM statistics
-    prosody         rhythm and prosody vectors of a clip, from its log-mel
-    phonotactics    GMM-token unigram/bigram counts and their TF-IDF regression
-    fusion          score fusion (a weight per system, an offset per language) fitted on validation speakers
+    backends        logistic regression and a Gaussian backend (what enrolment extends)
+    whisper         the pretrained encoder: Whisper base from the package registry, run by faster-whisper
+    embeddings      each clip's pooled Whisper states and language-ID, computed once and cached
+    pretrained      the whisper / whisper-head identifiers (a Gaussian head fused with Whisper's language-ID)
+    pretrained_fit  fitting them, their cross-validation and learning curve
+    metrics         accuracy with a bootstrap interval over speakers
     augment         speed, noise, reverberation and channel copies of training clips
     calibration     temperature scaling, expected calibration error, the "ok" rule from validation speakers
     clips           TrainConfig, every clip's log-mel in RAM, batches, validation; the base checkpoint

@@ -1,22 +1,18 @@
 """Backends over GMM supervectors: from Baum-Welch statistics to language probabilities.
 
-The front end (:mod:`core.identify.supervector`) turns a clip into statistics against a UBM: the soft
-frame count per component ``counts (k,)`` and the summed frames ``first (k, d)``. A supervector is the
-MAP-adapted mean shift, ``(first - n mu) / (n + r)``, scaled by ``sqrt(w) / sigma``. Backends map a
-batch of supervectors ``(n, k * d)`` to probabilities ``(n, n_classes)``:
+Backends map a batch of vectors ``(n, n_features)`` (GMM supervectors, or a pretrained encoder's pooled states
+in :mod:`core.identify.pretrained`) to probabilities ``(n, n_classes)``:
 
 * ``lr``: a multinomial logistic regression on standardised supervectors (the first shipped backend);
 * ``gauss``: a linear Gaussian backend: standardise, project on the top principal axes (``dim``), then
   one Gaussian per language with a shared, shrunk covariance. Its classes are just means, so a new
   language is enrolled by adding a mean (:mod:`core.identify.enroll`), no retraining;
-* ``lr+gauss``: the average of both log-probabilities (a fixed, equal-weight fusion).
 
 Each has ``fit(x, y)`` returning self and ``predict_proba(x)``, in the scikit-learn manner.
 """
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -24,24 +20,6 @@ import torch
 LR_C = 0.01  # inverse L2 strength of the logistic regression, from the first shipped recipe's CV
 GAUSS_DIM = 200  # principal axes kept by the Gaussian backend (at most n_train - n_classes)
 GAUSS_SHRINKAGE = 0.1  # shared covariance -> (1 - s) cov + s * mean variance * I: 900 clips for 200 dims
-
-
-def baum_welch(frames: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
-               variances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zeroth- and first-order statistics of frames ``(n_frames, d)`` against a diagonal GMM ``(k, d)``."""
-    precision = 1.0 / variances
-    constant = weights.log() - 0.5 * (variances.log().sum(1) + (means ** 2 * precision).sum(1)
-                                      + frames.shape[1] * math.log(2 * math.pi))
-    log_likelihood = constant - 0.5 * (frames ** 2) @ precision.T + frames @ (means * precision).T
-    posteriors = torch.softmax(log_likelihood, dim=1)
-    return posteriors.sum(0), posteriors.T @ frames
-
-
-def supervectors(stats: dict, relevance: float) -> np.ndarray:
-    """``stats`` (counts ``(n, k)``, first ``(n, k, d)``, ubm_weights/means/variances) -> ``(n, k * d)``."""
-    counts, first = stats["counts"][:, :, None], stats["first"]
-    shift = (first - counts * stats["ubm_means"]) / (counts + relevance)
-    return (np.sqrt(stats["ubm_weights"])[:, None] * shift / np.sqrt(stats["ubm_variances"])).reshape(len(first), -1)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -138,17 +116,6 @@ class GaussianBackend:
         return np.exp(self.log_proba(x))
 
 
-class FusedBackend:
-    """Equal-weight sum of the two backends' log-probabilities, renormalised."""
-
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "FusedBackend":
-        self.parts_ = [LogisticBackend().fit(x, y), GaussianBackend().fit(x, y)]
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return _softmax(sum(part.log_proba(x) for part in self.parts_) / len(self.parts_))
-
-
 def linear_from_backend(components: torch.Tensor, class_means: torch.Tensor,
                         precision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The Gaussian backend folded onto standardised supervectors: weight ``(n_classes, n_features)``, bias.
@@ -166,18 +133,3 @@ def backend_entry(backend: GaussianBackend, keep: list[int]) -> dict:
             "class_means": torch.from_numpy(backend.class_means_[keep]).float(),
             "precision": torch.from_numpy(backend.precision_).float(),
             "shrinkage": backend.shrinkage}
-
-
-def _variant(factory):
-    return lambda x, y, groups=None: factory().fit(x, y, groups)
-
-
-VARIANTS = {
-    "lr": _variant(LogisticBackend),
-    "gauss": _variant(GaussianBackend),
-    "gauss100": _variant(lambda: GaussianBackend(dim=100)),
-    "gauss400": _variant(lambda: GaussianBackend(dim=400)),
-    "lr+gauss": _variant(FusedBackend),
-    **{f"gauss-s{s}": _variant(lambda s=s: GaussianBackend(shrinkage=s)) for s in (0.01, 0.3, 0.5, 0.8)},
-    **{f"lr-c{c}": _variant(lambda c=c: LogisticBackend(c=c)) for c in (0.001, 0.003, 0.03)},
-}
