@@ -32,6 +32,7 @@ from core.identify.models import (clip_windows, input_normalization, normalize_w
                                   scores_whole_clip)
 from core.identify.predict import (DEFAULT_CHECKPOINT, MIN_WINDOW_SPEECH_SECONDS, calibrate, identify,  # noqa: E402
                                    is_ok, load_identifier)
+from core.identify.session import BASELINE_CHECKPOINT  # noqa: E402
 from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 TARGET_MS = 10.0  # issue 10: a 10 s clip in under 10 ms after warm-up
@@ -162,7 +163,7 @@ def compare_answers(bundle, n_clips: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--checkpoint", type=Path, default=BASELINE_CHECKPOINT)  # the from-scratch GMM
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clips", type=int, default=24, help="real clips on which the two paths' answers are compared")
