@@ -31,7 +31,10 @@ from core.identify.gmm import clip_input
 from core.identify.models import build_model
 from core.data.datasets import AUDIO_SUFFIXES
 
-MIN_SPEECH_SECONDS = 30.0  # less than this gives a mean too noisy to be a language (see the model README)
+MIN_SPEECH_SECONDS = 30.0  # less than this gives a mean too noisy to be a language (see the GMM model's README)
+# A pretrained encoder's embedding is far less noisy per second: 15 s of speech (a minute of Common Voice clips
+# holds 25-40 s) already gives a usable mean (bench/identify_enrol.py).
+MIN_PRETRAINED_SPEECH_SECONDS = 15.0
 MIN_CLIP_SPEECH_SECONDS = 0.5  # a clip with less speech than this teaches nothing and is skipped
 LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")  # es, yue, zh-CN, pt_BR
 
@@ -114,7 +117,8 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
 
 
 def _embed_clips(clips: list[Clip], embed: Callable, sample_rate: int, language: str,
-                 on_progress: Callable[..., None] | None) -> tuple[list, list, list, float]:
+                 on_progress: Callable[..., None] | None,
+                 min_seconds: float = MIN_SPEECH_SECONDS) -> tuple[list, list, list, float]:
     """Each clip with speech -> ``embed(audio)``; unreadable or silent clips skipped with the reason."""
     embeddings, used, skipped, seconds = [], [], [], 0.0
     for done, clip in enumerate(clips, 1):
@@ -133,11 +137,11 @@ def _embed_clips(clips: list[Clip], embed: Callable, sample_rate: int, language:
             seconds += voiced
         if on_progress:
             on_progress(done, len(clips), used=len(used), skipped=len(skipped))
-    if seconds < MIN_SPEECH_SECONDS:
+    if seconds < min_seconds:
         raise DeepLanguageError(
             f"{len(used)} clip(s) hold {seconds:.0f} s of speech ({len(skipped)} skipped); at least "
-            f"{MIN_SPEECH_SECONDS:.0f} s is needed to learn {language!r}: add about "
-            f"{max(1, math.ceil(MIN_SPEECH_SECONDS - seconds))} s more (a minute or more is better).")
+            f"{min_seconds:.0f} s is needed to learn {language!r}: add about "
+            f"{max(1, math.ceil(min_seconds - seconds))} s more (a minute or more is better).")
     return embeddings, used, skipped, seconds
 
 
@@ -163,7 +167,8 @@ def _enroll_pretrained(state: dict, checkpoint, language: str, clips: list[Clip]
         row = torch.from_numpy(clip_row(audio, encoder))[None]
         return (((model.embed(row) - model.mean) / model.scale) @ model.components.T)[0].double()
 
-    embeddings, used, skipped, seconds = _embed_clips(clips, embed, 16_000, language, on_progress)
+    embeddings, used, skipped, seconds = _embed_clips(clips, embed, 16_000, language, on_progress,
+                                                      MIN_PRETRAINED_SPEECH_SECONDS)
     new_mean = torch.stack(embeddings).mean(0).float()
     sd = state["state_dict"]
     codes = {code: i for i, code in enumerate(encoder.languages)}
