@@ -12,10 +12,11 @@ LIVE = ("starting", "running")
 side = st.sidebar
 
 side.header("New run")
-kind = side.selectbox("Model", jobs.KINDS, key="train_kind", help="Language identifiers (cnn-baseline, resnet-asp, "
+kind = side.selectbox("Model", jobs.KINDS, key="train_kind", help="Language identifiers (whisper-head: pretrained Whisper + "
+                      "a head, the shipped kind; whisper: its language-ID alone; from scratch: cnn-baseline, resnet-asp, "
                       "gmm-supervector) or one run of the pretraining study (nextframe LSTM, autoencoder)")
 folder = dataset_picker("train_dataset")
-study_kind, gmm = kind in jobs.STUDY_KINDS, kind == "gmm-supervector"
+study_kind, gmm = kind in jobs.STUDY_KINDS, kind in ("gmm-supervector", "whisper", "whisper-head")  # one process
 choices = {}
 for name, label, default, allowed in recipes.form(kind, jobs.STUDY_KINDS):
     key, off = f"train_{name}", kind == "autoencoder" and name == "condition"  # the autoencoder has no pretraining

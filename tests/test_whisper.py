@@ -125,3 +125,21 @@ def test_cross_validation_reports_the_recipe_beside_whisper_alone(cv_sample):
     assert report["model"]["accuracy"] > 1 / 3 and 0 <= report["ece"] <= 1
     assert "Whisper alone" in format_report(report)
     assert asdict(config)["model"] == "whisper-head"
+
+
+@pytest.mark.parametrize("shipped", ["identify-default", "identify-gmm"])
+def test_the_train_page_recipe_is_the_shipped_models_recipe(shipped, cv_sample):
+    """One source per shipped recipe: what the Train page trains is what the checkpoint's config.json records."""
+    import json
+
+    from core.identify.models import model_config
+    from core.identify.recipes import train_config
+    from core.paths import CHECKPOINTS_DIR
+
+    stored = json.loads((CHECKPOINTS_DIR / shipped / "config.json").read_text())["train"]
+    ours = asdict(train_config(stored["model"], cv_sample, threads=stored["threads"]))
+    # Both kinds are fitted in one pass: their epoch count is never read.
+    for name in ("model", "min_seconds", "split_seed", "split_fractions", "languages"):
+        assert json.loads(json.dumps(ours[name])) == stored[name], name
+    assert {k: ours["features"][k] for k in stored["features"]} == stored["features"]
+    assert model_config(ours["model"], ours["model_config"]) == model_config(stored["model"], stored["model_config"])

@@ -2,8 +2,8 @@
 
 ``train_config(kind, data_dir, **choices)`` turns a user's few choices into a full, validated
 :class:`core.identify.clips.TrainConfig`; for the GMM-supervector identifier it starts from the
-shipped model's recipe (checkpoints/identify-gmm/README.md), so the Train page and the README's
-command train the same thing.
+from-scratch baseline's recipe (checkpoints/identify-gmm/README.md), and a whisper-head is the shipped default's
+(checkpoints/identify-default/README.md), so the Train page and the READMEs' commands train the same thing.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 from core.identify.clips import TrainConfig
+from core.identify.pretrained import KINDS as PRETRAINED_KINDS
 from core.identify.supervector import KINDS as GMM_KINDS
+from core.identify.whisper import BASE
 
 # The shipped identifier's model config (checkpoints/identify-gmm/README.md picks these by
 # speaker-grouped cross-validation); n_components and background_languages are the user's to change.
-SHIPPED_GMM = {"n_components": 256, "relevance": 4, "fit_on": "clips"}
+SHIPPED_GMM = {"n_components": 256, "relevance": 4, "fit_on": "clips", "augment": ["speed0.9", "speed1.1", "noise"]}
 GMM_COMPONENTS = (64, 128, 256, 512)  # sizes worth offering: 256 shipped, 512 within noise of it
 
 
@@ -28,6 +30,8 @@ FORM = {
     "study": [("target", "Target language", "es", None),
               ("condition", "Low-pass pretraining language ('none' = no pretraining)", "none", None),
               ("hidden_size", "LSTM hidden size", 128, (8, 1024)), ("max_epochs", "Maximum epochs", 30, (1, 500))],
+    "pretrained": [LANGUAGES, ("encoder", "Whisper encoder: base (bundled), small or large-v3 (need internet), "
+                                          "or a CTranslate2 folder", BASE, None)],
     "gmm": [LANGUAGES, ("n_components", "GMM components", SHIPPED_GMM["n_components"], list(GMM_COMPONENTS)),
             ("background_languages", "Background languages (extra classes, never answered)", "", None)],
     "neural": [LANGUAGES, ("epochs", "Epochs", 20, (1, 500)), ("batch_size", "Batch size", 32, (2, 512)),
@@ -39,7 +43,8 @@ FORM = {
 
 def form(kind: str, study_kinds: Sequence[str] = ()) -> list[tuple]:
     """The Train page's questions for a run of ``kind`` (one of ``study_kinds`` is a study run)."""
-    return FORM["study" if kind in study_kinds else "gmm" if kind in GMM_KINDS else "neural"]
+    return FORM["study" if kind in study_kinds else "gmm" if kind in GMM_KINDS
+                else "pretrained" if kind in PRETRAINED_KINDS else "neural"]
 
 
 def split_list(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -50,7 +55,7 @@ def split_list(text: str | Sequence[str]) -> tuple[str, ...]:
 
 def train_config(kind: str, data_dir: str | Path, *, languages: str | Sequence[str] = (),
                  n_components: int = SHIPPED_GMM["n_components"], background_languages: str | Sequence[str] = (),
-                 **settings) -> TrainConfig:
+                 encoder: str = BASE, **settings) -> TrainConfig:
     """The TrainConfig of a run of model ``kind`` on ``data_dir``.
 
     ``settings``: TrainConfig fields (epochs, batch_size, lr, seed, threads, ...). A GMM-supervector
@@ -59,6 +64,8 @@ def train_config(kind: str, data_dir: str | Path, *, languages: str | Sequence[s
     """
     values = {"data_dir": str(Path(data_dir).resolve()), "model": kind, "languages": split_list(languages),
               **settings}
+    if kind in PRETRAINED_KINDS:  # fitted in one pass on cached Whisper rows
+        values.update(epochs=1, model_config={} if encoder in ("", BASE) else {"encoder": encoder})
     if kind in GMM_KINDS:
         values.update(epochs=1, model_config={**SHIPPED_GMM, "n_components": int(n_components),
                                               "background_languages": list(split_list(background_languages))})
