@@ -11,6 +11,7 @@ import streamlit as st
 from core import plots
 from core.audio import to_wav_bytes
 from core.identify.predict import load_identifier
+from core.identify import session
 from core.identify.session import pick_clip, unheard_clips
 from core.paths import portable
 
@@ -54,16 +55,12 @@ def show_answer(result: dict, clip, bundle, languages: list[str], name: str, tru
     if result["status"] == "no_speech":
         st.warning("No speech: this clip holds no speech the model could judge.")
     elif result["status"] == "uncertain":
-        st.warning(f"Uncertain: no language stands out (top probability below {rule['min_probability']:.0%}, or "
-                   f"within {rule['min_margin']:.0%} of the runner-up). Most likely {result['best_guess']}, but "
-                   "don't rely on it.")
+        st.warning(f"Uncertain: no language stands out ({session.uncertain_reason(result['probabilities'], rule)}). "
+                   f"Most likely {result['best_guess']}, but don't rely on it.")
     else:
         st.success(f"Language: **{result['language']}** ({result['probabilities'][result['language']]:.0%})")
-    said = result["language"] or result["best_guess"]
-    if truth and said:
-        st.caption(f"Right: the clip is {truth}." if said == truth else
-                   f"Wrong: the clip is {truth}" + ("" if truth in languages else ", which is not among the chosen "
-                                                    "languages") + f"; the model's answer was {said}.")
+    if truth and result["best_guess"]:
+        st.caption(session.verdict(result, truth, languages))
     if result["probabilities"]:
         st.plotly_chart(plots.probability_figure(result["probabilities"]), key="identify_probs")
     if len(result["windows"]) > 1:  # one window's point would only repeat the bars above

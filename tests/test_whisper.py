@@ -143,3 +143,18 @@ def test_the_train_page_recipe_is_the_shipped_models_recipe(shipped, cv_sample):
         assert json.loads(json.dumps(ours[name])) == stored[name], name
     assert {k: ours["features"][k] for k in stored["features"]} == stored["features"]
     assert model_config(ours["model"], ours["model_config"]) == model_config(stored["model"], stored["model_config"])
+
+
+def test_an_uncertain_answer_names_only_the_rule_it_failed_and_is_never_called_wrong():
+    from core.identify.session import uncertain_reason, verdict
+
+    rule = {"min_probability": 0.6, "min_margin": 0.0}
+    reason = uncertain_reason({"es": 0.5, "ca": 0.45, "it": 0.05}, rule)
+    assert reason == "its top probability, 50%, is below 60%" and "runner-up" not in reason
+    both = uncertain_reason({"es": 0.5, "ca": 0.45}, {"min_probability": 0.6, "min_margin": 0.1})
+    assert "below 60%" in both and "leads the runner-up by 5%, less than 10%" in both
+    uncertain = {"status": "uncertain", "best_guess": "es", "language": None}
+    assert verdict(uncertain, "ca", ["ca", "es"]) == ("The clip is ca: the model was uncertain, and its best guess, "
+                                                      "es, was wrong.")
+    assert verdict({**uncertain, "status": "ok", "language": "es"}, "ca", ["es"]) == (
+        "Wrong: the clip is ca, which is not among the chosen languages; the model said es.")

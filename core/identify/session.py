@@ -150,3 +150,25 @@ def describe(bundle) -> str:
         accuracy = f" · {metrics['test_accuracy']:.1%} on its test speakers" + (
             f" (95 % CI {ci[0]:.0%}-{ci[1]:.0%})" if ci else "")
     return f"{kind}, {origin} · {len(bundle.labels)} languages: {', '.join(bundle.labels)}{accuracy}"
+
+
+def uncertain_reason(probabilities: dict[str, float], rule: dict) -> str:
+    """Which part of the "ok" rule an uncertain answer failed, with its numbers; only the parts that apply."""
+    ranked = sorted(probabilities.values(), reverse=True)
+    top, lead = ranked[0], ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0)
+    reasons = []
+    if top < rule["min_probability"]:
+        reasons.append(f"its top probability, {top:.0%}, is below {rule['min_probability']:.0%}")
+    if rule["min_margin"] > 0 and lead < rule["min_margin"]:
+        reasons.append(f"it leads the runner-up by {lead:.0%}, less than {rule['min_margin']:.0%}")
+    return " and ".join(reasons) or "it does not pass the model's rule"
+
+
+def verdict(result: dict, truth: str, languages: list[str]) -> str:
+    """Whether an answer to a clip of known language ``truth`` is right; an uncertain one is called uncertain."""
+    guess = result["best_guess"]
+    outside = "" if truth in languages else ", which is not among the chosen languages"
+    if result["status"] != "ok":
+        return (f"The clip is {truth}{outside}: the model was uncertain, and its best guess, {guess}, "
+                + ("was right." if guess == truth else "was wrong."))
+    return f"Right: the clip is {truth}." if guess == truth else f"Wrong: the clip is {truth}{outside}; the model said {guess}."
