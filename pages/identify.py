@@ -6,7 +6,6 @@ Two more tabs: how far to trust the chosen model (reliability, "ok", learning cu
 import streamlit as st
 
 from core import DeepLanguageError
-from core.audio import load_audio
 from core.audio.decode import MAX_SECONDS
 from core.identify.predict import identify
 from core.identify import session
@@ -74,8 +73,7 @@ with clip_tab:  # last: its guards stop the script
     else:
         name = getattr(source, "name", None) or "recording.wav"
     try:
-        clip = load_audio(source, bundle.features.sample_rate, name=name)
-        result = identify(clip, bundle, languages, name=name)
+        result, clip = identify(source, bundle, languages, name=name, return_audio=True)
     except DeepLanguageError as error:
         st.error(str(error))
         st.stop()

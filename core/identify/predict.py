@@ -166,11 +166,12 @@ def check_languages(languages: list[str] | None, labels: list[str]) -> None:
 
 
 def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = None, *,
-             name: str | None = None) -> dict:
+             name: str | None = None, return_audio: bool = False) -> dict | tuple[dict, np.ndarray]:
     """Identify the language of one clip (a path, bytes, a file object or 16 kHz samples).
 
     ``languages`` restricts the answer (probabilities renormalised over them). A file that
     can't be decoded raises :class:`DeepLanguageError`; silence gives ``status="no_speech"``.
+    ``return_audio``: also return the decoded 16 kHz samples (the page plays and draws them: one decode).
     """
     check_languages(languages, bundle.labels)
     allowed = [i for i, label in enumerate(bundle.labels) if languages is None or label in languages]
@@ -180,12 +181,10 @@ def identify(audio_or_path, bundle: Identifier, languages: list[str] | None = No
     result = {"path": path, "status": "no_speech", "language": None, "probabilities": {}, "best_guess": None,
               "seconds": round(seconds, 3), "windows": []}
     voiced = speech_mask(audio)
-    if voiced.sum() * VAD_HOP / bundle.features.sample_rate < MIN_SPEECH_SECONDS:
-        return result
-
-    starts, probs, clip_probs, n_frames = score_clip(bundle, audio)
-    result.update(_answer(bundle, starts, probs, clip_probs, n_frames, voiced, allowed))
-    return result
+    if voiced.sum() * VAD_HOP / bundle.features.sample_rate >= MIN_SPEECH_SECONDS:
+        starts, probs, clip_probs, n_frames = score_clip(bundle, audio)
+        result.update(_answer(bundle, starts, probs, clip_probs, n_frames, voiced, allowed))
+    return (result, audio) if return_audio else result
 
 
 def score_clip(bundle: Identifier, audio: np.ndarray) -> tuple[list[int], torch.Tensor, torch.Tensor | None, int]:
