@@ -16,6 +16,7 @@ from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
 from core.identify.predict import DEFAULT_CHECKPOINT, identify, identify_files, load_identifier, parse_languages
 from core.identify.models import build_model
+from core.identify.session import BASELINE_CHECKPOINT as GMM_CHECKPOINT  # the from-scratch GMM
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["de", "en", "es", "fr"]
@@ -237,7 +238,7 @@ def test_one_pass_scoring_keeps_the_clip_answer_and_tracks_the_window_answers():
     from core.audio.features import log_mel
     from core.identify.models import clip_windows, predict_batches, predict_clip, predict_whole_clip
 
-    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    bundle = load_identifier(GMM_CHECKPOINT)
     fps = bundle.features.frames_per_second
     same, n_windows = 0, 0
     for path in _real_clips():
@@ -258,7 +259,7 @@ def test_identify_answers_with_the_whole_clip_probabilities():
     from core.identify.models import predict_whole_clip
     from core.identify.predict import calibrate
 
-    bundle = load_identifier(DEFAULT_CHECKPOINT)
+    bundle = load_identifier(GMM_CHECKPOINT)
     path = _real_clips()[0]
     expected = calibrate(predict_whole_clip(bundle.model, torch.from_numpy(log_mel(load_audio(path), bundle.features))),
                          bundle.temperature)
