@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-languages", type=_list, default=(),
                         help="comma-separated languages whose latents are probed (default: the study's own:\n"
                              "targets and pretraining languages)")
+    parser.add_argument("--normalization", choices=("corpus", "utterance"), default=d.normalization,
+                        help="corpus: one per-band mean and SD from the full-band training clips, so a filter's\n"
+                             "attenuation survives; utterance: each clip's own, which erases it (default %(default)s)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")
     parser.add_argument("--no-keep-models", action="store_true",
                         help="delete each run's weights once its latents are written (a small study)")
@@ -84,7 +87,8 @@ def study_config(args: argparse.Namespace):
         threshold=args.threshold, threshold_step=args.threshold_step, threshold_ratio=args.threshold_ratio,
         cutoff_hz=args.cutoff, hidden_size=args.hidden_size, autoencoder=not args.no_autoencoder,
         latent_languages=tuple(args.latent_languages), keep_models=not args.no_keep_models,
-        group_size=args.group_size, group_backend=args.backend)
+        group_size=args.group_size, group_backend=args.backend,
+        normalization=args.normalization)
 
 
 def usage_problem(config, data_dir: Path) -> str | None:

@@ -3,7 +3,7 @@
 A study is a transfer matrix: every pretraining *condition* x every *target* language x every
 seed (and every dose: ``pretrain_epochs``). Conditions (``layout.parse_condition``): ``none``;
 ``es`` (that language below 500 Hz, 8th-order Butterworth); ``es:full`` (full band: is it the
-low-pass that matters?); ``es:utero`` (the in-utero attenuation, core.audio.filters.utero_gain);
+low-pass that matters?); ``es:utero`` (the published in-utero filter, core.audio.filters.utero_gain);
 ``noise`` (noise with speech's long-term spectrum, low-passed: is it speech at all?).
 
 For every (condition, seed) one next-frame LSTM (``nextframe``) is pretrained once and saved
@@ -21,6 +21,7 @@ A study on disk::
     <study>/manifest.tsv          every usable clip with its speaker-disjoint split
     <study>/latent_manifest.tsv   the balanced held-out (test-split) sample whose latents are probed
     <study>/ltas.npy              speech's long-term average spectrum (the noise condition)
+    <study>/corpus_norm.npz       per-band mean and SD of the full-band training clips (normalization)
     <study>/status.json, lock     the study process (core.runs helpers)
     <study>/progress.json         phase, done / total, for the Convergence page
     <study>/pretrain/<condition>__s<seed>__e<epochs>.pt   shared pretrainings
@@ -36,6 +37,7 @@ Modules:
     layout       StudyConfig, conditions, run names, the study folder
     plan         checks, features, splits, the runs to train
     noise        the noise condition's features
+    normalization  corpus (default: keeps a filter's attenuation) or per-utterance normalisation
     grouped      several LSTMs trained in lockstep (one batched model, or one after another)
     trainer      shared pretrainings, target groups, the autoencoders
     run          every job of a study in parallel, then latents and probes

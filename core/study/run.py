@@ -217,7 +217,8 @@ def study_arguments(config: StudyConfig) -> list[str]:
             *(["--threshold", str(config.threshold)] if config.threshold is not None else []),
             "--threshold-step", str(config.threshold_step), "--threshold-ratio", str(config.threshold_ratio),
             "--budget", str(config.budget_steps), "--cutoff", str(config.cutoff_hz),
-            "--hidden-size", str(config.hidden_size), *([] if config.autoencoder else ["--no-autoencoder"]),
+            "--hidden-size", str(config.hidden_size), "--normalization", config.normalization,
+            *([] if config.autoencoder else ["--no-autoencoder"]),
             *(["--latent-languages", ",".join(config.latent_languages)] if config.latent_languages else []),
             *([] if config.keep_models else ["--no-keep-models"])]
 
