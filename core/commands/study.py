@@ -71,7 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
     parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value, at most (default 20; stops\n"
                              "early once 5 shuffles beat the real score: a sequential test)")
-    parser.add_argument("--workers", type=number(int, low=1), default=None, help="groups trained at once (default: all cores)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None,
+                        help="local Dask worker processes, one group of runs each (default: one per core;\n"
+                             "1: no Dask, in this process)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                        help="send the runs to this Dask scheduler's workers instead (README: Run a study on a cluster)")
     parser.add_argument("--out", type=Path, default=None,
                         help="study folder (default: checkpoints/studies/<dataset>-<targets>-<settings hash>)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -127,10 +131,14 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.scheduler:  # an unreachable scheduler is told in seconds, not after the dataset is prepared
+        from core.study.cluster import connect
+
+        connect(args.scheduler).close()
     study_dir = plan_study(config, args.data, args.out, workers=args.workers)
     with tqdm_progress("study", unit="run") as on_progress:
-        run_study(config, args.data, study_dir, workers=args.workers, n_permutations=args.permutations,
-                  on_progress=on_progress)
+        run_study(config, args.data, study_dir, workers=args.workers, scheduler=args.scheduler,
+                  n_permutations=args.permutations, on_progress=on_progress)
     report = study_report(study_dir)
     print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
           if args.json else report["text"])
