@@ -13,7 +13,7 @@ its full-band target for a fixed budget of steps, its validation loss measured e
 area under the curve, loss at fixed budgets). The model is frozen and ``latents`` extracts its
 state on held-out speakers of every language for ``probes``. A conv autoencoder per seed is
 trained beside them, as a reference code. Runs of a target train together in groups
-(``grouped``), each member exactly as it would alone.
+(``grouped``), each member exactly as it would alone; the jobs are Dask tasks (``cluster``).
 
 A study on disk::
 
@@ -41,6 +41,7 @@ Modules:
     grouped      several LSTMs trained in lockstep (one batched model, or one after another)
     trainer      shared pretrainings, target groups, the autoencoders
     run          every job of a study in parallel, then latents and probes
+    cluster      where jobs run: a Dask scheduler's workers, a local Dask cluster, or this process
     results      status, convergence measures, curves, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers
@@ -54,6 +55,7 @@ Modules:
                  its runs' latents in 2-D and their CSV export
 
 May import: core.audio, core.data, core.identify (the identifier's embedding as a latent kind)
-and core's shared modules; report_html also core.plots (the report's figures). Never core.jobs or
+and core's shared modules, and Dask's ``distributed`` (cluster, run); report_html also
+core.plots (the report's figures). Never core.jobs or
 core.commands.
 """
