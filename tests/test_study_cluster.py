@@ -148,3 +148,14 @@ def test_workers_without_the_project_are_told_what_a_worker_needs(in_process, cl
     with pytest.raises(DeepLanguageError, match="lacks this project's code.*PYTHONPATH"):
         run_study(SMALL, corpus, tmp_path / "dask", cache_dir=cache, scheduler=address, probe=False)
     shutil.rmtree(tmp_path / "dask")
+
+
+def test_the_cli_names_an_unreachable_scheduler_before_planning(in_process, tmp_path, capsys):
+    from core.__main__ import main
+
+    _, corpus, _ = in_process
+    address = f"tcp://127.0.0.1:{free_port()}"
+    code = main(["study", "--data", str(corpus), "--target", "aa", "--pretrain", "none", "--out", str(tmp_path / "s"),
+                 "--scheduler", address])
+    assert code != 0 and f"could not reach the Dask scheduler at {address}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # refused before any work
