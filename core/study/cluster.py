@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -36,8 +37,11 @@ def session(scheduler: str | None, workers: int | None) -> Iterator:
     from distributed import Client, LocalCluster
 
     if not scheduler:
-        with LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=None,
-                          memory_limit=0, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with warnings.catch_warnings():  # its HTTP port (health checks) moves aside when another cluster has it
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   memory_limit=0, silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
             yield client
         return
     client = connect(scheduler)
