@@ -72,7 +72,7 @@ def timed_new(config, data: Path, folder: Path, workers: int) -> tuple[float, in
 
     study = plan_study(config, data, folder / "new")
     started = time.perf_counter()
-    _train_all(study, workers, None)
+    _train_all(study, workers, None, None)
     return time.perf_counter() - started, len(study_runs(study))
 
 

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import DeepLanguageError, plots
+from core.audio import features
 from core.data import datasets
 from core.paths import portable
 from pages import show_text
@@ -42,3 +43,5 @@ except DeepLanguageError as error:
     st.stop()
 show_text(clips.at[row, "sentence"])
 show_clip(clip, key="data_clip_view")
+st.plotly_chart(plots.prenatal_spectra_figure(features.filtered_spectra(clip), features.LOWPASS_HZ),
+                key="data_spectra")

@@ -54,11 +54,13 @@ def new_study_form() -> Path | None:
                                        "<lang>:full: the same language, full band")
         doses = st.multiselect("Dose: pretraining epochs", [1, 2, 4, 8], default=[4], key="conv_doses")
         seeds = st.number_input("Seeds", 1, 20, 5, key="conv_seeds")
+        scheduler = st.text_input("Dask scheduler (optional)", key="conv_scheduler", placeholder="tcp://host:8786",
+                                  help="Send the runs to a Dask cluster; empty: a local one, one worker per core")
         start = st.form_submit_button("Start the study")
     if start:
         try:
             config = browse.new_study_config(targets, spoken, controls, heard, doses, int(seeds))
-            st.session_state["conv_launched"] = str(launch_study(config, data_dir)[0])
+            st.session_state["conv_launched"] = str(launch_study(config, data_dir, scheduler=scheduler.strip() or None)[0])
         except DeepLanguageError as error:
             st.error(str(error))
     if "conv_launched" not in st.session_state:

@@ -17,6 +17,8 @@ def test_data_page_opens_on_the_real_sample_and_shows_the_chosen_language(cv_sam
     assert DEMO in at.selectbox(key="data_choice").options
     assert at.text[0].value.startswith("data/cv-sample · ") and "12 languages" in at.text[0].value
     assert len(at.get("plotly_chart")) >= 3 + 3  # stats plots, then waveform and two spectrograms
+    spectra = [c for c in at.get("plotly_chart") if "fetus" in c.proto.spec]
+    assert len(spectra) == 1 and all(name in spectra[0].proto.spec for name in ("full band", "Butterworth", "in utero"))
     for language in ("ja", "es"):
         at.selectbox(key="data_language").set_value(language).run()
         assert not at.exception

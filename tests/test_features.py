@@ -98,3 +98,17 @@ def test_real_clip_features_match_a_plain_reference(cv_sample, locale):
     # 1e-3 log10 units is 0.01 dB; the floor of near-silent bins (power ~1e-20) is where float32 differs most.
     np.testing.assert_allclose(full, reference(filters @ power), atol=1e-3)
     np.testing.assert_allclose(low, reference((filters * gain) @ power), atol=1e-3)
+
+
+def test_filtered_spectra_put_each_filter_s_attenuation_under_the_full_band():
+    from core.audio.features import filtered_spectra
+
+    rng = np.random.default_rng(0)
+    spectra = filtered_spectra(rng.standard_normal(16000).astype(np.float32))
+    freqs = spectra["freqs_hz"]
+    at = {f: int(np.argmin(np.abs(freqs - f))) for f in (250.0, 500.0, 2000.0)}
+    assert spectra["full band"].max() == 0  # relative to the full band's peak
+    utero_drop = spectra["full band"][at[2000.0]] - spectra["in utero"][at[2000.0]]
+    assert 55 < utero_drop < 59  # the published filter: 57 dB at 2 kHz
+    assert spectra["full band"][at[2000.0]] - spectra["butterworth"][at[2000.0]] > 100  # 8th order, both ways
+    assert abs(spectra["full band"][at[250.0]] - spectra["butterworth"][at[250.0]]) < 0.1  # passband

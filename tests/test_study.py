@@ -148,9 +148,9 @@ def test_each_condition_hears_its_own_filter(tiny_study):
     lowpass, full = np.concatenate(data.condition_clips("bb")), np.concatenate(data.condition_clips("bb:full"))
     noise = np.concatenate(data.condition_clips("noise"))
     utero = np.concatenate(data.condition_clips("aa:utero"))
-    # At the floor, a band is constant over time: zero after per-utterance normalisation.
-    assert np.abs(lowpass[:, high]).max() < 1e-3 and np.abs(noise[:, high]).max() < 1e-3
-    assert full[:, high].std() > 0.5 and utero[:, high].std() > 0.5  # in utero, high bands are damped, not gone
+    # Corpus normalisation keeps the attenuation: filtered high bands sit far below the full band's.
+    assert lowpass[:, high].mean() < full[:, high].mean() - 1 and utero[:, high].mean() < full[:, high].mean() - 1
+    assert abs(full.mean()) < 0.5  # the statistics come from full-band training clips
     assert not np.allclose(utero, np.concatenate(data.clips("aa", "train", "full")))
     assert noise[:, ~high].std() > 0.5  # the noise is not silence
 
@@ -178,6 +178,8 @@ def test_other_settings_are_refused_naming_the_setting(tiny_study):
     study, corpus, cache = tiny_study
     with pytest.raises(DeepLanguageError, match="hidden_size is 16 there but 8 now"):
         plan_study(StudyConfig(targets=("aa",), hidden_size=8), corpus, study, cache_dir=cache)
+    with pytest.raises(DeepLanguageError, match="normalization is corpus there but utterance now"):
+        plan_study(replace(TINY, normalization="utterance"), corpus, study, cache_dir=cache)
     with pytest.raises(DeepLanguageError, match="zz.*it has aa, bb, cc"):
         plan_study(StudyConfig(targets=("zz",), pretrain=("none",)), corpus, study.parent / "other", cache_dir=cache)
     with pytest.raises(DeepLanguageError, match="unknown pretraining condition 'aa:loud'"):
@@ -207,13 +209,28 @@ def test_the_cli_refuses_unknown_languages_with_exit_2_and_the_known_list(tiny_s
     assert "'aa:loud'" in capsys.readouterr().err
 
 
-def test_the_in_utero_filter_follows_the_cited_figures():
+def test_the_in_utero_filter_is_the_published_one_and_has_its_own_cache():
     from core.audio.features import FeatureConfig
-    from core.audio.filters import utero_gain
+    from core.audio.filters import utero, utero_gain
 
-    decibels = 10 * np.log10(utero_gain(np.array([100.0, 250.0, 500.0, 1000.0, 4000.0, 8000.0])))
-    # Flat to 250 Hz, then 6 dB per octave (Gerhardt et al. 1990), floored at -30 dB.
-    np.testing.assert_allclose(decibels, [0, 0, -6, -12, -24, -30], atol=1e-4)
+    # Cruz Blandon et al. 2025 target about 10 / 35 / 44 dB at 100 / 500 / 2000 Hz; their second-order
+    # coefficients give 5.6 / 32.1 / 57.0 dB at 16 kHz (12 dB per octave cannot meet all three).
+    decibels = -10 * np.log10(utero_gain(np.array([100.0, 500.0, 2000.0])))
+    np.testing.assert_allclose(decibels, [5.6, 32.1, 57.0], atol=0.1)
+    assert abs(decibels[1] - 35) < 3 and decibels[2] >= 44 and 3 < decibels[0] < 10
+    # The waveform filter does what the gain the features use says, on sines measured after the transient.
+    t = np.arange(SR) / SR
+    for f, db in zip((100.0, 500.0, 2000.0), decibels):
+        out = utero(np.sin(2 * np.pi * f * t))[SR // 2:]
+        measured = -20 * np.log10(out.std() / np.sqrt(0.5))
+        assert abs(measured - db) < 0.5, (f, measured, db)
+    # Maternal masking noise at 10 dB SNR: the filtered noise alone sits about 10 dB under the filtered speech.
+    noise_only = utero(np.zeros(SR), masking=True, seed=1)
+    assert noise_only.std() == 0  # no signal, no noise: the SNR is relative to the clip
+    white = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    masked, clean = utero(white, masking=True), utero(white)
+    snr = 10 * np.log10(np.mean(clean ** 2) / np.mean((masked - clean) ** 2))
+    assert 9 < snr < 11
     # A new cache for the new filter; the Butterworth's cache keeps the key it had before the field.
     assert FeatureConfig(lowpass_filter="utero").key() != FeatureConfig().key()
     import hashlib

@@ -145,6 +145,9 @@ def test_after_its_last_run_the_phase_is_shown_not_n_of_n_runs(studies_dir, tmp_
         assert [p.proto.text for p in at.get("progress")] == ["Computing the latents of the frozen models: 1 of 6"]
         runs.write_json(study / "progress.json", {"phase": "training", "done": 3, "total": 4, "steps": 50})
         assert browse.progress_line(study)["text"] == "Training: 3 of 4 runs finished · 50 steps"
+        runs.write_json(study / "progress.json", {"phase": "training", "done": 3, "total": 4, "steps": 50,
+                                                  "workers": {"a:1": 2, "b:2": 1}})
+        assert browse.progress_line(study)["text"].endswith("· 2 workers: 2, 1")
     assert browse.progress_line(study)["state"] == "failed"  # nobody holds the lock: the process died
 
 

@@ -35,6 +35,7 @@ LOG_FLOOR = 1e-10  # power floor before the log
 POWER_FLOOR = 1e-20
 LOG10_E = np.float32(1 / np.log(10))  # log10(x) = ln(x) * LOG10_E
 FEATURES_VERSION = 1  # bump when the computation changes, so caches are rebuilt
+UTERO_VERSION = 2  # 2: the published second-order filter (was a 6 dB/octave slope)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class FeatureConfig:
     fmax: float | None = setting(None, above=0)  # highest mel band edge, Hz; None = half the sample rate
     lowpass_hz: float = setting(LOWPASS_HZ, above=0, high=8000)  # cutoff of the low-pass variant, Hz
     # The filter of the second ("low-pass") variant: "butterworth" (lowpass_hz) or "utero" (the
-    # in-utero attenuation, core.audio.filters.utero_gain). Each has its own cache folder.
+    # published in-utero filter, core.audio.filters.utero_gain). Each has its own cache folder.
     lowpass_filter: str = setting("butterworth", choices=("butterworth", "utero"))
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class FeatureConfig:
         fields = asdict(self)
         if fields["lowpass_filter"] == "butterworth":
             del fields["lowpass_filter"]  # so caches made before the field existed keep their key
+        else:
+            fields["utero_version"] = UTERO_VERSION  # the in-utero filter changed alone: only its caches go
         text = json.dumps({**fields, "version": FEATURES_VERSION}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -246,3 +249,16 @@ def normalize_utterance(features: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     mean = features.mean(axis=-1, keepdims=True)
     std = features.std(axis=-1, keepdims=True)
     return ((features - mean) / np.maximum(std, eps)).astype(np.float32)
+
+
+def filtered_spectra(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> dict[str, np.ndarray]:
+    """A clip's long-term average power spectrum in dB, as heard full band, through the Butterworth
+    (``config.lowpass_hz``) and through the in-utero filter: ``{"freqs_hz", "full band",
+    "butterworth", "in utero"}``, each ``(n_fft // 2 + 1,)``; dB relative to the full band's peak."""
+    power = _power_frames(audio, config).mean(axis=0)
+    freqs = np.fft.rfftfreq(config.n_fft, 1 / config.sample_rate)
+    spectra = {"full band": power,
+               "butterworth": power * prenatal_gain(freqs, "butterworth", config.lowpass_hz, config.sample_rate),
+               "in utero": power * prenatal_gain(freqs, "utero")}
+    peak = power.max()
+    return {"freqs_hz": freqs, **{name: 10 * np.log10(np.maximum(s / peak, 1e-12)) for name, s in spectra.items()}}

@@ -50,38 +50,50 @@ def lowpass_gain(freqs_hz: np.ndarray, cutoff_hz: float = LOWPASS_HZ, sample_rat
 
 
 
-# In-utero attenuation of airborne speech, as a gain in dB against frequency. The figures it
-# rests on (hydrophone in the amniotic fluid, sound played outside the mother):
-#   * Gerhardt, Abrams & Oliver (1990), Am J Obstet Gynecol 162:282-287 (pregnant ewes): below
-#     250 Hz the sound pressure is 2-5 dB *higher* inside than outside; above 250 Hz attenuation
-#     grows by 6 dB per octave; at 4 kHz it averages 20 dB.
-#   * Richards, Frentzen, Gerhardt, McCann & Abrams (1992), Obstet Gynecol 80:186-190 (eight
-#     women in labour): +3.7 dB at 125 Hz, attenuation growing with frequency to 10.0 dB at 4 kHz;
-#     external male and female voices attenuated by 2.1 and 3.2 dB overall.
-#   * Gerhardt et al. (1998), Music Perception 15:307 (ewes): flat below 300 Hz, then 5 dB per
-#     octave between 315 and 2500 Hz.
-# The model below is the sheep slope: 0 dB up to 250 Hz, then -6 dB per octave (-24 dB at 4 kHz,
-# against 20 dB measured), floored at -30 dB (reached at 8 kHz). It is an APPROXIMATION: it ignores
-# the 2-5 dB low-frequency gain (per-utterance normalisation would remove a flat gain anyway),
-# and humans measured in labour show about half the attenuation at 4 kHz (10 dB, not 20-24 dB).
-# Cruz Blandón, Gonzalez-Gomez, Lavechin & Räsänen (2025, Cognition 256:106044) model
-# prenatal input the same way, as an attenuation filter plus an amount of exposure; their exact
-# filter coefficients are not reproduced here. The amount of exposure is the study's dose
-# (``--pretrain-epochs``).
-UTERO_KNEE_HZ = 250.0  # below it, airborne sound reaches the fetus unattenuated (Gerhardt 1990)
-UTERO_DB_PER_OCTAVE = 6.0  # attenuation slope above the knee (Gerhardt 1990)
-UTERO_MAX_DB = 30.0  # floor of the model: 6 dB/octave from 250 Hz gives 24 dB at 4 kHz, 30 dB at 8 kHz
+# The in-utero filter as published by Cruz Blandon, Gonzalez-Gomez, Lavechin & Rasanen (2025),
+# "Computational models of prenatal language exposure", Cognition 256:106044; code
+# SPEECHCOG/ple_exploration_study, filtering/filter_files.m. A second-order low-pass after
+# Gerhardt & Abrams (1996, J Perinatol 16:S8-S11: the fetal sound environment), designed to
+# attenuate airborne speech by about 10 dB at 100 Hz, 35 dB at 500 Hz and 44 dB at 2 kHz, run on
+# 16 kHz audio, with optional maternal masking noise: white Gaussian noise added at 10 dB SNR
+# before filtering. These are the published coefficients, unchanged. What they do at 16 kHz
+# (the project's rate and the paper's): 5.6 dB at 100 Hz, 32 dB at 500 Hz, 57 dB at 2 kHz. A
+# second-order filter falls 12 dB per octave, so it cannot meet both 35 dB at 500 Hz and only
+# 44 dB at 2 kHz: above 1 kHz it attenuates more than the target. The paper found no consistent
+# benefit of this prenatal exposure on later learning.
+UTERO_B = (0.2373e-3, 0.4746e-3, 0.2373e-3)  # numerator, filter_files.m
+UTERO_A = (1.0, -1.9560, 0.9569)  # denominator, filter_files.m
+UTERO_SAMPLE_RATE = 16000  # Hz: the rate the coefficients were designed for
+UTERO_MASKING_SNR_DB = 10.0  # maternal masking noise, dB below the speech
 
 
 def utero_gain(freqs_hz: np.ndarray) -> np.ndarray:
-    """Power gain of airborne speech reaching the fetus at each frequency (Hz), float32 in (0, 1].
+    """Power gain |H(f)|^2 of the published in-utero filter at each frequency (Hz), float32.
 
-    0 dB up to :data:`UTERO_KNEE_HZ`, then ``-UTERO_DB_PER_OCTAVE`` per octave, never below
-    ``-UTERO_MAX_DB`` (figures and sources in the comment above this function).
+    The biquad is defined at :data:`UTERO_SAMPLE_RATE`; above its Nyquist frequency (only
+    reached at higher rates) the gain stays at its value there, below -200 dB.
     """
-    octaves = np.log2(np.maximum(np.asarray(freqs_hz, dtype=np.float64), UTERO_KNEE_HZ) / UTERO_KNEE_HZ)
-    attenuation_db = np.minimum(UTERO_DB_PER_OCTAVE * octaves, UTERO_MAX_DB)
-    return (10.0 ** (-attenuation_db / 10.0)).astype(np.float32)
+    f = np.minimum(np.asarray(freqs_hz, dtype=np.float64), UTERO_SAMPLE_RATE / 2)
+    z = np.exp(-2j * np.pi * f / UTERO_SAMPLE_RATE)  # z^-1 on the unit circle
+    response = np.polyval(UTERO_B[::-1], z) / np.polyval(UTERO_A[::-1], z)
+    return (np.abs(response) ** 2).astype(np.float32)
+
+
+def utero(audio: np.ndarray, masking: bool = False, seed: int = 0) -> np.ndarray:
+    """A 16 kHz clip as the published model has a fetus hear it: same shape, float32.
+
+    ``masking`` adds white Gaussian noise :data:`UTERO_MASKING_SNR_DB` below the clip's power
+    first (maternal sounds), seeded by ``seed``. Causal filtering, as MATLAB's ``filter``; the
+    paper then scales each file to peak 1, which a log-mel clamped below its maximum ignores.
+    """
+    from scipy import signal
+
+    audio = np.asarray(audio, dtype=np.float64)
+    if masking:
+        noise = np.random.default_rng(seed).standard_normal(audio.shape)
+        scale = np.sqrt(np.mean(audio ** 2) / np.mean(noise ** 2)) * 10 ** (-UTERO_MASKING_SNR_DB / 20)
+        audio = audio + noise * scale
+    return signal.lfilter(UTERO_B, UTERO_A, audio).astype(np.float32)
 
 
 PRENATAL_FILTERS = ("butterworth", "utero")  # what FeatureConfig.lowpass_filter may name

@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-languages", type=comma_list(), default=(),
                         help="comma-separated languages whose latents are probed (default: the study's own:\n"
                              "targets and pretraining languages)")
+    parser.add_argument("--normalization", choices=("corpus", "utterance"), default=d.normalization,
+                        help="corpus: one per-band mean and SD from the full-band training clips, so a filter's\n"
+                             "attenuation survives; utterance: each clip's own, which erases it (default %(default)s)")
     parser.add_argument("--no-autoencoder", action="store_true", help="skip the conv autoencoder reference runs")
     parser.add_argument("--no-keep-models", action="store_true",
                         help="delete each run's weights once its latents are written (a small study)")
@@ -57,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
     parser.add_argument("--permutations", type=number(int, low=1), default=None, help="permutations per probe p-value, at most (default 20; stops\n"
                              "early once 5 shuffles beat the real score: a sequential test)")
-    parser.add_argument("--workers", type=number(int, low=1), default=None, help="groups trained at once (default: all cores)")
+    parser.add_argument("--workers", type=number(int, low=1), default=None,
+                        help="local Dask worker processes, one group of runs each (default: one per core;\n"
+                             "1: no Dask, in this process)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                        help="send the runs to this Dask scheduler's workers instead (README: Run a study on a cluster)")
     parser.add_argument("--out", type=Path, default=None,
                         help="study folder (default: checkpoints/studies/<dataset>-<targets>-<settings hash>)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -73,7 +80,8 @@ def study_config(args: argparse.Namespace):
         threshold=args.threshold, threshold_step=args.threshold_step, threshold_ratio=args.threshold_ratio,
         cutoff_hz=args.cutoff, hidden_size=args.hidden_size, autoencoder=not args.no_autoencoder,
         latent_languages=tuple(args.latent_languages), keep_models=not args.no_keep_models,
-        group_size=args.group_size, group_backend=args.backend)
+        group_size=args.group_size, group_backend=args.backend,
+        normalization=args.normalization)
 
 
 def usage_problem(config, data_dir: Path) -> str | None:
@@ -112,10 +120,14 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.scheduler:  # an unreachable scheduler is told in seconds, not after the dataset is prepared
+        from core.study.cluster import connect
+
+        connect(args.scheduler).close()
     study_dir = plan_study(config, args.data, args.out, workers=args.workers)
     with tqdm_progress("study", unit="run") as on_progress:
-        run_study(config, args.data, study_dir, workers=args.workers, n_permutations=args.permutations,
-                  on_progress=on_progress)
+        run_study(config, args.data, study_dir, workers=args.workers, scheduler=args.scheduler,
+                  n_permutations=args.permutations, on_progress=on_progress)
     report = study_report(study_dir)
     print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
           if args.json else report["text"])

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from core.audio.decode import SAMPLE_RATE
 
-__all__ = ["waveform_figure", "mel_figure", "language_stats_figures"]
+__all__ = ["waveform_figure", "mel_figure", "language_stats_figures", "prenatal_spectra_figure"]
 
 MAX_WAVEFORM_POINTS = 4000  # a min/max envelope this wide looks the same as every sample
 
@@ -53,3 +53,18 @@ def language_stats_figures(manifest: pd.DataFrame) -> dict[str, go.Figure]:
         "durations": px.box(manifest, x="language", y="duration", points="outliers",
                             title="Clip durations (s) per language").update_yaxes(title="seconds"),
     }
+
+
+def prenatal_spectra_figure(spectra: dict[str, np.ndarray], cutoff_hz: float) -> go.Figure:
+    """One clip's average spectrum full band, low-pass and in utero (core.audio.features.filtered_spectra)
+    on one chart: what the study's pretraining conditions hear, in dB against frequency (Hz, log axis)."""
+    names = {"full band": "full band", "butterworth": f"Butterworth low-pass < {cutoff_hz:.0f} Hz",
+             "in utero": "in utero (Cruz Blandón et al. 2025)"}
+    freqs = spectra["freqs_hz"][1:]  # no 0 Hz on a log axis
+    fig = go.Figure([go.Scatter(x=freqs, y=spectra[key][1:], name=label, line={"width": 1.2})
+                     for key, label in names.items()])
+    fig.update_layout(title="What a fetus is modelled to hear: this clip's spectrum through each filter",
+                      xaxis={"title": "frequency (Hz)", "type": "log"},
+                      yaxis={"title": "power (dB below the full band's peak)", "range": [-120, 5]},
+                      height=320, margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h"})
+    return fig

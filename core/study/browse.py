@@ -97,8 +97,10 @@ def _progress_text(study_dir, status: dict, state, phase: str, done: int, total:
     if phase in PHASES:
         counted = f": {done} of {total}" if total else "..."
         return {"state": state, "fraction": done / total if total else None, "text": PHASES[phase] + counted}
+    workers = status.get("workers") or {}
+    per_worker = f" · {len(workers)} workers: " + ", ".join(map(str, workers.values())) if workers else ""
     return {"state": state, "fraction": done / max(total, 1),
-            "text": f"Training: {done} of {total} runs finished · {status.get('steps') or 0} steps"}
+            "text": f"Training: {done} of {total} runs finished · {status.get('steps') or 0} steps{per_worker}"}
 
 
 def study_stamp(study_dir: str | Path) -> float:

@@ -26,6 +26,7 @@ from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
 from core.study.autoencoder import encode_clip
 from core.data.cache import FeatureCache
 from core.study.layout import load_study
+from core.study.normalization import study_normalizer
 from core.study import autoencoder
 from core.study import nextframe
 from core.checkpoint import load_checkpoint
@@ -72,11 +73,12 @@ def _latent_clips(study_dir: str, manifest_mtime: float) -> tuple[pd.DataFrame, 
     study = load_study(study_dir)
     manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
     cache = FeatureCache(resolve(study["cache_dir"]), study["features"])
-    return manifest, tuple(cache.load(key).T.copy() for key in manifest["key"])
+    normalize = study_normalizer(study)
+    return manifest, tuple(normalize(cache.load(key, normalize=False)).T.copy() for key in manifest["key"])
 
 
 def latent_clips(study_dir: str | Path) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """The study's latent sample and its full-band, normalised features ``(n_frames, n_mels)``.
+    """The study's latent sample and its full-band features ``(n_frames, n_mels)``, normalised as the study says.
 
     Kept per process (keyed by the manifest's mtime): every run of a study encodes the same
     clips, and a worker process finishes many runs."""

@@ -77,6 +77,10 @@ class StudyConfig:
     latent_languages: tuple[str, ...] = ()  # languages whose latents are probed; () = the study's own (languages())
     n_per_language: int | None = setting(None, low=1)  # latent sample per language; None = the smallest test split
     keep_models: bool = True  # False: drop each run's weights once its latents are out (a small study)
+    # "corpus": one per-band mean and SD from the full-band training clips, kept in the study, so a
+    # filter's attenuation survives; "utterance": each clip's own (erases it; for comparison).
+    # core/study/normalization.py says why.
+    normalization: str = setting("corpus", choices=("corpus", "utterance"))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -226,8 +230,14 @@ def load_study(study_dir: str | Path) -> dict:
     stored = runs.read_json(study_dir / "study.json")
     if not stored:
         raise DeepLanguageError(f"{study_dir} is not a study (no study.json). Run `python -m core study` first.")
-    return {**stored, "dir": study_dir, "config": StudyConfig.from_dict(stored["study"]),
+    return {**stored, "dir": study_dir, "config": stored_config(stored),
             "features": FeatureConfig.from_dict(stored["features"])}
+
+
+def stored_config(stored: dict) -> StudyConfig:
+    """The StudyConfig of a ``study.json``; one written before the normalisation setting existed
+    was normalised per utterance."""
+    return StudyConfig.from_dict({"normalization": "utterance", **stored["study"]})
 
 
 

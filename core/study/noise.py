@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from core.audio.decode import load_audio
-from core.audio.features import FeatureConfig, log_mel_from_power, normalize_utterance, power_spectrogram
+from core.audio.features import FeatureConfig, log_mel_from_power, power_spectrogram
 from core.errors import DeepLanguageError
 from core.study.layout import feature_config
+from core.study.normalization import study_normalizer
 
 LTAS_FILE = "ltas.npy"
 N_LTAS_CLIPS = 8  # training clips per language in the average
@@ -28,12 +29,15 @@ NOISE_SEED = 12345  # the noise is the same for every seed and run: only the mod
 
 def speech_ltas(paths: list[str | Path], features: FeatureConfig) -> np.ndarray:
     """Mean power spectrum ``(n_fft // 2 + 1,)`` of the clips, each clip scaled to unit total power
-    first (loud recordings must not dominate)."""
-    total = np.zeros(features.n_fft // 2 + 1)
+    first (loud recordings must not dominate), then brought to the clips' typical (geometric mean)
+    power, so that under corpus normalisation the noise is as loud as the speech it stands for."""
+    total, log_levels = np.zeros(features.n_fft // 2 + 1), []
     for path in paths:
         power = power_spectrogram(load_audio(path, features.sample_rate), features).mean(axis=1)
-        total += power / max(power.sum(), 1e-12)
-    return (total / max(len(paths), 1)).astype(np.float32)
+        level = max(power.sum(), 1e-12)
+        total += power / level
+        log_levels.append(np.log(level))
+    return (total / max(len(paths), 1) * np.exp(np.mean(log_levels or [0.0]))).astype(np.float32)
 
 
 def read_ltas(path: Path) -> np.ndarray:
@@ -66,18 +70,19 @@ def ltas_paths(manifest: pd.DataFrame, data_root: Path, languages: list[str]) ->
 
 def noise_clips(study: dict) -> list[np.ndarray]:
     """As many noise clips as the study's average language has training clips, with lengths drawn
-    from theirs: each ``(n_frames, n_mels)``, low-pass, normalised like speech features."""
+    from theirs: each ``(n_frames, n_mels)``, low-pass, normalised as the study normalises speech."""
     features = feature_config(study["config"], study["features"], "lowpass")
     ltas = read_ltas(study["dir"] / LTAS_FILE)
     manifest = pd.read_csv(study["dir"] / "manifest.tsv", sep="\t", dtype={"key": str})
     train = manifest[manifest["split"] == "train"]
     n_clips = int(round(len(train) / max(train["language"].nunique(), 1)))
     rng = np.random.default_rng(NOISE_SEED)
+    normalize = study_normalizer(study)
     lengths = rng.choice(train["n_frames"].to_numpy(), size=n_clips)
     clips = []
     for n_frames in lengths:
         power = ltas[:, None] * rng.exponential(size=(len(ltas), int(n_frames))).astype(np.float32)
         # Through float16 and back, as the feature cache stores speech: the same rounding for both.
         log_mel = log_mel_from_power(power, features, lowpass=True).astype(np.float16).astype(np.float32)
-        clips.append(normalize_utterance(log_mel).T.copy())
+        clips.append(normalize(log_mel).T.copy())
     return clips

@@ -20,8 +20,10 @@ from core.files import save_array
 from core.errors import DeepLanguageError
 from core.paths import default_cache_dir
 from core.study.layout import (AE, GROWABLE, NOISE, StudyConfig, default_study_dir, feature_config,
-                               parse_condition, parse_run_name, portable, write_tsv)
+                               parse_condition, parse_run_name, portable, stored_config,
+                               write_tsv)
 from core.study.noise import LTAS_FILE, ltas_intact, ltas_paths, speech_ltas
+from core.study.normalization import study_normalizer, write_corpus_stats
 from core.study.trainer import fixed_crops
 
 SPLITS = ("train", "validation", "test")
@@ -47,7 +49,7 @@ def plan_study(
         parse_condition(condition)  # a misspelt condition fails before any work
     stored = runs.read_json(study_dir / "study.json")
     if stored:
-        config = merged_config(StudyConfig.from_dict(stored["study"]), config, study_dir)
+        config = merged_config(stored_config(stored), config, study_dir)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(data_dir)
     features = feature_config(config)
     manifest = prepared_dataset(data_dir, cache_dir, features, workers=workers, on_progress=on_progress)
@@ -63,8 +65,11 @@ def plan_study(
     held_out = manifest[manifest["split"] == "test"]
     held_out = select_languages(held_out, latent_languages(config, held_out))
     latent = balance(held_out, config.n_per_language, seed=config.split_seed)
-    baselines = {t: copy_baseline(manifest, cache_dir, features, config, t) for t in config.targets}
     study_dir.mkdir(parents=True, exist_ok=True)
+    if config.normalization == "corpus":
+        write_corpus_stats(study_dir, manifest, FeatureCache(cache_dir, features))
+    normalize = study_normalizer({"config": config, "dir": study_dir})
+    baselines = {t: copy_baseline(manifest, cache_dir, features, config, t, normalize) for t in config.targets}
     root = Path(data_dir).resolve()
     if NOISE in config.pretrain and not ltas_intact(study_dir / LTAS_FILE):  # missing or damaged: (re)built
         save_array(study_dir / LTAS_FILE, speech_ltas(ltas_paths(manifest, root, config.languages()), features))
@@ -138,9 +143,10 @@ def check_speakers(manifest: pd.DataFrame, config: StudyConfig) -> None:
 
 
 def copy_baseline(manifest: pd.DataFrame, cache_dir: Path, features: FeatureConfig, config: StudyConfig,
-                  target: str) -> float:
+                  target: str, normalize: Callable[[np.ndarray], np.ndarray]) -> float:
     """MSE of predicting each frame by the one before, on the target's validation crops."""
     cache = FeatureCache(cache_dir, features)
     rows = manifest[(manifest["language"] == target) & (manifest["split"] == "validation")]
-    crops = fixed_crops([cache.load(key).T for key in rows["key"]], config.crop_frames + 1)
+    crops = fixed_crops([normalize(cache.load(key, normalize=False)).T for key in rows["key"]],
+                        config.crop_frames + 1)
     return float(np.mean((crops[:, 1:] - crops[:, :-1]) ** 2))

@@ -32,12 +32,13 @@ PHASES = ("training", "latents", "probes", "finished")
 
 def study_status(study_dir: str | Path) -> dict:
     """The study process's state and progress: ``state``, ``phase`` (one of PHASES), ``done`` and
-    ``total`` (runs of the current phase), ``steps`` and ``failed``, for a live progress bar."""
+    ``total`` (runs of the current phase), ``steps``, ``failed`` and ``workers`` (runs finished per
+    worker, host:pid), for a live progress bar."""
     study_dir = Path(study_dir)
     status = runs.run_status(study_dir)
     progress = runs.read_json(study_dir / "progress.json", {})
     phase = progress.get("phase") or ("finished" if status.get("state") == "finished" else "training")
-    return {**status, "phase": phase, **{k: progress.get(k) for k in ("done", "total", "steps", "failed")}}
+    return {**status, "phase": phase, **{k: progress.get(k) for k in ("done", "total", "steps", "failed", "workers")}}
 
 
 def read_curve(run_dir: str | Path) -> dict | None:

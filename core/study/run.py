@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -16,8 +15,9 @@ from typing import Callable
 from core import progress, runs
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
+from core.study import cluster
 from core.study.layout import (AE, NONE, StudyConfig, default_study_dir, load_study, parse_run_name,
-                               pretrain_name, study_runs)
+                               pretrain_name, resolve, study_runs)
 from core.study.plan import plan_study
 from core.study.trainer import pretrain_group, train_autoencoder, train_group
 from core.study.latents import extract_identify_latents
@@ -30,19 +30,22 @@ def run_study(
     *,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
+    scheduler: str | None = None,
     probe: bool = True,
     n_permutations: int | None = None,
     on_progress: Callable[..., None] | None = None,
 ) -> Path:
     """Plan, pretrain, train every unfinished run (groups in parallel, one core each), probe.
 
+    Jobs go to the Dask scheduler at ``scheduler``, else to a local Dask cluster of ``workers``
+    processes (default: one per core), else, for one worker, run in this process (core.study.cluster).
     Resumable: a finished pretraining or run is never redone; an interrupted one is. The study's
     status turns "finished" only once its probes are written. ``on_progress(done, total,
-    finished=, failed=)`` counts runs finished (pretrainings count as runs of the training phase).
+    finished=, failed=, workers=)`` counts runs finished (pretrainings count as runs of the training phase).
     """
     study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
     with runs.lifecycle(study_dir, what="study") as outcome:
-        _train_all(study_dir, workers, on_progress)
+        _train_all(study_dir, workers, scheduler, on_progress)
         _set_phase(study_dir, "latents")
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
         if probe:
@@ -112,13 +115,21 @@ def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]]
     return first, second
 
 
-def _run_job(study_dir: Path, kind: str, items: list) -> None:
+def run_job(study_dir: Path, kind: str, items: list) -> str:
+    """One job of a study, wherever it runs (this process or a Dask worker): its files go to the
+    study folder. Returns who ran it (host:pid), for the per-worker progress."""
+    import socket
+
+    import torch
+
+    torch.set_num_threads(1)  # one job per core: more threads would only fight over it
     if kind == "pretrain":
         pretrain_group(study_dir, items)
     elif kind == "train":
         train_group(study_dir, items)
     else:
         train_autoencoder(study_dir / "runs" / items[0])
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _needs(kind: str, items: list, pending_pretrain: set) -> set:
@@ -129,70 +140,89 @@ def _needs(kind: str, items: list, pending_pretrain: set) -> set:
     return {(s["pretrain"], s["seed"]) for s in specs} & pending_pretrain
 
 
-def _train_all(study_dir: Path, workers: int | None, on_progress: Callable[..., None] | None) -> None:
-    """Every unfinished job on a pool of ``workers`` processes; a group starts as soon as the
-    pretrainings it starts from are on disk (no barrier between the phases)."""
-    workers = max(1, workers or os.cpu_count() or 1)
-    first, second = plan_jobs(study_dir, workers)
-    waiting = first + second
-    pending_pretrain = {item for kind, items in first if kind == "pretrain" for item in items}
-    total = len(study_runs(study_dir)) + sum(kind == "pretrain" for kind, _ in first)
-    failures: list[str] = []
-    finished_pretrain = 0
-    # Counted from the jobs as they end, not by reading every run's status (hundreds of files, every
-    # couple of seconds, on a core the workers need).
-    finished = sum(runs.run_status(p)["state"] == "finished" for p in study_runs(study_dir))
+class _Tally:
+    """Jobs finished and failed, per worker too; written to progress.json (the page) and ``on_progress``."""
 
-    def report() -> None:
-        done = finished + finished_pretrain
-        runs.write_json(study_dir / "progress.json", {"phase": "training", "done": done, "total": total,
-                                                      "failed": failures, "time": time.time()})
-        if on_progress:
-            on_progress(done, total, finished=finished, failed=len(failures))
+    def __init__(self, study_dir: Path, first: list, on_progress: Callable[..., None] | None):
+        self.study_dir, self.on_progress = study_dir, on_progress
+        self.pending_pretrain = {item for kind, items in first if kind == "pretrain" for item in items}
+        self.total = len(study_runs(study_dir)) + sum(kind == "pretrain" for kind, _ in first)
+        # Counted from the jobs as they end, not by reading every run's status again.
+        self.finished = sum(runs.run_status(p)["state"] == "finished" for p in study_runs(study_dir))
+        self.finished_pretrain, self.failures, self.per_worker = 0, [], {}
 
-    context = get_context("spawn")  # a clean interpreter per worker: no inherited torch threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        pending = {}
-        try:
-            while waiting or pending:
-                ready = [job for job in waiting if not _needs(*job, pending_pretrain)]
-                for kind, items in ready:
-                    waiting.remove((kind, items))
-                    pending[pool.submit(_run_job, study_dir, kind, items)] = (kind, items)
-                if not pending:  # what waits needs a pretraining that failed
-                    break
-                done, _ = wait(pending, timeout=progress.PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-                for future in done:
-                    kind, items = pending.pop(future)
-                    if future.exception() is not None:
-                        failures.append(f"{kind} {items}: {future.exception()}")
-                    elif kind == "pretrain":
-                        finished_pretrain += 1
-                        pending_pretrain -= set(items)
-                    else:
-                        finished += len(items)
-                report()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-    report()
-    if failures:
-        raise DeepLanguageError("some runs failed: " + "; ".join(failures)
+    def record(self, kind: str, items: list, worker: str | None, error: BaseException | None) -> None:
+        if error is not None:
+            self.failures.append(f"{kind} {items}: {error}")
+        elif kind == "pretrain":
+            self.finished_pretrain += 1
+            self.pending_pretrain -= set(items)
+        else:
+            self.finished += len(items)
+        if worker:
+            self.per_worker[worker] = self.per_worker.get(worker, 0) + (1 if kind == "pretrain" else len(items))
+        self.report()
+
+    def report(self) -> None:
+        done = self.finished + self.finished_pretrain
+        runs.write_json(self.study_dir / "progress.json", {
+            "phase": "training", "done": done, "total": self.total, "failed": self.failures,
+            "workers": self.per_worker, "time": time.time()})
+        if self.on_progress:
+            self.on_progress(done, self.total, finished=self.finished, failed=len(self.failures),
+                             workers=len(self.per_worker))
+
+
+def _train_all(study_dir: Path, workers: int | None, scheduler: str | None,
+               on_progress: Callable[..., None] | None) -> None:
+    """Every unfinished job, on Dask workers (core.study.cluster) or in this process; a group starts
+    as soon as the pretrainings it starts from are on disk (no barrier between the phases)."""
+    with cluster.session(scheduler, workers) as client:
+        if client is not None:
+            config = load_study(study_dir)
+            cluster.check_workers(client, [study_dir, resolve(config["data_dir"]), resolve(config["cache_dir"])])
+        first, second = plan_jobs(study_dir, cluster.n_workers(client))
+        tally = _Tally(study_dir, first, on_progress)
+        tally.report()
+        if client is None:
+            for kind, items in first + second:  # in order: pretrainings come before the runs they start
+                if _needs(kind, items, tally.pending_pretrain):
+                    continue  # its pretraining failed
+                try:
+                    tally.record(kind, items, run_job(study_dir, kind, items), None)
+                except Exception as error:  # the run's status says why; the others go on
+                    tally.record(kind, items, None, error)
+        else:
+            _train_on_dask(client, study_dir, first + second, tally)
+    if tally.failures:
+        raise DeepLanguageError("some runs failed: " + "; ".join(tally.failures)
                                 + ". Run the same command again to retry them.")
 
 
-def _init_worker() -> None:
-    import signal
+def _train_on_dask(client, study_dir: Path, waiting: list, tally: _Tally) -> None:
+    from distributed import as_completed
 
-    import torch
+    token = uuid.uuid4().hex[:8]  # keys unique to this invocation: two studies may share run names
+    jobs, arrived = {}, as_completed()
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool; finished runs are kept
-    torch.set_num_threads(1)  # one process per core: more threads would only fight over it
+    def submit_ready() -> None:
+        for kind, items in [job for job in waiting if not _needs(*job, tally.pending_pretrain)]:
+            waiting.remove((kind, items))
+            key = f"{study_dir.name}/{kind}/{'+'.join(map(str, items))}/{token}"
+            future = client.submit(run_job, study_dir, kind, items, key=key, pure=False)
+            jobs[future.key] = (kind, items)
+            arrived.add(future)
+
+    submit_ready()
+    for future in arrived:  # runs finish in any order; each one may free the groups waiting for it
+        kind, items = jobs.pop(future.key)
+        error = future.exception() if future.status == "error" else None
+        tally.record(kind, items, None if error else future.result(), error)
+        submit_ready()
 
 
 def launch_study(config: StudyConfig, data_dir: str | Path, study_dir: str | Path | None = None,
-                 workers: int | None = None) -> tuple[Path, int]:
+                 workers: int | None = None, scheduler: str | None = None) -> tuple[Path, int]:
     """Start ``python -m core study`` in the background, detached from the caller (a page can reload
     while it runs). Returns the study folder and the process id; its output goes to ``<study>/study.log``."""
     study_dir = Path(study_dir) if study_dir else default_study_dir(data_dir, config)
@@ -203,6 +233,8 @@ def launch_study(config: StudyConfig, data_dir: str | Path, study_dir: str | Pat
                *study_arguments(config)]
     if workers:
         command += ["--workers", str(workers)]
+    if scheduler:
+        command += ["--scheduler", scheduler]
     with open(study_dir / "study.log", "ab") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
@@ -217,7 +249,8 @@ def study_arguments(config: StudyConfig) -> list[str]:
             *(["--threshold", str(config.threshold)] if config.threshold is not None else []),
             "--threshold-step", str(config.threshold_step), "--threshold-ratio", str(config.threshold_ratio),
             "--budget", str(config.budget_steps), "--cutoff", str(config.cutoff_hz),
-            "--hidden-size", str(config.hidden_size), *([] if config.autoencoder else ["--no-autoencoder"]),
+            "--hidden-size", str(config.hidden_size), "--normalization", config.normalization,
+            *([] if config.autoencoder else ["--no-autoencoder"]),
             *(["--latent-languages", ",".join(config.latent_languages)] if config.latent_languages else []),
             *([] if config.keep_models else ["--no-keep-models"])]
 

@@ -35,19 +35,21 @@ from core.study.layout import (NOISE, NONE, StudyConfig, feature_config, load_st
                                parse_run_name, pretrain_name, resolve)
 from core.study.nextframe import NextFrameConfig, NextFrameLSTM
 from core.study.noise import noise_clips
+from core.study.normalization import study_normalizer
 
 MODEL_FILE = "last.pt"  # the frozen model of a finished run (latents read it)
 
 
 class StudyData:
-    """The clips a study trains on, as ``(n_frames, n_mels)`` float32 (normalised log-mels),
-    loaded once per process and kept: ``clips(language, split, variant)``."""
+    """The clips a study trains on, as ``(n_frames, n_mels)`` float32 log-mels normalised as the
+    study says (core.study.normalization), loaded once per process and kept: ``clips(language, split, variant)``."""
 
     def __init__(self, study: dict):
         self.study = study
         self.config: StudyConfig = study["config"]
         self.manifest = pd.read_csv(study["dir"] / "manifest.tsv", sep="\t", dtype={"key": str})
         self._loaded: dict[tuple, list[np.ndarray]] = {}
+        self.normalize = study_normalizer(study)
 
     def clips(self, language: str, split: str, variant: str = "full") -> list[np.ndarray]:
         """``variant``: "full" (full band), "lowpass" (the Butterworth) or "utero"."""
@@ -56,7 +58,8 @@ class StudyData:
             features = feature_config(self.config, self.study["features"], variant)
             cache = FeatureCache(resolve(self.study["cache_dir"]), features)
             rows = self.manifest[(self.manifest["language"] == language) & (self.manifest["split"] == split)]
-            self._loaded[key] = [cache.load(k, lowpass=variant != "full").T.copy() for k in rows["key"]]
+            self._loaded[key] = [self.normalize(cache.load(k, lowpass=variant != "full", normalize=False)).T.copy()
+                                 for k in rows["key"]]
         return self._loaded[key]
 
     def condition_clips(self, condition: str) -> list[np.ndarray]:
