@@ -29,11 +29,17 @@ from core.paths import CV_SAMPLE_DIR  # noqa: E402
 
 
 def teaching_clips(clips, seconds: float, n_speakers: int = 3) -> list[str]:
-    """Clips of ``n_speakers`` speakers, taken in turn, up to ``seconds`` of audio (most speakers stay unseen)."""
-    speakers = clips["speaker"].drop_duplicates().head(n_speakers)
-    queues = [list(clips[clips["speaker"] == s].itertuples()) for s in speakers]
-    chosen, total = [], 0.0
-    while any(queues):
+    """Clips of ``n_speakers`` speakers taken in turn (one more speaker whenever those run out), up to ``seconds``
+    of audio, so that most of the language's speakers stay unseen."""
+    speakers = list(clips["speaker"].drop_duplicates())
+    queues = [list(clips[clips["speaker"] == s].itertuples()) for s in speakers[:n_speakers]]
+    chosen, total, added = [], 0.0, n_speakers
+    while True:
+        if not any(queues):
+            if added == len(speakers):
+                return chosen
+            queues.append(list(clips[clips["speaker"] == speakers[added]].itertuples()))
+            added += 1
         for queue in queues:
             if queue:
                 row = queue.pop(0)
@@ -41,7 +47,6 @@ def teaching_clips(clips, seconds: float, n_speakers: int = 3) -> list[str]:
                     return chosen
                 chosen.append(row.path)
                 total += row.duration
-    return chosen
 
 
 def main() -> None:
