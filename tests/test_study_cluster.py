@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 
@@ -37,10 +38,17 @@ def free_port() -> int:
 
 
 def start(module: str, *args: str, cwd=ROOT, env_path: str | None = str(ROOT)) -> subprocess.Popen:
+    """``python -m module`` with the project on PYTHONPATH; with ``env_path=None``, a Python that has the
+    dependencies but not the project, as on a machine without it: site's .pth files (the editable install of
+    `make setup`) are skipped by ``-S``, and the site-packages folders are given by hand."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    flags = []
     if env_path:
         env["PYTHONPATH"] = env_path
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+    else:
+        flags = ["-S"]
+        env["PYTHONPATH"] = os.pathsep.join(sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}))
+    return subprocess.Popen([sys.executable, *flags, "-m", module, *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
