@@ -27,7 +27,10 @@ from core.audio.speech import speech_seconds
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import DeepLanguageError
 from core.identify.backends import linear_from_backend
+from core.identify.embeddings import clip_row
 from core.identify.gmm import clip_input
+from core.identify.pretrained import WhisperHead, WhisperHeadConfig, encoder_of
+from core.identify.whisper import whisper_code
 from core.identify.models import build_model
 from core.data.datasets import AUDIO_SUFFIXES
 
@@ -63,6 +66,10 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
     if not LANGUAGE_CODE.match(language or ""):
         raise DeepLanguageError(f"{language!r} is not a language code; give one like es, yue or zh-CN.")
     state = load_checkpoint(checkpoint)
+    labels = list(state["labels"])
+    if language in labels and not replace:
+        raise DeepLanguageError(f"{checkpoint} already knows {language!r}; pass --replace (replace=True) to "
+                                f"re-teach it from these clips instead.")
     if state["model"]["kind"] == "whisper-head":
         return _enroll_pretrained(state, checkpoint, language, clips, out, replace, on_progress)
     backend = state.get("backend")
@@ -70,10 +77,6 @@ def enroll(checkpoint: str | Path, language: str, clips: list[Clip], out: str | 
         raise DeepLanguageError(f"{checkpoint} has no Gaussian backend, so it cannot learn a language without "
                                 f"retraining. Use checkpoints/identify-default/best.pt (a whisper-head) "
                                 f"or a gmm-supervector trained by checkpoints/identify-gmm/README.md's command.")
-    labels = list(state["labels"])
-    if language in labels and not replace:
-        raise DeepLanguageError(f"{checkpoint} already knows {language!r}; pass --replace (replace=True) to "
-                                f"re-teach it from these clips instead.")
     model = build_model(state["model"]["kind"], state["model"]["config"])
     model.load_state_dict(state["state_dict"])
     model.eval()
@@ -149,14 +152,7 @@ def _enroll_pretrained(state: dict, checkpoint, language: str, clips: list[Clip]
                        on_progress: Callable[..., None] | None) -> dict:
     """A ``whisper-head`` learns a language: one more mean in its Gaussian head, Whisper's own score of that
     language where Whisper knows it, and a bias: the mean of the others' (no validation speakers to fit one)."""
-    from core.identify.embeddings import clip_row
-    from core.identify.pretrained import WhisperHead, WhisperHeadConfig, encoder_of
-    from core.identify.whisper import whisper_code
-
     labels = list(state["labels"])
-    if language in labels and not replace:
-        raise DeepLanguageError(f"{checkpoint} already knows {language!r}; pass --replace (replace=True) to "
-                                f"re-teach it from these clips instead.")
     model = build_model(state["model"]["kind"], state["model"]["config"])
     model.load_state_dict(state["state_dict"])
     if not model.config.use_head:
