@@ -23,7 +23,9 @@ if manifest.attrs.get("speakers_known") is False:
     st.warning("This folder has no speaker sub-folders, so each clip counts as its own speaker and "
                "splits can't be guaranteed speaker-disjoint. Use <lang>/<speaker>/*.wav to fix that.")
 
-st.dataframe(datasets.summarize(manifest), hide_index=True, key="data_summary")
+st.dataframe(datasets.summarize(manifest), hide_index=True, key="data_summary",
+             column_config={"minutes": st.column_config.NumberColumn(format="%.1f"),
+                            "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f")})
 figures = plots.language_stats_figures(manifest)
 left, right = st.columns(2)
 left.plotly_chart(figures["languages"], key="data_languages")

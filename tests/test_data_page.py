@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
@@ -17,6 +19,8 @@ def test_data_page_opens_on_the_real_sample_and_shows_the_chosen_language(cv_sam
     assert DEMO in at.selectbox(key="data_choice").options
     assert at.text[0].value.startswith("data/cv-sample · ") and "12 languages" in at.text[0].value
     assert len(at.get("plotly_chart")) >= 3 + 3  # stats plots, then waveform and two spectrograms
+    columns = json.loads(at.dataframe[0].proto.columns)  # minutes as 7.1, not 7.1465
+    assert columns["minutes"]["type_config"]["format"] == columns["median_seconds"]["type_config"]["format"] == "%.1f"
     spectra = [c for c in at.get("plotly_chart") if "fetus" in c.proto.spec]
     assert len(spectra) == 1 and all(name in spectra[0].proto.spec for name in ("full band", "Butterworth", "in utero"))
     for language in ("ja", "es"):
