@@ -22,7 +22,6 @@ from core.data.cache import clip_key
 from core.errors import DeepLanguageError
 from core.files import save_array, write_text
 from core.identify.whisper import EMBEDDING_DIM, WhisperEncoder, pool
-from core.paths import default_cache_dir
 
 
 
@@ -84,14 +83,12 @@ class EmbeddingCache:
         return out
 
 
-def embed_manifest(manifest: pd.DataFrame, encoder: WhisperEncoder, cache_dir: str | Path | None = None,
-                   data_dir: str | Path | None = None,
+def embed_manifest(manifest: pd.DataFrame, encoder: WhisperEncoder, cache_dir: str | Path,
                    on_progress: Callable[..., None] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Every clip's row; clips that could not be decoded are dropped (counted in ``attrs["failed"]``).
 
     Returns the kept manifest (index reset) and its rows ``(n_kept, 1024 + n_languages)``.
     """
-    cache_dir = cache_dir or default_cache_dir(Path(data_dir or Path(manifest["path"].iloc[0]).parent))
     rows = EmbeddingCache(cache_dir, encoder).rows(manifest["path"].tolist(), on_progress)
     ok = ~np.isnan(rows).any(1)
     kept = manifest[ok].reset_index(drop=True)

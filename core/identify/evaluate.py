@@ -31,7 +31,10 @@ from core.paths import default_cache_dir, resolve
 from core.identify.models import build_model
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.train import fit
-from core.identify.pretrained import KINDS as PRETRAINED_KINDS
+from core.data.datasets import read_dataset
+from core.identify.embeddings import embed_manifest
+from core.identify.pretrained import KINDS as PRETRAINED_KINDS, encoder_of
+from core.identify.pretrained_fit import cross_validate as cross_validate_pretrained, predict_rows
 from core.identify.metrics import bootstrap_ci, classification_report  # noqa: F401  (callers import them from here)
 
 def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split: str = "test",
@@ -50,8 +53,6 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     data = bundle.checkpoint.get("data", {})
     pretrained = getattr(bundle.model, "pretrained_encoder", False)
     if pretrained:  # cached Whisper rows, not log-mels
-        from core.data.datasets import read_dataset
-
         manifest = read_dataset(data_dir)
     else:
         manifest = prepared_dataset(data_dir, None, bundle.features, on_progress=on_progress)
@@ -71,10 +72,6 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
             f"nothing can be scored honestly.")
     index = {label: i for i, label in enumerate(bundle.labels)}
     if pretrained:
-        from core.identify.embeddings import embed_manifest
-        from core.identify.pretrained import encoder_of
-        from core.identify.pretrained_fit import predict_rows
-
         manifest, rows = embed_manifest(manifest, encoder_of(bundle.model), default_cache_dir(data_dir),
                                         on_progress=on_progress)
         probabilities = predict_rows(bundle.model, rows)
@@ -142,8 +139,6 @@ def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | 
     if n_folds < 2:
         raise DeepLanguageError("cross-validation needs at least 2 folds.")
     if config.model in PRETRAINED_KINDS:
-        from core.identify.pretrained_fit import cross_validate as cross_validate_pretrained
-
         return cross_validate_pretrained(config, n_folds, on_progress)
     # One split into train/validation only; the folds provide the test speakers.
     clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))

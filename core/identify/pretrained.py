@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.identify.whisper import BASE, EMBEDDING_DIM
+from core.errors import DeepLanguageError
+from core.identify.whisper import BASE, EMBEDDING_DIM, STATES_PER_SECOND, load_encoder, pool
 
 KINDS = ("whisper", "whisper-head")
 N_WHISPER_LANGUAGES = 100  # the tokenizer's language codes (large-v3 added Cantonese; every size names it)
@@ -134,9 +135,6 @@ class Fusion:
 
 def encoder_of(model: WhisperHead):
     """The encoder a model was trained on, loaded once per process; another encoder's embeddings do not fit it."""
-    from core.errors import DeepLanguageError
-    from core.identify.whisper import load_encoder
-
     encoder = load_encoder(model.config.encoder)
     if model.config.encoder_sha256 and encoder.sha256 != model.config.encoder_sha256:
         raise DeepLanguageError(f"this model was trained on Whisper {model.config.encoder!r} with model file sha256 "
@@ -162,8 +160,6 @@ def score_audio(model: WhisperHead, audio: np.ndarray, window_seconds: float = 3
     The windows' embeddings and language-ID come from spans of the clip's own states: one encoding, and
     the equal-length spans' language-ID in one batched decoder step.
     """
-    from core.identify.whisper import STATES_PER_SECOND, pool
-
     encoder = encoder_of(model)
     states = encoder.states(audio)
     window, hop = round(window_seconds * STATES_PER_SECOND), round(hop_seconds * STATES_PER_SECOND)

@@ -28,9 +28,11 @@ from core.data.datasets import assign_splits, read_dataset, select_languages
 from core.errors import DeepLanguageError
 from core.identify.backends import GaussianBackend
 from core.identify.clips import base_checkpoint
-from core.identify.calibration import PRETRAINED_OK, calibration_entry, temper
+from core.identify.calibration import PRETRAINED_OK, calibration_entry, ok_mask, reliability, temper
 from core.identify.embeddings import embed_manifest
-from core.identify.metrics import classification_report
+from core.identify.learning_curve import TARGET_ACCURACY, budget_rows, scored_curve
+from core.identify.metrics import bootstrap_ci, classification_report
+from core.identify.predict import check_languages
 from core.identify.pretrained import Fusion, WhisperHead, WhisperHeadConfig
 from core.identify.whisper import load_encoder, whisper_code
 from core.paths import default_cache_dir, resolve
@@ -166,9 +168,6 @@ def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | 
     recall, ECE and the "ok" rule's precision and coverage on held-out speakers; CIs resample speakers whole."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from core.identify.calibration import ok_mask, reliability
-    from core.identify.metrics import bootstrap_ci
-
     manifest, rows, labels = encoded_dataset(config, on_progress)
     y = np.searchsorted(labels, manifest["language"].to_numpy())
     speakers = manifest["speaker"].to_numpy()
@@ -213,9 +212,6 @@ def learning_curve(config, minutes=(0.5, 1.0, 2.0, 3.0, 4.0, None), n_folds: int
     same speaker-grouped folds as :func:`core.identify.learning_curve.learning_curve` (the GMM's), so both draw on
     one chart: what pretraining buys at each budget."""
     from sklearn.model_selection import StratifiedGroupKFold
-
-    from core.identify.learning_curve import TARGET_ACCURACY, budget_rows, scored_curve
-    from core.identify.predict import check_languages
 
     manifest, rows, labels = encoded_dataset(config, on_progress)
     if languages is not None:
