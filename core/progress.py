@@ -66,16 +66,15 @@ class PhaseProgress:
         changed = phase != self.phase
         if changed:
             self.phase, self.phase_index, self.phase_started = phase, self.phase_index + 1, now
+        if self.run_dir is not None and (changed or done >= total or now - self.written >= PROGRESS_EVERY_S):
+            self.written = now
+            record = {**metrics, "done": int(done), "total": int(total)}
+            if phase:
+                record.update(phase=phase, phase_index=self.phase_index, phase_seconds=now - self.phase_started)
+            with atomic_path(self.run_dir / "progress.json") as tmp:
+                tmp.write_text(json.dumps(record))
         if self.forward:
             self.forward(done, total, phase=phase, **metrics) if phase else self.forward(done, total, **metrics)
-        if self.run_dir is None or not (changed or done >= total or now - self.written >= PROGRESS_EVERY_S):
-            return
-        self.written = now
-        record = {**metrics, "done": int(done), "total": int(total)}
-        if phase:
-            record.update(phase=phase, phase_index=self.phase_index, phase_seconds=now - self.phase_started)
-        with atomic_path(self.run_dir / "progress.json") as tmp:
-            tmp.write_text(json.dumps(record))
 
 
 def phase_eta(progress: dict) -> float | None:
