@@ -84,3 +84,12 @@ def test_progress_json_names_each_phase_while_it_runs_and_a_killed_fit_resumes(p
     for name, value in fresh["state_dict"].items():
         assert torch.allclose(value, checkpoint["state_dict"][name], atol=1e-5), name
     assert np.isclose(fresh["calibration"]["accuracy"], checkpoint["calibration"]["accuracy"])
+
+
+def test_the_train_page_line_names_the_phase_with_its_count_and_eta(tmp_path):
+    from core.jobs import registry
+
+    (tmp_path / "progress.json").write_text(json.dumps({"phase": "decoding and caching 895 clips", "done": 100,
+                                                        "total": 895, "phase_seconds": 10.0}))
+    line = registry.progress_line({"state": "running"}, registry.run_progress(tmp_path))
+    assert line == "running · decoding and caching 895 clips: 100/895 · ETA 80 s"
