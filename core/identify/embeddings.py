@@ -144,21 +144,6 @@ def embed_manifest(manifest: pd.DataFrame, encoder: WhisperEncoder, cache_dir: s
     return kept, rows[ok]
 
 
-def encode_dataset(config, scheduler: str, workers: int | None = None,
-                   on_progress: Callable[..., None] | None = None) -> None:
-    """Encode on ``scheduler``'s Dask workers every clip a whisper run of ``config`` (a TrainConfig) reads and
-    the cache lacks, so the fit that follows (:mod:`core.identify.pretrained_fit`) only reads rows."""
-    from core.data.datasets import read_dataset, select_languages
-    from core.paths import default_cache_dir, resolve
-
-    data_dir = resolve(config.data_dir)
-    manifest = select_languages(read_dataset(data_dir), list(config.languages) or None)
-    paths = manifest.loc[~(manifest["duration"] < config.min_seconds), "path"].tolist()
-    encoder = load_encoder(config.model_config.get("encoder", "base"))
-    cache_dir = resolve(config.cache_dir) if config.cache_dir else default_cache_dir(data_dir)
-    EmbeddingCache(cache_dir, encoder).rows(paths, on_progress, scheduler, workers)
-
-
 def split_row(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows -> embeddings ``(n, 1024)`` and Whisper's language log-probabilities ``(n, n_languages)``."""
     return rows[:, :EMBEDDING_DIM], rows[:, EMBEDDING_DIM:]

@@ -31,7 +31,7 @@ from core.checkpoint import load_checkpoint, load_checkpoint_or_previous, save_c
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
 from core.identify.models import build_model, count_parameters, model_config
-from core.identify import embeddings, gmm, pretrained, pretrained_fit, supervector
+from core.identify import gmm, pretrained, pretrained_fit, supervector
 from core.identify.clips import (ClipSet, TrainConfig, base_checkpoint, epoch_generator, evaluate_clips, load_clips,
                                  make_batch)
 
@@ -286,9 +286,7 @@ def train(
     with runs.lifecycle(run_dir, own=main) as outcome:  # stopped: runs.STOPPED (the CLI prints --resume)
         report = progress.PhaseProgress(run_dir if main else None, on_progress)
         if config.model in pretrained.KINDS:  # rows of a pretrained encoder, not log-mels; resumes from its cache
-            if scheduler:
-                embeddings.encode_dataset(config, scheduler, on_progress=report)
-            best = pretrained_fit.fit(config, run_dir, report)
+            best = pretrained_fit.fit(config, run_dir, report, scheduler)
             outcome.update(best_epoch=1, best_value=best["best"]["value"])
             return run_dir
         def preparing(done: int, total: int, **counts) -> None:
