@@ -34,6 +34,7 @@ def run_study(
     probe: bool = True,
     n_permutations: int | None = None,
     on_progress: Callable[..., None] | None = None,
+    manifest=None,
 ) -> Path:
     """Plan, pretrain, train every unfinished run (groups in parallel, one core each), probe.
 
@@ -41,13 +42,19 @@ def run_study(
     processes (default: one per core), else, for one worker, run in this process (core.study.cluster).
     Resumable: a finished pretraining or run is never redone; an interrupted one is. The study's
     status turns "finished" only once its probes are written. ``on_progress(done, total,
-    finished=, failed=, workers=)`` counts runs finished (pretrainings count as runs of the training phase).
+    finished=, failed=, workers=)`` counts runs finished (pretrainings count as runs of the training phase);
+    the other phases report with ``phase=`` ("features": clips prepared, "latents", "probes": runs probed).
+    ``manifest``: the dataset as the caller already read it (read_dataset), so it is not read again.
     """
-    study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
+    study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers, manifest=manifest,
+                           on_progress=_in_phase(on_progress, "features"))
     with runs.lifecycle(study_dir, what="study") as outcome:
         _train_all(study_dir, workers, scheduler, on_progress)
         _set_phase(study_dir, "latents")
+        latents_progress = _in_phase(on_progress, "latents")
+        latents_progress(0, 1)
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+        latents_progress(1, 1)
         if probe:
             _set_phase(study_dir, "probes")
             probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=_probe_progress(study_dir, on_progress))
@@ -70,6 +77,14 @@ def _probe_progress(study_dir: Path, on_progress: Callable[..., None] | None) ->
                                                           "time": time.time()})
         if on_progress:
             on_progress(done, total, phase="probes")
+    return report
+
+
+def _in_phase(on_progress: Callable[..., None] | None, phase: str) -> Callable[..., None]:
+    """``on_progress`` with ``phase=`` added: each phase gets its own bar, total and ETA."""
+    def report(done: int, total: int, **metrics) -> None:
+        if on_progress:
+            on_progress(done, total, **{**metrics, "phase": phase})
     return report
 
 
