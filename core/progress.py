@@ -30,3 +30,11 @@ def tqdm_progress(description: str, unit: str = "it") -> Iterator[Callable[..., 
     finally:
         if bar is not None:
             bar.close()
+
+
+def in_phase(on_progress: Callable[..., None] | None, phase: str) -> Callable[..., None]:
+    """``on_progress`` with ``phase=`` set (a no-op without one): each phase of a job gets its own bar and total."""
+    def report(done: int, total: int, **metrics) -> None:
+        if on_progress:
+            on_progress(done, total, **{**metrics, "phase": phase})
+    return report

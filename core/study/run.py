@@ -47,11 +47,11 @@ def run_study(
     ``manifest``: the dataset as the caller already read it (read_dataset), so it is not read again.
     """
     study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers, manifest=manifest,
-                           on_progress=_in_phase(on_progress, "features"))
+                           on_progress=progress.in_phase(on_progress, "features"))
     with runs.lifecycle(study_dir, what="study") as outcome:
         _train_all(study_dir, workers, scheduler, on_progress)
         _set_phase(study_dir, "latents")
-        latents_progress = _in_phase(on_progress, "latents")
+        latents_progress = progress.in_phase(on_progress, "latents")
         latents_progress(0, 1)
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
         latents_progress(1, 1)
@@ -77,14 +77,6 @@ def _probe_progress(study_dir: Path, on_progress: Callable[..., None] | None) ->
                                                           "time": time.time()})
         if on_progress:
             on_progress(done, total, phase="probes")
-    return report
-
-
-def _in_phase(on_progress: Callable[..., None] | None, phase: str) -> Callable[..., None]:
-    """``on_progress`` with ``phase=`` added: each phase gets its own bar, total and ETA."""
-    def report(done: int, total: int, **metrics) -> None:
-        if on_progress:
-            on_progress(done, total, **{**metrics, "phase": phase})
     return report
 
 
