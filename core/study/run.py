@@ -102,10 +102,12 @@ def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]]
     config: StudyConfig = load_study(study_dir)["config"]
     todo = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
     specs = {name: parse_run_name(name) for name in todo}
+    # Condition by condition: a group holds the clips of the conditions it pretrains, so seeds of one condition
+    # together hold one list where seeds side by side held one per condition.
     needed = sorted({(s["pretrain"], s["seed"]) for s in specs.values()
                      if s["kind"] == "lstm" and s["pretrain"] != NONE
                      and not all((study_dir / "pretrain" / pretrain_name(s["pretrain"], s["seed"], e)).exists()
-                                 for e in config.pretrain_epochs if e > 0)}, key=lambda cs: (cs[1], cs[0]))
+                                 for e in config.pretrain_epochs if e > 0)})
     first = [("pretrain", chunk) for chunk in chunks(needed, config.group_size, workers)]
     # The autoencoders are the longest jobs and need no pretraining: started early, they don't
     # leave one worker busy while the other idles at the end (longest jobs first).
