@@ -83,3 +83,11 @@ def phase_eta(progress: dict) -> float | None:
     if not progress.get("phase") or not seconds or not done or done >= total:
         return None
     return seconds / done * (total - done)
+
+
+def in_phase(on_progress: Callable[..., None] | None, phase: str) -> Callable[..., None]:
+    """``on_progress`` with ``phase=`` set (a no-op without one): each phase of a job gets its own bar and total."""
+    def report(done: int, total: int, **metrics) -> None:
+        if on_progress:
+            on_progress(done, total, **{**metrics, "phase": phase})
+    return report
