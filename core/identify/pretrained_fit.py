@@ -137,6 +137,8 @@ def fit(config, run_dir: Path | None = None, on_progress: Callable[..., None] | 
         on_progress(0, 1, phase="fitting the head and its calibration")
     model, calibration = fit_model(cfg, rows[fit_rows], y[fit_rows], manifest["speaker"].to_numpy()[fit_rows],
                                    config.seed)
+    if on_progress:
+        on_progress(1, 1, phase="fitting the head and its calibration")
     probabilities = predict_rows(model, rows[test], calibration["temperature"])
     report = classification_report(y[test], probabilities.argmax(1), labels, manifest["speaker"].to_numpy()[test])
     whisper_alone = WhisperHead(model_config(SimpleNamespace(model="whisper", model_config=config.model_config),
