@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import PAGES
+from ui import PAGES
 
 ROOT = Path(__file__).parent
 

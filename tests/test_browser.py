@@ -51,11 +51,10 @@ def server(server_process):
     return server_process[1]
 
 
-@pytest.fixture(scope="module")
-def server_process(tmp_path_factory):
-    """The `streamlit run app.py` process and its URL."""
+def start_server(runs_dir: Path) -> tuple[subprocess.Popen, str]:
+    """A `streamlit run app.py` process, once it answers, and its URL."""
     port = _free_port()
-    env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
+    env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": str(runs_dir)}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -64,12 +63,17 @@ def server_process(tmp_path_factory):
     for _ in range(100):
         try:
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
+            return process, url
         except OSError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not answer on /_stcore/health within 20 s")
+    process.kill()
+    pytest.fail("streamlit did not answer on /_stcore/health within 20 s")
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory):
+    """The `streamlit run app.py` process and its URL."""
+    process, url = start_server(tmp_path_factory.mktemp("runs"))
     yield process, url
     process.terminate()
     process.wait(timeout=10)
@@ -107,7 +111,7 @@ def assert_no_exception(page) -> None:
 
 def test_every_page_loads_without_an_exception(server, page):
     for path, heading in PAGES.items():
-        if path and not (ROOT / "pages" / f"{path}.py").exists():
+        if path and not (ROOT / "ui" / "pages" / f"{path}.py").exists():
             continue
         page.goto(f"{server}/{path}")
         page.wait_for_selector("h1", timeout=60000)
@@ -129,6 +133,34 @@ def test_the_server_watches_the_app_s_code_not_the_tree(server_process, page):
         except FileNotFoundError:  # closed since it was listed
             pass
     assert watches == 0, f"{watches} inotify watches"
+
+# Every label the sidebar's navigation ever shows (a link's last line: material icons draw from their names), recorded from before the page's own scripts run.
+RECORD_NAVIGATION_JS = """window.__navigation = new Set();
+new MutationObserver(() => document.querySelectorAll('[data-testid="stSidebarNav"] a').forEach(
+    link => window.__navigation.add(link.innerText.trim().split('\\n').pop().trim()))).observe(document, {childList: true, subtree: true});"""
+
+
+def test_a_fresh_server_s_first_visit_to_a_page_shows_only_the_app_s_navigation(browser, tmp_path):
+    """Streamlit runs a server's first script as a legacy app of pages/ files until app.py's st.navigation says
+    otherwise: a first visit straight to /data listed every file (helpers included), if only for a moment."""
+    from ui import PAGES
+
+    process, url = start_server(tmp_path / "runs")
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 2400})
+        page = context.new_page()
+        page.add_init_script(RECORD_NAVIGATION_JS)
+        page.goto(f"{url}/data")  # the server's first session
+        page.wait_for_selector("h1", timeout=60000)
+        wait_idle(page)
+        assert page.locator("h1").first.inner_text() == "Data"
+        seen = set(page.evaluate("() => [...window.__navigation]"))
+        assert seen == {title for _, title, _, _ in PAGES}, seen
+        context.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
 
 def open_page(page, server, title: str) -> None:
     """Go home, then follow the sidebar navigation link, as a person would."""

@@ -1,4 +1,4 @@
-"""pages/identify.py under Streamlit's AppTest: upload or record a clip, see a prediction; what the page promises.
+"""ui/pages/identify.py under Streamlit's AppTest: upload or record a clip, see a prediction; what the page promises.
 
 The second model in some tests is a real, untrained cnn-baseline checkpoint in a temporary runs folder:
 the page's choices (language filter, synthetic warning) depend on its labels and data, not on its skill.
@@ -31,7 +31,7 @@ EIGHT = ["ca", "de", "en", "es", "fr", "it", "nl", "pl"]  # not "ja", which the 
 def _page():
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(ROOT / "pages" / "identify.py"), default_timeout=60)
+    return AppTest.from_file(str(ROOT / "ui" / "pages" / "identify.py"), default_timeout=60)
 
 
 def _speechy(seconds: float) -> bytes:

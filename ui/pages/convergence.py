@@ -7,8 +7,8 @@ import streamlit as st
 from core import plots
 from core.study import browse
 from core.study.report_html import report_html
-from pages import show_text
-from pages.study_common import new_study_form, remember, study_picker
+from ui.common import show_text
+from ui.study import new_study_form, remember, study_picker
 
 
 @st.cache_data(show_spinner="Reading the study...")

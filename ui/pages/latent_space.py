@@ -11,9 +11,8 @@ from core.study import browse, projections
 from core.study.probes import TASK_TARGET
 from core.study.projections import METHODS
 from core.study.report import study_summary
-from pages import show_text
-from pages.common import load_clip, show_clip
-from pages.study_common import study_picker
+from ui.common import load_clip, show_clip, show_text
+from ui.study import study_picker
 
 
 @st.cache_resource

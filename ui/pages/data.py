@@ -6,8 +6,7 @@ from core import DeepLanguageError, plots
 from core.audio import features
 from core.data import datasets
 from core.paths import portable
-from pages import show_text
-from pages.common import dataset_picker, load_clip, manifest_or_stop, show_clip
+from ui.common import dataset_picker, load_clip, manifest_or_stop, show_clip, show_text
 
 folder = dataset_picker("data")
 st.title("Data")

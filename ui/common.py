@@ -18,6 +18,7 @@ from core.audio import features
 from core.paths import CV_SAMPLE_DIR, DEMO_CORPUS_DIR
 from core.data.demo_corpus import build_demo_corpus as build, is_demo_corpus
 
+TEXT_CHARS = 300  # dataset text shown at once; a 1 MB sentence is one click away, not in the page
 CV_SAMPLE = "Common Voice sample (real speech, 12 languages)"
 DEMO, CUSTOM = "Demo corpus (synthetic speech, built here)", "A folder on this machine"
 
@@ -96,3 +97,13 @@ def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = featu
     fps, cutoff = config.frames_per_second, config.lowpass_hz
     left.plotly_chart(plots.mel_figure(full, fps, "Log-mel, full band"), key=f"{key}_full", theme=None)
     right.plotly_chart(plots.mel_figure(low, fps, f"Log-mel, low-pass < {cutoff:.0f} Hz"), key=f"{key}_low", theme=None)
+
+
+def show_text(text) -> None:
+    """Dataset text (a sentence, a speaker id, a path) as plain text, never markdown: a sentence holding a
+    markdown image would make the browser fetch it. Past TEXT_CHARS it is cut, the rest behind an expander."""
+    text = str(text)
+    st.text(text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + " ...")
+    if len(text) > TEXT_CHARS:
+        with st.expander(f"Full text ({len(text):,} characters)"):
+            st.text(text)

@@ -6,7 +6,7 @@ from core import DeepLanguageError, plots, runs
 from core.identify import recipes
 from core.jobs import launch as jobs
 from core.jobs import registry
-from pages.common import dataset_picker
+from ui.common import dataset_picker
 
 LIVE = ("starting", "running")
 side = st.sidebar
