@@ -61,11 +61,13 @@ else:
         record, progress = registry.run_record(run_dir), registry.run_progress(run_dir)
         state = record["state"]
         st.progress(min(1.0, progress["fraction"]), text=registry.progress_line(record, progress))
-        if record["error"] and state in ("failed", "stopped"):
+        if state == "stopped" and st.session_state.get("train_stopped", ("",))[0] == chosen:
+            st.success(st.session_state["train_stopped"][1])  # this session's Stop: when it took effect
+        elif record["error"] and state in ("failed", "stopped"):
             (st.error if state == "failed" else st.warning)(record["error"])
         stop_col, resume_col, _ = st.columns([1, 1, 4])
         if stop_col.button("Stop", key="train_stop", disabled=state not in LIVE):
-            st.toast(f"{chosen}: {jobs.stop(run_dir, timeout=20)}")
+            st.session_state["train_stopped"] = (chosen, jobs.stop_report(run_dir, timeout=20))
             st.rerun(scope="app")
         if resume_col.button("Resume", key="train_resume", disabled=state not in ("stopped", "failed")):
             try:
