@@ -178,6 +178,14 @@ def choose(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
+def test_japanese_and_chinese_text_gets_a_cjk_font_after_streamlit_s_own(server, page):
+    """Without a CJK face named, a machine whose sans-serif lacks the glyphs drew the sample's sentences as boxes."""
+    open_page(page, server, "Data")
+    fonts = page.get_by_test_id("stText").first.evaluate("e => getComputedStyle(e).fontFamily")
+    names = [name.strip().strip('"') for name in fonts.split(",")]
+    assert names[0] == "Source Sans" and "Noto Sans CJK JP" in names and "Noto Sans CJK SC" in names, fonts
+
+
 def test_data_page_shows_a_clip_in_full_band_and_low_pass(server, page, cv_sample):
     open_page(page, server, "Data")
     choose(page, "Dataset", "Common Voice sample (real speech, 12 languages)")

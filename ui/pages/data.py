@@ -8,8 +8,8 @@ from core.data import datasets
 from core.paths import portable
 from ui.common import dataset_picker, load_clip, manifest_or_stop, show_clip, show_text
 
+st.title("Data")  # first: what the picker says about a missing dataset goes under it
 folder = dataset_picker("data")
-st.title("Data")
 if folder is None:
     st.stop()
 
@@ -18,6 +18,8 @@ missing = manifest.attrs.get("missing", 0)
 show_text(f"{portable(folder)} · {len(manifest)} clips · {manifest['language'].nunique()} languages · "
            f"{manifest['speaker'].nunique()} speakers · {manifest['duration'].sum() / 60:.1f} min"
            + (f" · {missing} clips listed but missing on disk" if missing else ""))
+if short := datasets.short_clips_note(manifest):
+    st.caption(short)
 if manifest.attrs.get("speakers_known") is False:
     st.warning("This folder has no speaker sub-folders, so each clip counts as its own speaker and "
                "splits can't be guaranteed speaker-disjoint. Use <lang>/<speaker>/*.wav to fix that.")

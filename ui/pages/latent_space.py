@@ -92,6 +92,8 @@ if "target" in probes:  # a matrix study probes each target's runs: show the cho
 task = st.radio("Task", sorted(probes["task"].unique(), key=lambda t: t != TASK_TARGET), horizontal=True,
                 key="latent_task")
 st.plotly_chart(plots.probe_bars_figure(probes, task), key="latent_probe_bars")
+if note := browse.probe_task_note(task, target, probes[probes["task"] == task]):
+    st.caption(note)
 st.dataframe(probes[probes["task"] == task], hide_index=True, key="latent_probe_table")
 st.caption("Speaker-grouped, stratified CV on held-out speakers; chance = 1 / classes (balanced accuracy); majority = "
            "plain accuracy of always answering the largest class; p: permutation test (languages shuffled between "

@@ -10,6 +10,7 @@ from ui.common import dataset_picker
 
 LIVE = ("starting", "running")
 side = st.sidebar
+st.title("Train")  # first: what the dataset picker says about a missing dataset goes under it
 
 side.header("New run")
 kind = side.selectbox("Model", jobs.KINDS, key="train_kind", help="Language identifiers (whisper-head: pretrained Whisper + "
@@ -30,7 +31,6 @@ threads = int(side.number_input("CPU threads per process", 1, 64, 1, key="train_
 busy = jobs.job_limit_message(runs.RUNS_DIR)
 launch = side.button("Launch training", key="train_launch", type="primary", disabled=folder is None or bool(busy))
 
-st.title("Train")
 if busy:
     st.warning(busy)
 if launch:
