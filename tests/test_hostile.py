@@ -344,7 +344,7 @@ def test_damaged_mel_filters_cache_is_rebuilt(tmp_path, monkeypatch):
 
 def test_damaged_latents_and_ltas_name_the_file(tmp_path):
     from core.errors import DeepLanguageError
-    from core.study.latents import latent_kinds, load_latents
+    from core.study.latent_files import latent_kinds, load_latents
     from core.study.noise import ltas_intact, read_ltas
 
     (tmp_path / "latents.npz").write_bytes(b"PK\x03\x04 cut short")

@@ -45,6 +45,7 @@ Modules:
     results      status, convergence measures, curves, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers
+    latent_files a run's latents on disk, read without torch (what the pages read)
     linear_probe one probe: speaker-grouped LinearSVC, chance, speaker bootstrap CI, sequential permutation p
     probes       every run of a study probed; the tables across seeds and conditions
     similarity   language similarity: genealogy, identifier confusion, espeak-ng phoneme overlap

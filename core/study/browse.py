@@ -16,7 +16,7 @@ from core import runs
 from core.errors import DeepLanguageError
 from core.files import neutralize_formulas
 from core.study import stats
-from core.study.latents import clip_path, latent_kinds, load_latents
+from core.study.latent_files import clip_path, latent_kinds, load_latents
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
 from core.study.probes import TASK_TARGET, min_attainable_p
