@@ -41,6 +41,7 @@ Modules:
     grouped      several LSTMs trained in lockstep (one batched model, or one after another)
     trainer      shared pretrainings, target groups, the autoencoders
     run          every job of a study in parallel, then latents and probes
+    background   a study started as a detached process (the Convergence page's form), without torch
     cluster      where jobs run: a Dask scheduler's workers, a local Dask cluster, or this process
     results      status, convergence measures, curves, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
