@@ -216,6 +216,41 @@ def test_identify_page_predicts_an_uploaded_clip(server, page, cv_sample):
     assert_no_exception(page)
 
 
+def _resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_five_uploads_leave_the_server_no_bigger_than_one(server_process, page, tmp_path):
+    """Issue 17: five uploads of a 35 MB wav took the server from 551 to 924 MiB, never returned; after five it
+    must be within 64 MiB of after one. With this 10 MiB wav it grew 75 MiB before ui/server.py, 16 after."""
+    import numpy as np
+    import soundfile as sf
+
+    process, url = server_process
+    rate, seconds = 44100, 60
+    t = np.arange(rate * seconds) / rate
+    tone = sum(np.sin(2 * np.pi * k * 130 * t) / k for k in range(1, 8)) * (np.sin(2 * np.pi * 3 * t) > 0)
+    clip = tmp_path / "large.wav"
+    sf.write(clip, np.stack([0.2 * tone, 0.15 * tone], axis=1).astype(np.float32), rate, subtype="PCM_16")
+    open_page(page, server_process[1], "Identify")
+    after = []
+    for i in range(5):
+        upload = tmp_path / f"upload-{i}.wav"  # a new name each time, as a person's next file would have
+        os.link(clip, upload)
+        page.set_input_files('[data-testid="stFileUploader"] input', str(upload))
+        page.get_by_text(f"Answered: {upload.name}").first.wait_for(timeout=180000)
+        page.locator('[data-testid="stFileChipDeleteBtn"] button').first.click()  # removed, as a person would
+        page.get_by_text("Upload a clip, record one").first.wait_for(timeout=60000)
+        wait_idle(page)
+        time.sleep(1.0)
+        after.append(_resident_mib(process.pid))
+    assert after[-1] - after[0] <= 64, f"resident MiB after each upload: {[round(m) for m in after]}"
+    assert_no_exception(page)
+
+
 def test_identify_page_refuses_an_upload_over_the_limit(server, page, tmp_path):
     big = tmp_path / "big.wav"
     with open(big, "wb") as handle:
