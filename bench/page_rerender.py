@@ -27,7 +27,7 @@ def main() -> None:
         study = choices[browse.default_study(choices, None)]
     print(f"study: {browse.study_label(study)} ({study})")
     for page in ("convergence", "latent_space"):
-        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=120)
+        at = AppTest.from_file(str(ROOT / "ui" / "pages" / f"{page}.py"), default_timeout=120)
         at.query_params["study"] = core.study.layout.portable(study)  # the pages open on it
         started = time.perf_counter()
         at.run()

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from core.study import linear_probe as probes  # noqa: E402
-from core.study.latents import load_latents  # noqa: E402
+from core.study.latent_files import load_latents  # noqa: E402
 from core.study.layout import DOSE_STUDY_DIR, parse_run_name, study_runs  # noqa: E402
 
 

@@ -2,6 +2,7 @@
 in Chromium, and report the server's peak and final resident memory (RSS) for each upload.
 
 Run: .venv/bin/python bench/upload_memory.py [--uploads 5] [--seconds 240 | --too-long] [--baseline main]
+     [--env MALLOC_ARENA_MAX=2 ...]
 The clip is a synthesized 44.1 kHz stereo 16-bit wav (240 s = 40 MiB, under the 50 MB limit); nothing leaves
 127.0.0.1. Peak RSS is the kernel's high-water mark (VmHWM), reset before each upload through
 /proc/PID/clear_refs, so it counts every byte the server touched, however briefly.
@@ -31,6 +32,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MIB = 1 << 20
+GROWTH_LIMIT_MIB = 64  # issue 17: RSS after five uploads within this of RSS after one
 
 
 def _free_port() -> int:
@@ -67,8 +69,8 @@ def _speechlike_wav(path: Path, seconds: float, rate: int = 44100, channels: int
             out.write(np.stack([0.2 * tone, 0.15 * tone][:channels], axis=1).astype(np.float32))
 
 
-def _serve(root: Path, port: int, runs_dir: str) -> subprocess.Popen:
-    env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": runs_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+def _serve(root: Path, port: int, runs_dir: str, extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "DEEPLANGUAGE_RUNS_DIR": runs_dir, "PYTHONDONTWRITEBYTECODE": "1", **(extra_env or {})}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
          "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -89,7 +91,7 @@ def _wait_idle(page, timeout_ms: int = 300000) -> None:
                            timeout=timeout_ms)
 
 
-PROMPT = "Upload a clip or record one"  # what the page says while it has no clip
+PROMPT = "Upload a clip, record one"  # what the page says while it has no clip
 
 
 def _wait_for_answer(page, timeout_ms: int = 300000) -> str:
@@ -105,13 +107,15 @@ def _wait_for_answer(page, timeout_ms: int = 300000) -> str:
     return page.locator('[data-testid="stAlert"]').first.inner_text()
 
 
-def measure(root: Path, clip: Path, n_uploads: int, tmp: Path) -> list[tuple[float, float, float]]:
-    """Serve the app in ``root`` and upload ``clip`` ``n_uploads`` times: (before, peak, final) MiB for each."""
+def measure(root: Path, clip: Path, n_uploads: int, tmp: Path, extra_env: dict | None = None
+            ) -> list[tuple[float, float, float]]:
+    """Serve the app in ``root`` (with ``extra_env``) and upload ``clip`` ``n_uploads`` times: (before, peak,
+    final) MiB for each."""
     from playwright.sync_api import sync_playwright
 
     tmp.mkdir(exist_ok=True)
     port = _free_port()
-    server = _serve(root, port, str(tmp / "runs"))
+    server = _serve(root, port, str(tmp / "runs"), extra_env)
     rows = []
     try:
         with sync_playwright() as playwright:
@@ -152,9 +156,12 @@ def summarize(label: str, rows: list[tuple[float, float, float]]) -> tuple[float
     """Print and return the first upload's cost and the final RSS growth per upload after it (MiB)."""
     first, last = rows[0][1] - rows[0][0], rows[-1][1] - rows[-1][0]
     growth = (rows[-1][2] - rows[0][2]) / max(1, len(rows) - 1)
+    grown = rows[-1][2] - rows[0][2]
     print(f"{label}: upload {len(rows)} costs {last:.0f} MiB = {last / first:.2f}x the first ({first:.0f} MiB); "
           f"final RSS {growth:+.0f} MiB per upload after the first "
-          f"({'OK' if last <= first * 1.1 else 'FAIL: the last upload costs more than the first'})")
+          f"({'OK' if last <= first * 1.1 else 'FAIL: the last upload costs more than the first'}); "
+          f"after {len(rows)}: {grown:+.0f} MiB over after one "
+          f"({'OK' if grown <= GROWTH_LIMIT_MIB else 'FAIL'}: issue 17's bound is {GROWTH_LIMIT_MIB} MiB)")
     return first, growth
 
 
@@ -166,6 +173,10 @@ def main() -> None:
     parser.add_argument("--too-long", action="store_true",
                         help="upload 1400 s of 16 kHz mono wav instead (43 MiB): refused for its length, "
                              "from its header")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                        help="also serve this checkout with these environment variables (repeatable), e.g. "
+                             "MALLOC_ARENA_MAX=2 or GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576: "
+                             "glibc's allocator settings, measured beside the app as it is")
     parser.add_argument("--baseline", metavar="GIT_REF",
                         help="also measure the app as it is at GIT_REF (e.g. main), exported with git archive")
     args = parser.parse_args()
@@ -186,6 +197,10 @@ def main() -> None:
             results[args.baseline] = measure(base, clip, args.uploads, tmp / "b")
         print("this checkout:")
         results["this checkout"] = measure(ROOT, clip, args.uploads, tmp / "c")
+        for i, variables in enumerate(args.env):
+            extra = dict(pair.split("=", 1) for pair in variables.split(","))
+            print(f"this checkout with {variables}:")
+            results[variables] = measure(ROOT, clip, args.uploads, tmp / f"e{i}", extra)
     summary = {label: summarize(label, rows) for label, rows in results.items()}
     if args.baseline:
         (base_first, base_growth), (first, growth) = summary[args.baseline], summary["this checkout"]

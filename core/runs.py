@@ -43,15 +43,16 @@ STATES = ("running", "finished", "failed", "stopped")
 # Why a stopped run stopped, as status.json keeps it. No command in it: the page offers a Resume
 # button, and the CLI prints its own `--resume` line when interrupted.
 STOPPED = "stopped: the last finished epoch is kept, the unfinished one discarded; resume to continue from it"
-# A run name is one path component: it can never leave the runs folder or hide as a dotfile.
-RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._+-]{0,99}")  # "+": a study run's "es+full"
+# The one rule for a name the user gives a run, a study, a search or a taught model: one path component that can
+# never leave its folder, hide as a dotfile or read as a command-line option ("-x"). "+": a study run's "es+full".
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
 def check_name(name: str, what: str = "--run") -> str:
     """``name`` if it is a safe single folder name, else a UsageError naming ``what``."""
     if not RUN_NAME.fullmatch(name or ""):
         raise UsageError(f"{what} {name!r} is not a valid name: use 1-100 letters, digits, '.', '_', '+' or '-', "
-                         f"not starting with '.' (one folder name, no '/').")
+                         f"starting with a letter or digit (one folder name, no '/').")
     return name
 
 

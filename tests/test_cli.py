@@ -125,7 +125,7 @@ def test_train_refuses_bad_settings_before_making_a_run(capsys, tone_dataset, ru
     assert not (tmp_path / "cache").exists()  # nothing decoded either
 
 
-@pytest.mark.parametrize("name", ["../x", "/abs/path", "sub/dir", ".hidden", "..", "a b", ""])
+@pytest.mark.parametrize("name", ["../x", "/abs/path", "sub/dir", ".hidden", "..", "a b", "", "_x", "x" * 101])
 def test_run_names_are_one_safe_folder_name(capsys, tone_dataset, runs_dir, tmp_path, name):
     code, err = run_main(capsys, "train", "--data", str(tone_dataset), "--cache", str(tmp_path / "cache"),
                          "--run", name, "--epochs", "1")
@@ -135,6 +135,8 @@ def test_run_names_are_one_safe_folder_name(capsys, tone_dataset, runs_dir, tmp_
     assert not (runs_dir.parent / "x").exists() and not Path("/abs/path").exists()
     with pytest.raises(DeepLanguageError, match="not a valid name"):
         runs.create_run("identify", {}, runs_dir, name=name)
+    with pytest.raises(DeepLanguageError, match="not a valid name"):  # reads as an option on a command line
+        runs.create_run("identify", {}, runs_dir, name="-" + name)
 
 
 def test_tune_checks_its_names_and_settings_before_any_trial(capsys, tone_dataset, tmp_path):

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from pages.common import CUSTOM, CV_SAMPLE, DEMO
+from ui.common import CUSTOM, CV_SAMPLE, DEMO
 from tests.conftest import ROOT
 
 
@@ -12,7 +12,7 @@ def _sentences(cv_sample, language: str) -> set[str]:
 
 
 def test_data_page_opens_on_the_real_sample_and_shows_the_chosen_language(cv_sample):
-    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "ui/pages/data.py"), default_timeout=60).run()
     assert not at.exception
     # No choice made: the embedded real Common Voice sample, not the synthetic corpus (still offered).
     assert at.selectbox(key="data_choice").value == CV_SAMPLE
@@ -32,7 +32,7 @@ def test_data_page_opens_on_the_real_sample_and_shows_the_chosen_language(cv_sam
 
 
 def test_a_bad_path_gets_a_clear_message(tmp_path):
-    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=30).run()
+    at = AppTest.from_file(str(ROOT / "ui/pages/data.py"), default_timeout=30).run()
     at.selectbox(key="data_choice").set_value(CUSTOM).run()
     at.text_input(key="data_path").set_value(str(tmp_path / "nowhere")).run()
     assert not at.exception

@@ -241,7 +241,7 @@ def test_tsv_with_an_unbalanced_quote_is_an_error_naming_the_line(tmp_path, cv_s
 def test_data_page_shows_sentences_as_plain_text_and_cuts_a_huge_one(tmp_path, cv_sample):
     from streamlit.testing.v1 import AppTest
 
-    from pages.common import CUSTOM
+    from ui.common import CUSTOM
 
     image = "![tracker](http://127.0.0.1:9/pixel.png) **bold** :red[red]"
     huge = "palabra " * 130000  # about 1 MB
@@ -250,7 +250,7 @@ def test_data_page_shows_sentences_as_plain_text_and_cuts_a_huge_one(tmp_path, c
     sentences = [image, huge, "Una frase.", "Otra frase."]
     rows = [f"spk{i}\t{name}\t{sentence}\tes" for i, (name, sentence) in enumerate(zip(names, sentences))]
     (locale / "validated.tsv").write_text("client_id\tpath\tsentence\tlocale\n" + "\n".join(rows) + "\n")
-    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "ui/pages/data.py"), default_timeout=60).run()
     at.selectbox(key="data_choice").set_value(CUSTOM).run()
     at.text_input(key="data_path").set_value(str(locale)).run()
     for row, sentence in enumerate(sentences[:2]):
@@ -318,7 +318,7 @@ def test_training_jobs_are_capped_and_the_train_page_says_so(tmp_path, monkeypat
                                                     r"allows at once \(1, set by DEEPLANGUAGE_MAX_JOBS\)"):
             launch.launch("nextframe", launch.study_run_config(tmp_path), runs_dir=runs.RUNS_DIR)
         assert [p.name for p in runs.list_runs(runs.RUNS_DIR)] == ["live"]  # the refused launch left nothing
-        at = AppTest.from_file(str(ROOT / "pages" / "train.py"), default_timeout=60).run()
+        at = AppTest.from_file(str(ROOT / "ui" / "pages" / "train.py"), default_timeout=60).run()
         assert not at.exception
         assert "the most this server allows at once" in at.warning[0].value
         assert at.button(key="train_launch").disabled
@@ -344,7 +344,7 @@ def test_damaged_mel_filters_cache_is_rebuilt(tmp_path, monkeypatch):
 
 def test_damaged_latents_and_ltas_name_the_file(tmp_path):
     from core.errors import DeepLanguageError
-    from core.study.latents import latent_kinds, load_latents
+    from core.study.latent_files import latent_kinds, load_latents
     from core.study.noise import ltas_intact, read_ltas
 
     (tmp_path / "latents.npz").write_bytes(b"PK\x03\x04 cut short")

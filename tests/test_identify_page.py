@@ -1,4 +1,4 @@
-"""pages/identify.py under Streamlit's AppTest: upload or record a clip, see a prediction; what the page promises.
+"""ui/pages/identify.py under Streamlit's AppTest: upload or record a clip, see a prediction; what the page promises.
 
 The second model in some tests is a real, untrained cnn-baseline checkpoint in a temporary runs folder:
 the page's choices (language filter, synthetic warning) depend on its labels and data, not on its skill.
@@ -23,6 +23,7 @@ from core.identify.models import build_model
 from core.identify import session
 from core.identify.predict import DEFAULT_CHECKPOINT, load_identifier
 from core.plots import timeline_figure
+from core.plots.identify import TIMELINE_BASE_HEIGHT
 
 ROOT = Path(__file__).resolve().parent.parent
 EIGHT = ["ca", "de", "en", "es", "fr", "it", "nl", "pl"]  # not "ja", which the shipped model knows
@@ -31,7 +32,7 @@ EIGHT = ["ca", "de", "en", "es", "fr", "it", "nl", "pl"]  # not "ja", which the 
 def _page():
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(ROOT / "pages" / "identify.py"), default_timeout=60)
+    return AppTest.from_file(str(ROOT / "ui" / "pages" / "identify.py"), default_timeout=60)
 
 
 def _speechy(seconds: float) -> bytes:
@@ -105,7 +106,7 @@ def test_uploaded_clip_gets_a_prediction_and_a_compact_timeline():
     # One row per language some window chose: no empty rows for the others.
     chosen = {y for trace in timeline["data"] for y in trace["y"]}
     assert set(timeline["layout"]["yaxis"]["categoryarray"]) == chosen
-    assert timeline["layout"]["height"] <= 110 + 36 * len(chosen)
+    assert timeline["layout"]["height"] <= TIMELINE_BASE_HEIGHT + 36 * len(chosen)
     assert _chart(at, "Waveform") is not None and len(at.get("audio")) == 1  # the clip, to hear and see
 
 
@@ -122,7 +123,9 @@ def test_timeline_of_few_windows_is_small_and_spans_the_clip():
                for s, lang, p in [(0.0, "es", 0.7), (1.0, "es", 0.6)]]
     fig = timeline_figure(windows, ["de", "en", "es", "fr", "it", "ja"], 3.0, 1.0)
     assert list(fig.layout.yaxis.categoryarray) == ["es"]
-    assert fig.layout.height <= 150
+    assert fig.layout.height <= TIMELINE_BASE_HEIGHT + 40
+    key = fig.layout.title.subtitle.text  # what dot size and colour mean, under the title
+    assert "size: that probability" in key and "colour: the language" in key
     assert list(fig.layout.xaxis.range) == [0, 4.0]
 
 

@@ -1,5 +1,6 @@
 """core.jobs: launch, stop, kill -9 and resume real training processes; corrupt checkpoints fall back."""
 
+import contextlib
 import os
 import signal
 import time
@@ -104,6 +105,8 @@ def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     _wait_for_epochs(run_dir, done + 1)
     assert launch.stop(run_dir, timeout=20) == "stopped"
     assert len(runs.read_metrics(run_dir)) > done
+    launches = [line for line in launch.read_log(run_dir, 10**6).splitlines() if line.startswith("== ")]
+    assert len(launches) == 2 and "--start" in launches[0] and "--resume" in launches[1], launches
 
 
 @pytest.mark.slow
@@ -195,3 +198,48 @@ def test_a_run_s_chance_level_comes_from_its_languages(tmp_path):
     assert registry.run_chance(tmp_path) is None  # its data not read yet
     runs.write_json(tmp_path / "data.json", {"labels": ["es", "fr", "ja", "de"], "clips": 40})
     assert registry.run_chance(tmp_path) == 0.25
+
+
+# A job that lets go of its run at once on SIGINT (stopped, lock free), then takes its time to exit, as a
+# Python process with torch loaded does (seconds of interpreter teardown after training stopped).
+SLOW_TO_EXIT = """
+import sys, time
+from core import runs
+try:
+    with runs.lifecycle(sys.argv[1]):
+        print("training", flush=True)
+        time.sleep(600)
+except KeyboardInterrupt:
+    pass
+time.sleep(600)
+"""
+
+
+def test_stop_is_done_when_the_run_is_let_go_not_when_its_process_has_exited(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
+    job = subprocess.Popen([sys.executable, "-c", SLOW_TO_EXIT, str(run_dir)], cwd=ROOT, start_new_session=True,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline() == "training\n"
+        runs.write_json(run_dir / registry.JOB_FILE, {"pid": job.pid, "pgid": job.pid, "started": time.time(),
+                                                      "proc_start": registry.process_start_time(job.pid)})
+        assert launch.stop(run_dir, timeout=60) == "stopped"
+        assert job.poll() is None  # still exiting: waiting for it would have taken its teardown, or a kill
+        report = launch.stop_report(run_dir)  # a second Stop: already stopped, nothing kept
+        assert "stopped" in report and "no epoch had finished" in report
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
+def test_a_first_launch_says_start_and_a_resume_says_resume(tmp_path):
+    run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
+    assert "--start" in launch.command(run_dir) and "--resume" not in launch.command(run_dir)
+    runs.set_status(run_dir, "stopped")
+    assert "--resume" in launch.command(run_dir) and "--start" not in launch.command(run_dir)

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from core.errors import DeepLanguageError
-from core.study.latents import LSTM_KINDS, clip_path, load_latents, save_latents
+from core.study.latent_files import clip_path, load_latents, save_latents
+from core.study.latents import LSTM_KINDS
 from core.study.layout import study_runs
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 

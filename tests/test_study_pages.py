@@ -30,7 +30,7 @@ def studies_dir(tiny_study, monkeypatch):
 
 
 def open_page(page: str, study: Path | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / f"pages/{page}.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / f"ui/pages/{page}.py"), default_timeout=120)
     if study is not None:
         at.query_params["study"] = portable(study)
     return at.run()

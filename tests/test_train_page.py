@@ -1,4 +1,4 @@
-"""pages/train.py and pages/runs.py under AppTest: empty registry, finished runs and a search, the
+"""ui/pages/train.py and ui/pages/runs.py under AppTest: empty registry, finished runs and a search, the
 progress line of a live and of a stopped run, and a launch from the page."""
 
 import json
@@ -12,8 +12,8 @@ from core.jobs import launch
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset
 
-PAGE = str(ROOT / "pages" / "train.py")
-RUNS_PAGE = str(ROOT / "pages" / "runs.py")
+PAGE = str(ROOT / "ui" / "pages" / "train.py")
+RUNS_PAGE = str(ROOT / "ui" / "pages" / "runs.py")
 
 
 @pytest.fixture

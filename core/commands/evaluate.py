@@ -4,9 +4,16 @@ import argparse
 import json
 from pathlib import Path
 
+from core.commands import comma_list
+
 NAME = "evaluate"
 HELP = ("score a trained checkpoint on a dataset's unseen speakers (accuracy, recall, confusion, calibration), "
         "or with --learning-curve, accuracy against minutes of speech per language")
+
+
+def budget(text: str) -> float | None:
+    """One budget of --minutes: minutes of speech per language, or "all" (None)."""
+    return None if text == "all" else float(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     curve.add_argument("--learning-curve", action="store_true",
                        help="retrain the checkpoint's recipe on at most M minutes per language in a speaker-grouped "
                             "CV of --data, for each M of --minutes, and fit a power law to the error")
-    curve.add_argument("--minutes", default="0.5,1,2,3,4,all", help="budgets per language (default %(default)s)")
+    curve.add_argument("--minutes", type=comma_list(budget), default="0.5,1,2,3,4,all",
+                       help="budgets per language, minutes or 'all' (default %(default)s)")
     curve.add_argument("--folds", type=int, default=3, help="speaker-grouped folds (default %(default)s)")
-    curve.add_argument("--languages", default=None, metavar="CODES",
+    curve.add_argument("--languages", type=comma_list(), default=None, metavar="CODES",
                        help="also the curve of the answers renormalised over these languages, on their clips, as "
                             "`identify --languages` answers (e.g. de,en,es,fr,it,ja)")
     curve.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
@@ -44,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _learning_curve(args: argparse.Namespace) -> int:
-    import sys
     from dataclasses import replace
 
     from core.checkpoint import load_checkpoint
@@ -55,27 +62,23 @@ def _learning_curve(args: argparse.Namespace) -> int:
     from core.identify.pretrained_fit import learning_curve as pretrained_learning_curve
     from core.progress import tqdm_progress
 
-    try:
-        minutes = [None if m.strip() == "all" else float(m) for m in args.minutes.split(",") if m.strip()]
-    except ValueError:
-        print(f"python -m core evaluate: error: --minutes: {args.minutes!r} is not a list of numbers or 'all'",
-              file=sys.stderr)
-        return 2
     recipe = load_checkpoint(args.checkpoint).get("train_config")
     if not recipe:
         raise DeepLanguageError(f"{args.checkpoint} does not record its training recipe (train_config).")
     config = replace(TrainConfig.from_dict(recipe), data_dir=str(args.data.resolve()), cache_dir="",
                      threads=args.threads)
     with tqdm_progress("learning curve", unit="fit") as on_progress:
-        languages = [code.strip() for code in args.languages.split(",")] if args.languages is not None else None
+        languages = list(args.languages) if args.languages is not None else None
         if config.model in PRETRAINED_KINDS:
-            curve = pretrained_learning_curve(config, minutes, args.folds, on_progress, languages)
+            curve = pretrained_learning_curve(config, list(args.minutes), args.folds, on_progress, languages)
         else:
-            curve = learning_curve(config, minutes, args.folds, on_progress, languages)
+            curve = learning_curve(config, list(args.minutes), args.folds, on_progress, languages)
     curve["data_dir"] = str(args.data)
     curve["command"] = "python -m core evaluate --learning-curve " + " ".join(
-        f"--{k} {v}" for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("minutes", args.minutes),
-                                  ("folds", args.folds), ("languages", args.languages), ("out", args.out))
+        f"--{k} {v}" for k, v in (("checkpoint", args.checkpoint), ("data", args.data),
+                                  ("minutes", ",".join("all" if m is None else f"{m:g}" for m in args.minutes)),
+                                  ("folds", args.folds), ("languages", args.languages and ",".join(args.languages)),
+                                  ("out", args.out))
         if v is not None)
     if args.out:
         save_learning_curve(curve, args.out)

@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.commands import comma_list
+
 NAME = "identify"
 HELP = "identify the spoken language of audio files (one line, or one JSON object, per file)"
 EPILOG = """status "ok" vs "uncertain": probabilities are temperature-calibrated, and an answer is "ok" only when the top
@@ -24,18 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, mp3, ogg, opus, m4a, webm)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="model (default: checkpoints/identify-default/best.pt)")
-    parser.add_argument("--languages", default="", help="comma-separated languages to choose among (default: all)")
+    parser.add_argument("--languages", type=comma_list(), default=(),
+                        help="comma-separated languages to choose among (default: all)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: path, status, language, probabilities, windows, error")
 
 
 def run(args: argparse.Namespace) -> int:
     from core.errors import DeepLanguageError
-    from core.identify.predict import DEFAULT_CHECKPOINT, format_result, identify_files, load_identifier, parse_languages
+    from core.identify.predict import DEFAULT_CHECKPOINT, check_languages, format_result, identify_files, load_identifier
 
     bundle = load_identifier(args.checkpoint or DEFAULT_CHECKPOINT)
+    languages = list(args.languages) or None
     try:
-        languages = parse_languages(args.languages, bundle.labels)
+        check_languages(languages, bundle.labels)
     except DeepLanguageError as error:
         print(f"python -m core identify: error: --languages: {error}", file=sys.stderr)
         return 2  # a usage error, as argparse reports its own

@@ -2,10 +2,11 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from core.commands import number
+from core.commands import comma_list, number
 
 NAME = "train"
 STUDY_KINDS = ("nextframe", "autoencoder")  # runs made by core.jobs.launch for the pretraining study
@@ -18,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                   "or <lang>/*.wav (required unless --resume)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature cache folder (default: data/cache/<dataset name>-<hash>)")
-    parser.add_argument("--languages", default="", help="comma-separated languages to learn (default: all)")
+    parser.add_argument("--languages", type=comma_list(), default=(),
+                        help="comma-separated languages to learn (default: all)")
     parser.add_argument("--model", help="model kind: whisper-head (pretrained Whisper encoder + a head that learns "
                                         "the data's languages), whisper (Whisper's language-ID alone), or from "
                                         "scratch: gmm-supervector, cnn-baseline, resnet-asp (default resnet-asp)")
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
                         help="whisper models: encode the clips on this Dask scheduler's workers (default: a local "
                              "cluster of one worker per core when many clips are new; as `study --scheduler`)")
+    where.add_argument("--start", type=Path, metavar="RUN_DIR",
+                       help="train a run folder made beforehand (the dashboard's Launch writes its config.json) "
+                            "that has not trained yet")
     parser.add_argument("--cv", type=number(int, low=0), default=0, metavar="K",
                         help="instead of one model, run speaker-grouped K-fold cross-validation of this recipe")
     parser.add_argument("--cv-out", type=Path, metavar="FILE", help="write the cross-validation report here (JSON)")
@@ -68,7 +73,7 @@ def train_config(args: argparse.Namespace):
         model_config["encoder"] = args.encoder
     values = {"data_dir": str(args.data.resolve()), "cache_dir": str(args.cache.resolve()) if args.cache else "",
               "model_config": model_config, "threads": args.threads,
-              "languages": tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+              "languages": args.languages,
               "features": asdict(feature_config(args))}
     for name in ("model", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "crop_seconds", "patience",
                  "min_seconds", "seed", "split_seed"):
@@ -88,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     from core.progress import tqdm_progress
     from core.runs import write_json
 
+    if args.start is not None:  # the same training as a resume, named for what it is: nothing to continue yet
+        if os.environ.get("RANK", "0") == "0":  # torchrun's other ranks may find rank 0 already running it
+            _check_untrained(args.start)
+        args.resume = args.start
     # Every setting is checked (TrainConfig validates itself) before anything is written or started.
     config = train_config(args) if args.resume is None and args.data is not None else None
     if args.threads:
@@ -146,6 +155,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{run_dir}: {describe_run(run_dir)}")
     print(f"model: {run_dir / 'best.pt'}  (try: python -m core identify CLIP.wav --checkpoint {run_dir / 'best.pt'})")
     return 0
+
+
+def _check_untrained(run_dir: Path) -> None:
+    from core import runs
+    from core.errors import UsageError
+
+    state = (runs.read_json(run_dir / "status.json") or {}).get("state", "created")
+    if state != "created":
+        raise UsageError(f"--start: run {run_dir} has trained already ({state}); continue it with --resume {run_dir}.")
 
 
 def _interrupt(signum, frame):

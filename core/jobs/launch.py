@@ -1,14 +1,15 @@
 """Training jobs: launch, stop and resume runs as separate, detached processes.
 
-A job is ``python -m core train --resume RUN_DIR`` (or ``torchrun ... -m core train ...`` for
-several processes) started in its own session with its output in ``RUN_DIR/log.txt``: it
+A job is ``python -m core train --start RUN_DIR`` (``--resume RUN_DIR`` once it has trained; or
+``torchrun ... -m core train ...`` for several processes) started in its own session with its output in ``RUN_DIR/log.txt``: it
 survives a page reload and a restart of the Streamlit server, and nothing but the run
 directory ties it to whoever launched it. ``job.json`` records the process; the trainer
 takes the run's lock, so :func:`core.jobs.registry.run_state` always knows whether it lives.
 
-Stopping sends SIGINT to the job's process group: the trainer abandons the current epoch,
-keeps the last finished one in ``last.pt`` and marks the run "stopped". A job that does not
-exit within ``timeout`` seconds gets SIGTERM, then SIGKILL; it still reads as "stopped".
+Stopping sends SIGINT to the job's process group: the trainer abandons the current step,
+keeps the last finished epoch in ``last.pt``, marks the run "stopped" and lets go of its lock. A stop
+is done then, though the process may take seconds more to exit (Python and torch tearing down); a job
+that has not let go within ``timeout`` seconds gets SIGTERM, then SIGKILL; it still reads as "stopped".
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ def launch(kind: str, config, *, runs_dir: str | Path = runs.RUNS_DIR, name: str
 
 
 def command(run_dir: Path, threads: int = 1, nproc: int = 1) -> list[str]:
-    """The command line that trains (or resumes) ``run_dir``; its stored config says what to train."""
-    train = ["core", "train", "--resume", str(run_dir), "--threads", str(threads)]
+    """The command line that trains ``run_dir`` (``--start``: never trained yet) or resumes it; its stored
+    config says what to train."""
+    first = runs.read_json(run_dir / "status.json", {}).get("state", "created") == "created"
+    train = ["core", "train", "--start" if first else "--resume", str(run_dir), "--threads", str(threads)]
     if nproc > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                 "-m", *train]
@@ -121,7 +124,9 @@ def stop(run_dir: str | Path, timeout: float = 30.0) -> str:
     """Ask the run's training process to stop and wait up to ``timeout`` s for it; returns the run's state.
 
     SIGINT first (the trainer keeps its last finished epoch and marks the run stopped), then
-    SIGTERM and SIGKILL if it lingers. A run that is not running is left as it is.
+    SIGTERM and SIGKILL if it lingers. Done as soon as the run is no longer live and its lock is free:
+    the process may still be exiting, but it no longer touches the run (a resume may start at once).
+    A run that is not running is left as it is.
     """
     run_dir = Path(run_dir)
     state = registry.run_state(run_dir)["state"]
@@ -134,10 +139,31 @@ def stop(run_dir: str | Path, timeout: float = 30.0) -> str:
         _signal(targets, sig)
         until = min(deadline, time.monotonic() + max(timeout * share, 0.5))
         while time.monotonic() < until:
-            if not any(registry.process_alive(pid) for pid, _ in targets) and not runs.is_locked(run_dir):
+            if _let_go(run_dir, targets):
                 return registry.run_state(run_dir)["state"]
             time.sleep(0.1)
     return registry.run_state(run_dir)["state"]
+
+
+def _let_go(run_dir: Path, targets: list[tuple[int, bool]]) -> bool:
+    """True once the run is no longer the job's: its lock free and its state final (stopped, failed,
+    finished), or its processes gone (one stopped before it took the lock)."""
+    if runs.is_locked(run_dir):
+        return False
+    return (registry.run_state(run_dir)["state"] not in LIVE_STATES
+            or not any(registry.process_alive(pid) for pid, _ in targets))
+
+
+def stop_report(run_dir: str | Path, timeout: float = 30.0) -> str:
+    """Stop the run (:func:`stop`) and say what happened, for the page: how long it took and what is kept."""
+    started = time.monotonic()
+    state = stop(run_dir, timeout)
+    seconds, kept = time.monotonic() - started, len(runs.read_metrics(run_dir))
+    if state != "stopped":
+        return f"{Path(run_dir).name} is {state} ({seconds:.1f} s after the stop was asked for)."
+    return (f"{Path(run_dir).name} stopped {seconds:.1f} s after the request: "
+            + (f"{kept} finished epoch(s) kept; Resume continues from epoch {kept + 1}." if kept
+               else "no epoch had finished; Resume starts it over."))
 
 
 def _targets(run_dir: Path) -> list[tuple[int, bool]]:

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 __all__ = ["probability_figure", "timeline_figure", "reliability_figure", "learning_curve_figure"]
 
-TIMELINE_BASE_HEIGHT = 110  # px for the title and the time axis
+TIMELINE_BASE_HEIGHT = 134  # px for the title, its key and the time axis
 TIMELINE_ROW_HEIGHT = 36  # px per language row
 
 
@@ -18,6 +18,11 @@ def probability_figure(probabilities: dict[str, float], title: str = "Probabilit
                  title=title, range_y=[0, 1])
     fig.update_layout(height=300)
     return fig
+
+
+# What a reader can't guess from the timeline's dots (said under its title).
+TIMELINE_KEY = ("a dot: the language a window most likely holds; its size: that probability (larger = surer); "
+                "its colour: the language, one per row")
 
 
 def timeline_figure(windows: list[dict], languages: list[str], window_seconds: float, hop_seconds: float
@@ -40,9 +45,10 @@ def timeline_figure(windows: list[dict], languages: list[str], window_seconds: f
             customdata=[[w["start"], w["end"], p] for w, p in zip(mine, probability)],
             hovertemplate="%{customdata[0]:.1f}-%{customdata[1]:.1f} s: %{y} (%{customdata[2]:.0%})<extra></extra>"))
     end = max((w["end"] for w in windows), default=window_seconds)
-    fig.update_layout(title=f"Language per {window_seconds:g} s window (every {hop_seconds:g} s)",
+    fig.update_layout(title={"text": f"Language per {window_seconds:g} s window (every {hop_seconds:g} s)",
+                             "subtitle": {"text": TIMELINE_KEY}},
                       height=TIMELINE_BASE_HEIGHT + TIMELINE_ROW_HEIGHT * len(rows), showlegend=False,
-                      margin={"l": 40, "r": 10, "t": 40, "b": 40})
+                      margin={"l": 40, "r": 10, "t": 64, "b": 40})
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows, title="language")
     return fig.update_xaxes(title="time in the clip (s)", range=[0, end])
 

@@ -40,11 +40,11 @@ Modules:
     normalization  corpus (default: keeps a filter's attenuation) or per-utterance normalisation
     grouped      several LSTMs trained in lockstep (one batched model, or one after another)
     trainer      shared pretrainings, target groups, the autoencoders
-    run          every job of a study in parallel, then latents and probes
+    run          every job of a study in parallel, then latents and probes; background: one started by a page
     cluster      where jobs run: a Dask scheduler's workers, a local Dask cluster, or this process
     results      status, convergence measures, curves, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
-    latents      frozen models' states for held-out speakers
+    latents      frozen models' states for held-out speakers; latent_files: their files, read without torch
     linear_probe one probe: speaker-grouped LinearSVC, chance, speaker bootstrap CI, sequential permutation p
     probes       every run of a study probed; the tables across seeds and conditions
     similarity   language similarity: genealogy, identifier confusion, espeak-ng phoneme overlap

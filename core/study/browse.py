@@ -16,10 +16,10 @@ from core import runs
 from core.errors import DeepLanguageError
 from core.files import neutralize_formulas
 from core.study import stats
-from core.study.latents import clip_path, latent_kinds, load_latents
+from core.study.latent_files import clip_path, latent_kinds, load_latents
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
-from core.study.probes import min_attainable_p
+from core.study.probes import TASK_TARGET, min_attainable_p
 from core.study.projections import MAX_POINTS, project_sample
 from core.study.report import study_curves_long, study_summary
 from core.study.results import study_status
@@ -147,6 +147,26 @@ def p_note(config: StudyConfig) -> str:
             f"A Mann-Whitney comparison of two conditions (probes) cannot go below "
             f"{min_attainable_p(seeds, seeds):.3g}. The paired t-test, which marks the cells, is parametric and "
             f"can go lower.")
+
+
+NEAR_CHANCE = 0.6  # a two-class balanced accuracy below this is "near chance" in the probe note's words
+
+
+def probe_task_note(task: str, target: str, rows: pd.DataFrame) -> str:
+    """What the latent page's probe bars of ``task`` are measured against: for target vs rest (the default task),
+    why its chance line is 0.5 and why the bars sit near it. ``rows``: that task's probe rows (summary["probes"])."""
+    if task != TASK_TARGET or rows.empty:
+        return ""
+    n_clips, majority = int(rows["n_clips"].iloc[0]), float(rows["majority"].iloc[0])
+    return (f"Target vs rest: can a straight line through these states tell {target} from the other languages, on "
+            f"speakers the probe never saw ({n_clips} held-out clips)? Balanced accuracy weighs both sides equally, "
+            f"so chance is 0.5, though always answering the larger side (\"other\") is right {majority:.0%} of the "
+            f"time (majority). "
+            + ("Most bars sit near 0.5 because these models learnt to predict the next frame of sound, not to name "
+               "a language: little in their states sets one language apart from the rest in a way that holds for "
+               "new speakers. " if rows["accuracy"].median() < NEAR_CHANCE else "")
+            + "A bar just under 0.5 is chance with few speakers; null_mean (languages shuffled between speakers) is "
+              "this data's own chance, and p how often shuffling does as well.")
 
 
 def new_study_config(targets: list[str], languages: list[str], controls: list[str], prenatal_filter: str,

@@ -2,10 +2,8 @@
 
 For each run of a study, every clip of the study's latent sample (a balanced sample of the
 test-split speakers of each language: never the speakers any run trained or stopped on) goes
-through the frozen model, and the results are stored beside the run::
-
-    latents.npz   one (n_clips, dim) float32 array per kind: h, c, h_mean (LSTM) or ae (autoencoder)
-    latents.tsv   one row per clip, in the same order: key, path, language, speaker
+through the frozen model, and the results are stored beside the run (latents.npz and latents.tsv,
+see core.study.latent_files, which reads them without torch).
 
 The language identifier's embedding is added as kind ``identify`` when that model and a
 checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwise.
@@ -14,14 +12,11 @@ checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwi
 from __future__ import annotations
 
 import functools
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.files import atomic_path
-from core.errors import DeepLanguageError
 from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
 from core.study.autoencoder import encode_clip
 from core.data.cache import FeatureCache
@@ -31,10 +26,10 @@ from core.study import autoencoder
 from core.study import nextframe
 from core.checkpoint import load_checkpoint
 from core.paths import resolve
+from core.study.latent_files import clip_path, save_latents
 
 LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
 AE_KINDS = ("ae",)
-MANIFEST_COLUMNS = ["key", "path", "language", "speaker"]
 
 
 def encode_lstm(model, clips: list[np.ndarray], batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -101,52 +96,6 @@ def extract_run_latents(run_dir: str | Path, clips: tuple[pd.DataFrame, list[np.
     return run_dir / "latents.npz"
 
 
-def save_latents(folder: str | Path, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
-                 stem: str = "latents") -> None:
-    """Write ``<stem>.npz`` and ``<stem>.tsv`` atomically; every array has one row per manifest row."""
-    folder = Path(folder)
-    for kind, array in arrays.items():
-        if len(array) != len(manifest):
-            raise ValueError(f"latent {kind} has {len(array)} rows for {len(manifest)} clips")
-    # float16 halves the files (a shipped study must stay small); probes and plots don't notice.
-    with atomic_path(folder / f"{stem}.npz") as tmp:
-        np.savez(tmp, **{kind: array.astype(np.float16) for kind, array in arrays.items()})
-    with atomic_path(folder / f"{stem}.tsv") as tmp:
-        manifest[MANIFEST_COLUMNS].to_csv(tmp, sep="\t", index=False)
-
-
-def load_latents(folder: str | Path, stem: str = "latents") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """A run's latents: ``{kind: (n_clips, dim)}`` and the clips' manifest, in the same order."""
-    folder = Path(folder)
-    if not (folder / f"{stem}.npz").exists():
-        raise DeepLanguageError(f"{folder.name} has no latents yet: its run has not finished. "
-                                f"Run the study command again to finish it.")
-    try:
-        with np.load(folder / f"{stem}.npz") as stored:
-            arrays = {kind: stored[kind].astype(np.float32) for kind in stored.files}
-        manifest = pd.read_csv(folder / f"{stem}.tsv", sep="\t", dtype={"key": str})
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pd.errors.ParserError) as error:
-        raise DeepLanguageError(damaged_latents_message(folder / f"{stem}.npz", error)) from None
-    if any(len(array) != len(manifest) for array in arrays.values()):
-        raise DeepLanguageError(damaged_latents_message(folder / f"{stem}.npz", f"{len(manifest)} clips listed"))
-    return arrays, manifest
-
-
-def latent_kinds(folder: str | Path, stem: str = "latents") -> list[str]:
-    """The kinds stored in a run's latents file (h, c, h_mean, ae, ...), without reading the arrays."""
-    path = Path(folder) / f"{stem}.npz"
-    try:
-        with np.load(path) as stored:
-            return list(stored.files)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DeepLanguageError(damaged_latents_message(path, error)) from None
-
-
-def damaged_latents_message(path: Path, error) -> str:
-    return (f"the latents file {path} is damaged ({error}); delete it and its .tsv and run the study command "
-            f"again: the run's latents are computed again from its model.")
-
-
 # Identifier embeddings wider than this are stored as their leading principal components, at most
 # half as many as there are clips: the trailing components of n clips have almost no variance, and a
 # probe that standardises them fits noise (at 126 of 126 components it scored below chance).
@@ -176,15 +125,3 @@ def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path 
     folder.mkdir(exist_ok=True)
     save_latents(folder, {"identify": vectors}, manifest)
     return folder / "latents.npz"
-
-
-def _study_data_dir(study_dir: str | Path) -> str:
-
-    return load_study(study_dir)["data_dir"]
-
-
-def clip_path(study_dir: str | Path, path: str) -> Path:
-    """Where a clip of a study's manifest lies now (manifests store paths relative to the dataset)."""
-
-    path = Path(path)
-    return path if path.is_absolute() else resolve(_study_data_dir(study_dir)) / path

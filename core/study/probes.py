@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from core.study.linear_probe import N_PERMUTATIONS, balanced_accuracy, probe  # noqa: F401  (re-exported)
-from core.study.latents import load_latents
+from core.study.latent_files import load_latents
 from core.runs import write_json
 from core.study.layout import (AE, NONE, cell_label, load_study, no_probes_reason, parse_run_name, study_runs,
                                write_tsv)

@@ -4,13 +4,12 @@ import streamlit as st
 
 from core import DeepLanguageError, plots
 from core.audio import features
-from core.data import datasets, views
+from core.data import views
 from core.paths import portable
-from pages import show_text
-from pages.common import dataset_picker, load_clip, manifest_or_stop, show_clip
+from ui.common import dataset_overview, dataset_picker, load_clip, manifest_or_stop, show_clip, show_text
 
+st.title("Data")  # first: what the picker says about a missing dataset goes under it
 folder = dataset_picker("data")
-st.title("Data")
 if folder is None:
     st.stop()
 
@@ -19,14 +18,16 @@ missing = manifest.attrs.get("missing", 0)
 show_text(f"{portable(folder)} · {len(manifest)} clips · {manifest['language'].nunique()} languages · "
            f"{manifest['speaker'].nunique()} speakers · {manifest['duration'].sum() / 60:.1f} min"
            + (f" · {missing} clips listed but missing on disk" if missing else ""))
+table, figures, short = dataset_overview(str(folder))
+if short:
+    st.caption(short)
 if manifest.attrs.get("speakers_known") is False:
     st.warning("This folder has no speaker sub-folders, so each clip counts as its own speaker and "
                "splits can't be guaranteed speaker-disjoint. Use <lang>/<speaker>/*.wav to fix that.")
 
-st.dataframe(datasets.summarize(manifest), hide_index=True, key="data_summary",
+st.dataframe(table, hide_index=True, key="data_summary",
              column_config={"minutes": st.column_config.NumberColumn(format="%.1f"),
                             "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f")})
-figures = plots.language_stats_figures(views.language_stats(manifest))
 left, right = st.columns(2)
 left.plotly_chart(figures["languages"], key="data_languages")
 right.plotly_chart(figures["speakers"], key="data_speakers")

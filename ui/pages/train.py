@@ -6,10 +6,11 @@ from core import DeepLanguageError, plots, runs
 from core.identify import recipes
 from core.jobs import launch as jobs
 from core.jobs import registry
-from pages.common import dataset_picker
+from ui.common import dataset_picker
 
 LIVE = ("starting", "running")
 side = st.sidebar
+st.title("Train")  # first: what the dataset picker says about a missing dataset goes under it
 
 side.header("New run")
 kind = side.selectbox("Model", jobs.KINDS, key="train_kind", help="Language identifiers (whisper-head: pretrained Whisper + "
@@ -30,7 +31,6 @@ threads = int(side.number_input("CPU threads per process", 1, 64, 1, key="train_
 busy = jobs.job_limit_message(runs.RUNS_DIR)
 launch = side.button("Launch training", key="train_launch", type="primary", disabled=folder is None or bool(busy))
 
-st.title("Train")
 if busy:
     st.warning(busy)
 if launch:
@@ -61,11 +61,13 @@ else:
         record, progress = registry.run_record(run_dir), registry.run_progress(run_dir)
         state = record["state"]
         st.progress(min(1.0, progress["fraction"]), text=registry.progress_line(record, progress))
-        if record["error"] and state in ("failed", "stopped"):
+        if state == "stopped" and st.session_state.get("train_stopped", ("",))[0] == chosen:
+            st.success(st.session_state["train_stopped"][1])  # this session's Stop: when it took effect
+        elif record["error"] and state in ("failed", "stopped"):
             (st.error if state == "failed" else st.warning)(record["error"])
         stop_col, resume_col, _ = st.columns([1, 1, 4])
         if stop_col.button("Stop", key="train_stop", disabled=state not in LIVE):
-            st.toast(f"{chosen}: {jobs.stop(run_dir, timeout=20)}")
+            st.session_state["train_stopped"] = (chosen, jobs.stop_report(run_dir, timeout=20))
             st.rerun(scope="app")
         if resume_col.button("Resume", key="train_resume", disabled=state not in ("stopped", "failed")):
             try:

@@ -11,14 +11,14 @@ from core.study import browse, projections
 from core.study.probes import TASK_TARGET
 from core.study.projections import METHODS
 from core.study.report import study_summary
-from pages import show_text
-from pages.common import load_clip, show_clip
-from pages.study_common import study_picker
+from ui.common import load_clip, show_clip, show_text
+from ui.study import study_picker
 
 
 @st.cache_resource
 def warm_up_umap() -> threading.Thread:
-    """Once per server process, in the background: UMAP's compile is done before it is chosen."""
+    """Once per server process, in the background: UMAP's compile is done before it is chosen. Started once the
+    scatter is drawn: on two cores the compile would otherwise slow the page's first paint by seconds."""
     return threading.Thread(target=projections.warm_up_umap, daemon=True).start()
 
 
@@ -39,7 +39,6 @@ def cached_probes(folder: str, stamp: float) -> tuple[pd.DataFrame, str | None]:
 
 
 st.title("Latent space")
-warm_up_umap()
 study = study_picker("latent_study")
 stamp = browse.study_stamp(study)
 table = cached_runs(str(study), stamp)
@@ -83,6 +82,7 @@ else:
     except DeepLanguageError as error:
         st.info(f"The clip cannot be played here ({error}); build or download its dataset to hear it.")
 
+warm_up_umap()
 probes, probe_note = cached_probes(str(study), stamp)
 if probes.empty:
     st.info(probe_note or "This study has not been probed yet: run `python -m core probe --study DIR`.")
@@ -93,6 +93,7 @@ if "target" in probes:  # a matrix study probes each target's runs: show the cho
 task = st.radio("Task", sorted(probes["task"].unique(), key=lambda t: t != TASK_TARGET), horizontal=True,
                 key="latent_task")
 st.plotly_chart(plots.probe_bars_figure(probes, task), key="latent_probe_bars")
+st.caption(browse.probe_task_note(task, target, probes[probes["task"] == task]))  # "" for other tasks: nothing shown
 st.dataframe(probes[probes["task"] == task], hide_index=True, key="latent_probe_table")
 st.caption("Speaker-grouped, stratified CV on held-out speakers; chance = 1 / classes (balanced accuracy); majority = "
            "plain accuracy of always answering the largest class; p: permutation test (languages shuffled between "

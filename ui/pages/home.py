@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages import PAGES
+from ui import PAGES
 
 st.title("deepLanguage")
 st.markdown(

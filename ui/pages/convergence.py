@@ -1,5 +1,6 @@
 """Convergence: which pretraining language speeds up learning which target? Browse a matrix study or start one."""
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -7,18 +8,13 @@ import streamlit as st
 from core import plots
 from core.study import browse
 from core.study.report_html import report_html
-from pages import show_text
-from pages.study_common import new_study_form, remember, study_picker
+from ui.common import show_text
+from ui.study import new_study_form, remember, study_picker
 
 
 @st.cache_data(show_spinner="Reading the study...")
 def load_view(folder: str, stamp: float) -> dict:  # stamp: the study's files changed -> read again
     return browse.convergence_view(folder)
-
-
-@st.cache_data(show_spinner="Writing the report...")
-def load_report(folder: str, stamp: float) -> str:
-    return report_html(folder)
 
 
 st.title("Convergence")
@@ -54,7 +50,8 @@ show_text(view["data_note"])
 if not view["doses"]:
     st.info("No pretrained cell has finished yet; the matrix appears as runs finish.")
     st.stop()
-st.download_button("Download the report (HTML)", load_report(str(folder), stamp), key="conv_report",
+# Written when clicked (Streamlit calls it then), not on every load: it builds every figure of the study.
+st.download_button("Download the report (HTML)", partial(report_html, str(folder)), key="conv_report",
                    file_name=f"{folder.name}-report.html", mime="text/html")
 
 dose = st.select_slider("Dose: pretraining epochs", view["doses"], value=view["doses"][-1], key="conv_dose") \

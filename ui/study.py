@@ -10,8 +10,8 @@ import streamlit as st
 from core import DeepLanguageError
 from core.study import browse
 from core.study.layout import portable
-from core.study.run import launch_study
-from pages.common import dataset_picker, load_manifest
+from core.study.background import launch_study
+from ui.common import dataset_picker, load_manifest
 
 QUERY_KEY = "study"  # ?study=checkpoints/real-study: both pages open on the study last viewed
 

@@ -1,6 +1,6 @@
 """The Identify page's second tab: how far to trust the chosen model.
 
-Not a page of its own (pages/__init__.py lists the pages): pages/identify.py calls it.
+Not a page (ui/__init__.py lists the pages): ui/pages/identify.py calls it.
 """
 
 from pathlib import Path

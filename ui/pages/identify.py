@@ -11,9 +11,9 @@ from core.identify.predict import identify
 from core.identify import session
 from core.identify.session import latest_input, model_choices
 from core.paths import portable
-from pages.identify_clip import UPLOAD_TYPES, cached_identifier, sample_picker, show_answer
-from pages.identify_teach import show_teach
-from pages.identify_trust import show_trust
+from ui.identify_clip import UPLOAD_TYPES, cached_identifier, sample_picker, show_answer
+from ui.identify_teach import show_teach
+from ui.identify_trust import show_trust
 
 INPUT_NAMES = {"upload": "the uploaded file", "recording": "the recording", "sample": "the sample clip"}
 

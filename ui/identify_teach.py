@@ -1,6 +1,6 @@
 """The Identify page's third tab: teach the chosen model a language.
 
-Not a page of its own (pages/__init__.py lists the pages): pages/identify.py calls it.
+Not a page (ui/__init__.py lists the pages): ui/pages/identify.py calls it.
 """
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import DeepLanguageError
 from core.identify import session
-from pages.identify_clip import UPLOAD_TYPES
+from ui.identify_clip import UPLOAD_TYPES
 
 
 def show_teach(checkpoint: str, labels: list[str]) -> None:

@@ -13,11 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from core import DeepLanguageError, audio, plots
-from core.data import datasets
+from core.data import datasets, views
 from core.audio import features
 from core.paths import CV_SAMPLE_DIR, DEMO_CORPUS_DIR
 from core.data.demo_corpus import build_demo_corpus as build, is_demo_corpus
 
+TEXT_CHARS = 300  # dataset text shown at once; a 1 MB sentence is one click away, not in the page
 CV_SAMPLE = "Common Voice sample (real speech, 12 languages)"
 DEMO, CUSTOM = "Demo corpus (synthetic speech, built here)", "A folder on this machine"
 
@@ -57,6 +58,14 @@ def load_manifest(folder: str) -> pd.DataFrame:
     return datasets.read_dataset(folder)
 
 
+@st.cache_data(show_spinner=False)
+def dataset_overview(folder: str) -> tuple[pd.DataFrame, dict, str]:
+    """The Data page's table, figures and short-clip note: drawn once per dataset, not on every rerun (0.7 s)."""
+    manifest = load_manifest(folder)
+    return (datasets.summarize(manifest), plots.language_stats_figures(views.language_stats(manifest)),
+            datasets.short_clips_note(manifest))
+
+
 def manifest_or_stop(folder: Path) -> pd.DataFrame:
     """The dataset's manifest, or a clear message and a stopped page."""
     try:
@@ -82,17 +91,35 @@ def wav_pair(clip: np.ndarray, cutoff_hz: float) -> tuple[bytes, bytes]:
     return audio.to_wav_bytes(clip), audio.to_wav_bytes(audio.lowpass(clip, cutoff_hz))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def clip_figures(clip: np.ndarray, config: features.FeatureConfig = features.FeatureConfig()) -> list:
+    """The clip's waveform and its full-band and low-pass log-mels, as figures (built once per clip)."""
+    full, low = mel_pair(clip, config)
+    fps, cutoff = config.frames_per_second, config.lowpass_hz
+    return [plots.waveform_figure(clip), plots.mel_figure(full, fps, "Log-mel, full band"),
+            plots.mel_figure(low, fps, f"Log-mel, low-pass < {cutoff:.0f} Hz")]
+
+
 def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = features.FeatureConfig()) -> None:
     """Player, waveform, and the full-band and low-pass log-mels side by side."""
-    full, low = mel_pair(clip, config)
+    wave, full, low = clip_figures(clip, config)
     full_wav, low_wav = wav_pair(clip, config.lowpass_hz)
     play_full, play_low = st.columns(2)
     play_full.audio(full_wav, format="audio/wav")
     play_full.caption("Full band")
     play_low.audio(low_wav, format="audio/wav")
     play_low.caption(f"Low-pass below {config.lowpass_hz:.0f} Hz: what low-pass pretraining hears")
-    st.plotly_chart(plots.waveform_figure(clip), key=f"{key}_wave")
+    st.plotly_chart(wave, key=f"{key}_wave")
     left, right = st.columns(2)
-    fps, cutoff = config.frames_per_second, config.lowpass_hz
-    left.plotly_chart(plots.mel_figure(full, fps, "Log-mel, full band"), key=f"{key}_full", theme=None)
-    right.plotly_chart(plots.mel_figure(low, fps, f"Log-mel, low-pass < {cutoff:.0f} Hz"), key=f"{key}_low", theme=None)
+    left.plotly_chart(full, key=f"{key}_full", theme=None)
+    right.plotly_chart(low, key=f"{key}_low", theme=None)
+
+
+def show_text(text) -> None:
+    """Dataset text (a sentence, a speaker id, a path) as plain text, never markdown: a sentence holding a
+    markdown image would make the browser fetch it. Past TEXT_CHARS it is cut, the rest behind an expander."""
+    text = str(text)
+    st.text(text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + " ...")
+    if len(text) > TEXT_CHARS:
+        with st.expander(f"Full text ({len(text):,} characters)"):
+            st.text(text)

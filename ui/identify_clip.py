@@ -1,6 +1,6 @@
 """The Identify page's first tab: the model, a sample clip to try, and the answer to a clip.
 
-Not a page of its own (pages/__init__.py lists the pages): pages/identify.py calls these.
+Not a page (ui/__init__.py lists the pages): ui/pages/identify.py calls these.
 """
 
 import time
