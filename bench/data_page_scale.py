@@ -21,9 +21,9 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from bench.read_scale import replicate  # noqa: E402
 from core.data import manifests  # noqa: E402
 from core.paths import CV_SAMPLE_DIR  # noqa: E402
-from pages.common import CUSTOM  # noqa: E402
+from ui.common import CUSTOM  # noqa: E402
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "data.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "ui" / "pages" / "data.py")
 TARGET_S = 3.0
 
 

@@ -64,7 +64,7 @@ def test_the_data_page_offers_one_page_of_clips_and_turns_pages(cv_sample):
     from core.data import datasets
 
     n_es = int((datasets.read_dataset(cv_sample)["language"] == "es").sum())
-    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "ui/pages/data.py"), default_timeout=60).run()
     at.selectbox(key="data_language").set_value("es").run()
     first = list(at.selectbox(key="data_clip").options)
     assert not at.exception and len(first) == 50 < n_es

@@ -3,7 +3,7 @@
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core.data import datasets
+from core.data import datasets, views
 from core.study import browse
 from core.study.probes import TASK_TARGET
 from tests.conftest import ROOT
@@ -38,10 +38,10 @@ def test_the_data_page_says_which_clips_training_leaves_out_and_what_it_counts(c
 def test_no_short_clip_no_note():
     manifest = pd.DataFrame({"path": ["a.wav", "b.wav"], "language": ["es", "es"], "speaker": ["s1", "s2"],
                              "duration": [3.0, 2.0]})
-    assert datasets.short_clips_note(manifest) == ""
+    assert views.short_clips_note(manifest) == ""
     manifest.loc[1, "duration"] = 1.0
-    assert "b.wav (es, 1.0 s)" in datasets.short_clips_note(manifest)
-    assert "1 clips and 1 speakers (its speaker has no other clip)" in datasets.short_clips_note(manifest)
+    assert "b.wav (es, 1.0 s)" in views.short_clips_note(manifest)
+    assert "1 clips and 1 speakers (its speaker has no other clip)" in views.short_clips_note(manifest)
 
 
 def test_the_target_vs_rest_probe_says_why_chance_is_one_half_and_the_bars_sit_near_it():

@@ -62,8 +62,8 @@ def load_manifest(folder: str) -> pd.DataFrame:
 def dataset_overview(folder: str) -> tuple[pd.DataFrame, dict, str]:
     """The Data page's table, figures and short-clip note: drawn once per dataset, not on every rerun (0.7 s)."""
     manifest = load_manifest(folder)
-    return (datasets.summarize(manifest), plots.language_stats_figures(views.language_stats(manifest)),
-            datasets.short_clips_note(manifest))
+    return (views.summarize(manifest), plots.language_stats_figures(views.language_stats(manifest)),
+            views.short_clips_note(manifest))
 
 
 def manifest_or_stop(folder: Path) -> pd.DataFrame:

@@ -379,31 +379,3 @@ def select_languages(manifest: pd.DataFrame, languages: list[str] | None) -> pd.
             f"language(s) {', '.join(unknown)} not in this dataset; it has {', '.join(sorted(manifest['language'].unique()))}."
         )
     return manifest[manifest["language"].isin(languages)].reset_index(drop=True)
-
-
-def short_clips_note(manifest: pd.DataFrame, min_seconds: float = MIN_SECONDS) -> str:
-    """Why training and the studies count fewer clips and speakers than the dataset holds: what
-    :func:`filter_min_duration` drops, named (one clip: its file), or "" when it drops nothing."""
-    short = manifest[manifest["duration"] < min_seconds]
-    if short.empty:
-        return ""
-    kept = filter_min_duration(manifest, min_seconds)
-    n_speakers = manifest["speaker"].nunique() - kept["speaker"].nunique()
-    which = (f"{Path(short['path'].iloc[0]).name} ({short['language'].iloc[0]}, {short['duration'].iloc[0]:.1f} s)"
-             if len(short) == 1 else f"{len(short)} clips")
-    one = len(short) == 1
-    lost = ("" if not n_speakers else " (its speaker has no other clip)" if one
-            else f" ({n_speakers} of their speakers have no other clip)")
-    return (f"{which} {'is' if one else 'are'} shorter than {min_seconds:g} s (one-word prompts), so training, "
-            f"evaluation and the studies leave {'it' if one else 'them'} out: they count {len(kept)} clips and "
-            f"{kept['speaker'].nunique()} speakers{lost}.")
-
-
-def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Clips, speakers and minutes per language: the Data page's table and the CLI's summary."""
-    return manifest.groupby("language").agg(
-        clips=("path", "size"),
-        speakers=("speaker", "nunique"),
-        minutes=("duration", lambda d: d.sum() / 60),
-        median_seconds=("duration", "median"),
-    ).reset_index()
