@@ -21,6 +21,7 @@ from core.study.layout import (AE, NONE, StudyConfig, default_study_dir, load_st
 from core.study.plan import plan_study
 from core.study.trainer import pretrain_group, train_autoencoder, train_group
 from core.study.latents import extract_identify_latents
+from core.study.similarity import store_whisper_similarity
 from core.study.probes import N_PERMUTATIONS, probe_study, study_report
 
 def run_study(
@@ -48,6 +49,7 @@ def run_study(
         _train_all(study_dir, workers, scheduler, on_progress)
         _set_phase(study_dir, "latents")
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+        store_whisper_similarity(study_dir)  # the pretrained encoder's similarity of the study's languages
         if probe:
             _set_phase(study_dir, "probes")
             probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=_probe_progress(study_dir, on_progress))

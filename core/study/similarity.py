@@ -1,4 +1,4 @@
-"""How similar two languages are, three ways, from data the project has; higher = more similar.
+"""How similar two languages are, five ways, from data the project has; higher = more similar.
 
 Each method returns a languages x languages DataFrame (symmetric):
 
@@ -16,6 +16,17 @@ Each method returns a languages x languages DataFrame (symmetric):
   sample's sentences (validated.tsv; plus core/data/sentences/ja.txt in kana, as espeak-ng reads no
   kanji). Stress and tone marks and diacritics are dropped, so [e̞] and [e] count as one phoneme.
   Stored in similarity_data/phonemes.json by :func:`store_phoneme_inventories`.
+* ``whisper-centroid``: a pretrained speech encoder's view (OpenAI Whisper base, never trained on these
+  clips): 1 - the cosine distance between the languages' centroids of pooled encoder states
+  (:func:`core.identify.whisper.pool`) of the study's own clips, each dimension standardised over the clips
+  first (the raw states share one large mean vector, which would make every centroid alike).
+* ``whisper-confusion``: Whisper's own language-ID on the same clips, its probabilities restricted to the
+  study's languages and renormalised; ``(R[a, b] + R[b, a]) / 2`` with ``R[a, b]`` the mean probability
+  of ``b`` on clips of ``a``; NaN on the diagonal, as ``confusion``.
+
+The two Whisper methods belong to a study (its data, its speakers): :func:`store_whisper_similarity` embeds
+at most MAX_CLIPS_PER_LANGUAGE clips per language of the study's manifest through the embedding cache and
+stores both matrices in ``<study>/whisper_similarity.json``.
 """
 
 from __future__ import annotations
@@ -31,14 +42,21 @@ import pandas as pd
 from core.data.datasets import read_common_voice
 from core.errors import DeepLanguageError
 from core.files import write_json
-from core.paths import CV_SAMPLE_DIR, REPO_ROOT
+from core.identify.embeddings import embed_manifest, split_row
+from core.identify.whisper import BASE, load_encoder, whisper_code
+from core.paths import CV_SAMPLE_DIR, REPO_ROOT, default_cache_dir, resolve
+from core.study.layout import load_study
 
 DATA_DIR = Path(__file__).parent / "similarity_data"
 FAMILIES_FILE = DATA_DIR / "families.tsv"
 CONFUSION_FILE = DATA_DIR / "confusion.json"
 PHONEMES_FILE = DATA_DIR / "phonemes.json"
 PRIMARY_METHOD = "family"
-METHODS = ("family", "confusion", "phonemes")
+STUDY_METHODS = ("whisper-centroid", "whisper-confusion")  # computed on a study's own clips
+METHODS = ("family", "confusion", "phonemes", *STUDY_METHODS)
+WHISPER_FILE = "whisper_similarity.json"  # in the study folder
+MAX_CLIPS_PER_LANGUAGE = 100  # enough for a centroid; bounds the encoding of a big study (0.1-0.2 s a clip)
+WHISPER_COMMAND = "python -m core probe --study {study} --identify"
 CONFUSION_COMMAND = (
     "python -m core train --data data/cv-sample --model gmm-supervector "
     "--model-config '{\"relevance\": 4, \"n_components\": 256, \"fit_on\": \"clips\"}' --threads 1 "
@@ -51,8 +69,20 @@ MIN_PHONEME_COUNT = 3  # a phoneme heard fewer times (a loanword, a misreading) 
 _DROPPED_MARKS = set("ˈˌ'\"\u02de\u1d5d-012345")  # stress, tone digits, quotes, rhoticity hook, ja's compression mark
 
 
-def language_similarity(method: str = PRIMARY_METHOD) -> pd.DataFrame:
-    """The languages x languages similarity of ``method`` (one of METHODS); higher = more similar."""
+def language_similarity(method: str = PRIMARY_METHOD, study_dir: str | Path | None = None) -> pd.DataFrame:
+    """The languages x languages similarity of ``method`` (one of METHODS); higher = more similar.
+
+    The Whisper methods are a study's (``study_dir``): they are measured on its clips."""
+    if method in STUDY_METHODS:
+        if study_dir is None:
+            raise DeepLanguageError(f"the {method} similarity is measured on a study's clips: name the study.")
+        stored = _read_stored(Path(study_dir) / WHISPER_FILE, WHISPER_COMMAND.format(study=_portable(study_dir)))
+        key = "centroid_distance" if method == "whisper-centroid" else "lid_rates"
+        matrix = np.asarray(stored[key], dtype=float)
+        similarity = 1 - matrix if method == "whisper-centroid" else (matrix + matrix.T) / 2
+        if method == "whisper-confusion":
+            np.fill_diagonal(similarity, np.nan)
+        return pd.DataFrame(similarity, index=stored["languages"], columns=stored["languages"])
     if method == "family":
         return family_similarity()
     if method == "confusion":
@@ -95,8 +125,16 @@ def phoneme_similarity(path: Path = PHONEMES_FILE) -> pd.DataFrame:
     return pd.DataFrame(matrix, index=names, columns=names)
 
 
-def similarity_source(method: str) -> str:
-    """One line saying where a method's numbers come from, for the report."""
+def similarity_source(method: str, study_dir: str | Path | None = None) -> str:
+    """One line saying where a method's numbers come from (data, clips, speakers), for the report."""
+    if method in STUDY_METHODS and study_dir is not None:
+        stored = _read_stored(Path(study_dir) / WHISPER_FILE, WHISPER_COMMAND.format(study=_portable(study_dir)))
+        what = ("1 - cosine distance of language centroids of pooled encoder states" if method == "whisper-centroid"
+                else f"Whisper's language-ID restricted to the study's {len(stored['languages'])} languages "
+                     f"(top-1 {stored['lid_accuracy']:.1%}), mean probability, symmetrised")
+        return (f"{what}; Whisper {stored['encoder']} (pretrained, sha256 {stored['sha256'][:12]}) on {stored['data']}: "
+                f"{sum(stored['n_clips'].values())} clips, {sum(stored['n_speakers'].values())} speakers "
+                f"(at most {stored['max_clips_per_language']} clips per language)")
     if method == "confusion":
         stored = _read_stored(CONFUSION_FILE, CONFUSION_COMMAND)
         return (f"confusion of a speaker-grouped {stored['n_folds']}-fold CV of the GMM-supervector identifier "
@@ -179,3 +217,78 @@ def _portable(path: str | Path) -> str:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
+
+
+def centroid_distance(embeddings: np.ndarray, languages) -> pd.DataFrame:
+    """Cosine distance between language centroids ``(k, k)``: 0 on the diagonal, symmetric, in [0, 2].
+
+    ``embeddings`` ``(n_clips, dim)``, ``languages`` one label per clip. Each dimension is standardised over
+    the clips first, so the mean vector every clip shares does not make all centroids alike."""
+    from scipy.spatial.distance import pdist, squareform
+
+    x = np.asarray(embeddings, dtype=float)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    labels = np.asarray(languages)
+    names = sorted(set(labels))
+    centroids = np.stack([x[labels == name].mean(0) for name in names])
+    return pd.DataFrame(squareform(pdist(centroids, "cosine")), index=names, columns=names)
+
+
+def restricted_lid_rates(log_probs: np.ndarray, languages, codes: list[str]) -> pd.DataFrame:
+    """``R[a, b]``: Whisper's mean probability of ``b`` on clips of ``a``, restricted to the study's languages.
+
+    ``log_probs`` ``(n_clips, n_whisper_languages)`` in the order of ``codes`` (Whisper's language codes);
+    ``languages`` one study label per clip. Rows sum to 1."""
+    labels = np.asarray(languages)
+    names = sorted(set(labels))
+    columns = [codes.index(whisper_code(name)) for name in names]
+    restricted = np.asarray(log_probs, dtype=float)[:, columns]
+    probs = np.exp(restricted - restricted.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    rates = np.stack([probs[labels == name].mean(0) for name in names])
+    return pd.DataFrame(rates, index=names, columns=names)
+
+
+def capped_sample(manifest: pd.DataFrame, per_language: int = MAX_CLIPS_PER_LANGUAGE) -> pd.DataFrame:
+    """At most ``per_language`` clips per language, taken speaker by speaker in turn (every speaker's
+    first clip, then every second clip...), so a capped language keeps as many voices as it can."""
+    order = manifest.sort_values(["language", "speaker", "path"], kind="stable")
+    turn = order.groupby(["language", "speaker"]).cumcount()
+    order = order.assign(_turn=turn).sort_values(["language", "_turn", "speaker", "path"], kind="stable")
+    return order.groupby("language").head(per_language).drop(columns="_turn").reset_index(drop=True)
+
+
+def store_whisper_similarity(study_dir: str | Path, encoder_name: str = BASE, on_progress=None) -> dict:
+    """Embed the study's clips with Whisper (cached) and store both Whisper similarities in the study."""
+    study_dir = Path(study_dir)
+    data_dir = load_study(study_dir)["data_dir"]
+    manifest = capped_sample(pd.read_csv(study_dir / "manifest.tsv", sep="\t", dtype={"key": str}))
+    absolute = manifest.assign(path=[str(resolve(data_dir) / p) if not Path(p).is_absolute() else p
+                                     for p in manifest["path"]])
+    encoder = load_encoder(encoder_name)
+    kept, rows = embed_manifest(absolute, encoder, default_cache_dir(resolve(data_dir)), on_progress)
+    embeddings, log_probs = split_row(rows)
+    codes = list(encoder.languages)
+    known = [lang for lang in sorted(set(kept["language"])) if whisper_code(lang) in codes]
+    if len(known) < len(set(kept["language"])):
+        raise DeepLanguageError(f"Whisper {encoder.name} has no language token for "
+                                f"{', '.join(sorted(set(kept['language']) - set(known)))}: its confusion cannot "
+                                f"be measured. Leave those languages out of the study, or use another encoder.")
+    rates = restricted_lid_rates(log_probs, kept["language"], codes)
+    stored = {"encoder": encoder.name, "sha256": encoder.sha256, "data": data_dir, "languages": list(rates.index),
+              "n_clips": kept.groupby("language").size().to_dict(),
+              "n_speakers": kept.groupby("language")["speaker"].nunique().to_dict(),
+              "n_failed": int(kept.attrs.get("failed", 0)), "max_clips_per_language": MAX_CLIPS_PER_LANGUAGE,
+              "centroid_distance": centroid_distance(embeddings, kept["language"]).to_numpy().tolist(),
+              "lid_rates": rates.to_numpy().tolist(),
+              "lid_accuracy": float(np.mean(np.asarray(rates.index)[_argmax_rows(log_probs, kept, codes)]
+                                            == kept["language"].to_numpy())),
+              "command": WHISPER_COMMAND.format(study=_portable(study_dir))}
+    write_json(study_dir / WHISPER_FILE, stored)
+    return stored
+
+
+def _argmax_rows(log_probs: np.ndarray, kept: pd.DataFrame, codes: list[str]) -> np.ndarray:
+    """Per clip, the index (in sorted study languages) of Whisper's restricted top answer."""
+    names = sorted(set(kept["language"]))
+    return np.asarray(log_probs)[:, [codes.index(whisper_code(n)) for n in names]].argmax(1)
