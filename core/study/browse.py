@@ -136,6 +136,18 @@ def convergence_view(study_dir: str | Path) -> dict:
             "data_note": data_note(summary), "p_note": p_note(study["config"])}
 
 
+def similarity_table(summary: dict) -> pd.DataFrame:
+    """Every similarity measure's test in one table: rho [CI], Mantel p, Holm p over the measures, the data."""
+    rows = []
+    for test in summary.get("similarity_methods", []):
+        ci = test.get("ci95") or [None, None]
+        rows.append({"measure": test["method"], "rho": test.get("rho"), "CI low": ci[0], "CI high": ci[1],
+                     "Mantel p": test.get("p"), "p Holm": test.get("p_holm"), "pairs": test.get("n_pairs"),
+                     "permutations": test.get("n_permutations"),
+                     "data and speakers": test.get("source") or test.get("reason")})
+    return pd.DataFrame(rows)
+
+
 def data_note(summary: dict) -> str:
     """Where the figures come from: real or synthetic speech, speakers, clips, languages."""
     data = summary["data"]

@@ -36,7 +36,8 @@ def study_summary(study_dir: str | Path, use_cache: bool = True) -> dict:
     """One JSON-ready dict summarising a study (see the module docstring); NaN becomes None.
 
     Keys: study, data, model, filters, threshold, progress, cells, dose, similarity,
-    similarity_methods, probes, probe_note (why a study has no probes, else None), commands, definitions.
+    similarity_methods, probes, identify_latents (which model made the "identify" latents, else None),
+    probe_note (why a study has no probes, else None), commands, definitions.
     """
     study_dir = Path(study_dir)
     study = load_study(study_dir)
@@ -100,6 +101,7 @@ def _summarize(study_dir: Path, study: dict) -> dict:
         "dose": dose_records(results, censor_at),
         **similarity_summary(results, censor_at, study_dir),
         "probes": probe_records(study_dir),
+        "identify_latents": runs.read_json(study_dir / "identify" / "about.json", None),  # which model made them
         "probe_note": no_probes_reason(study_dir),
         "commands": commands(study_dir, study),
         "definitions": {
@@ -339,7 +341,7 @@ def _cache_key(study_dir: Path) -> list:
     watched = [study_dir / "study.json", study_dir / "probes.tsv", study_dir / "latent_manifest.tsv",
                similarity.CONFUSION_FILE,
                similarity.PHONEMES_FILE, similarity.FAMILIES_FILE, study_dir / similarity.WHISPER_FILE,
-               study_dir / "identify" / "latents.npz"]
+               study_dir / "identify" / "latents.npz", study_dir / "identify" / "about.json"]
     # A finished run leaves result.json (one-target studies) or curve.json (matrix studies).
     results = [p / name for p in study_runs(study_dir) for name in ("result.json", "curve.json")
                if (p / name).exists()]

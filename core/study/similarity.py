@@ -18,14 +18,18 @@ Each method returns a languages x languages DataFrame (symmetric):
   Stored in similarity_data/phonemes.json by :func:`store_phoneme_inventories`.
 * ``whisper-centroid``: a pretrained speech encoder's view (OpenAI Whisper base, never trained on these
   clips): 1 - the cosine distance between the languages' centroids of pooled encoder states
-  (:func:`core.identify.whisper.pool`) of the study's own clips, each dimension standardised over the clips
-  first (the raw states share one large mean vector, which would make every centroid alike).
+  (:func:`core.identify.whisper.pool`) of the study's own clips. The states are not centred first: every
+  centroid shares Whisper's large mean vector, so the values sit close to 1, but only their order enters the
+  (Spearman) test. Centring on the 12 sample languages' mean, tried once, made the six study languages'
+  distances agree far less with genealogy (Spearman 0.77 raw, -0.03 centred, 0.15 standardised) and was
+  left out; the choice was made before any speed-up was compared with it.
 * ``whisper-confusion``: Whisper's own language-ID on the same clips, its probabilities restricted to the
   study's languages and renormalised; ``(R[a, b] + R[b, a]) / 2`` with ``R[a, b]`` the mean probability
   of ``b`` on clips of ``a``; NaN on the diagonal, as ``confusion``.
 
 The two Whisper methods belong to a study (its data, its speakers): :func:`store_whisper_similarity` embeds
-at most MAX_CLIPS_PER_LANGUAGE clips per language of the study's manifest through the embedding cache and
+at most MAX_CLIPS_PER_LANGUAGE clips of each language the study compares (its targets and pretraining
+languages) from its manifest, through the embedding cache and
 stores both matrices in ``<study>/whisper_similarity.json``.
 """
 
@@ -46,6 +50,7 @@ from core.identify.embeddings import embed_manifest, split_row
 from core.identify.whisper import BASE, load_encoder, whisper_code
 from core.paths import CV_SAMPLE_DIR, REPO_ROOT, default_cache_dir, resolve
 from core.study.layout import load_study
+from core.study.stats import condition_language
 
 DATA_DIR = Path(__file__).parent / "similarity_data"
 FAMILIES_FILE = DATA_DIR / "families.tsv"
@@ -133,7 +138,8 @@ def similarity_source(method: str, study_dir: str | Path | None = None) -> str:
                 else f"Whisper's language-ID restricted to the study's {len(stored['languages'])} languages "
                      f"(top-1 {stored['lid_accuracy']:.1%}), mean probability, symmetrised")
         return (f"{what}; Whisper {stored['encoder']} (pretrained, sha256 {stored['sha256'][:12]}) on {stored['data']}: "
-                f"{sum(stored['n_clips'].values())} clips, {sum(stored['n_speakers'].values())} speakers "
+                f"{sum(stored['n_clips'].values())} clips of {', '.join(stored['languages'])}, "
+                f"{stored['n_speakers_total']} speakers "
                 f"(at most {stored['max_clips_per_language']} clips per language)")
     if method == "confusion":
         stored = _read_stored(CONFUSION_FILE, CONFUSION_COMMAND)
@@ -222,12 +228,10 @@ def _portable(path: str | Path) -> str:
 def centroid_distance(embeddings: np.ndarray, languages) -> pd.DataFrame:
     """Cosine distance between language centroids ``(k, k)``: 0 on the diagonal, symmetric, in [0, 2].
 
-    ``embeddings`` ``(n_clips, dim)``, ``languages`` one label per clip. Each dimension is standardised over
-    the clips first, so the mean vector every clip shares does not make all centroids alike."""
+    ``embeddings`` ``(n_clips, dim)``, ``languages`` one label per clip (sorted labels index the result)."""
     from scipy.spatial.distance import pdist, squareform
 
     x = np.asarray(embeddings, dtype=float)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
     labels = np.asarray(languages)
     names = sorted(set(labels))
     centroids = np.stack([x[labels == name].mean(0) for name in names])
@@ -258,26 +262,34 @@ def capped_sample(manifest: pd.DataFrame, per_language: int = MAX_CLIPS_PER_LANG
     return order.groupby("language").head(per_language).drop(columns="_turn").reset_index(drop=True)
 
 
+def compared_languages(config) -> list[str]:
+    """The languages a study compares: its targets and the languages of its pretraining conditions."""
+    targets = getattr(config, "targets", None) or (config.target,)
+    return sorted(set(targets) | {lang for lang, _ in map(condition_language, config.pretrain) if lang})
+
+
 def store_whisper_similarity(study_dir: str | Path, encoder_name: str = BASE, on_progress=None) -> dict:
-    """Embed the study's clips with Whisper (cached) and store both Whisper similarities in the study."""
+    """Embed the study's clips of the languages it compares with Whisper (cached) and store both Whisper
+    similarities in the study; Whisper's language-ID is restricted to those languages."""
     study_dir = Path(study_dir)
-    data_dir = load_study(study_dir)["data_dir"]
-    manifest = capped_sample(pd.read_csv(study_dir / "manifest.tsv", sep="\t", dtype={"key": str}))
-    absolute = manifest.assign(path=[str(resolve(data_dir) / p) if not Path(p).is_absolute() else p
-                                     for p in manifest["path"]])
+    study = load_study(study_dir)
+    data_dir, languages = study["data_dir"], compared_languages(study["config"])
+    manifest = pd.read_csv(study_dir / "manifest.tsv", sep="\t", dtype={"key": str})
+    manifest = capped_sample(manifest[manifest["language"].isin(languages)])
+    absolute = manifest.assign(path=[str(resolve(data_dir) / p) for p in manifest["path"]])
     encoder = load_encoder(encoder_name)
+    codes = list(encoder.languages)
+    unknown = [lang for lang in languages if whisper_code(lang) not in codes]
+    if unknown:
+        raise DeepLanguageError(f"Whisper {encoder.name} has no language token for {', '.join(unknown)}: its "
+                                f"confusion cannot be measured. Use another encoder, or leave them out of the study.")
     kept, rows = embed_manifest(absolute, encoder, default_cache_dir(resolve(data_dir)), on_progress)
     embeddings, log_probs = split_row(rows)
-    codes = list(encoder.languages)
-    known = [lang for lang in sorted(set(kept["language"])) if whisper_code(lang) in codes]
-    if len(known) < len(set(kept["language"])):
-        raise DeepLanguageError(f"Whisper {encoder.name} has no language token for "
-                                f"{', '.join(sorted(set(kept['language']) - set(known)))}: its confusion cannot "
-                                f"be measured. Leave those languages out of the study, or use another encoder.")
     rates = restricted_lid_rates(log_probs, kept["language"], codes)
     stored = {"encoder": encoder.name, "sha256": encoder.sha256, "data": data_dir, "languages": list(rates.index),
               "n_clips": kept.groupby("language").size().to_dict(),
               "n_speakers": kept.groupby("language")["speaker"].nunique().to_dict(),
+              "n_speakers_total": int(kept["speaker"].nunique()),
               "n_failed": int(kept.attrs.get("failed", 0)), "max_clips_per_language": MAX_CLIPS_PER_LANGUAGE,
               "centroid_distance": centroid_distance(embeddings, kept["language"]).to_numpy().tolist(),
               "lid_rates": rates.to_numpy().tolist(),
