@@ -8,6 +8,9 @@ import pytest
 
 from core.errors import DeepLanguageError
 from core.study import similarity
+from core.study.layout import load_study
+from core.study.report import study_summary
+from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
 
 def test_family_similarity_counts_shared_levels():
@@ -114,8 +117,6 @@ def test_shipped_studies_carry_whisper_similarities_of_their_own_clips(study):
     from core.paths import CHECKPOINTS_DIR
 
     folder = CHECKPOINTS_DIR / study
-    from core.study.layout import load_study
-
     languages = similarity.compared_languages(load_study(folder)["config"])
     stored = json.loads((folder / similarity.WHISPER_FILE).read_text())
     assert stored["languages"] == languages and sum(stored["n_clips"].values()) > 0
@@ -126,3 +127,16 @@ def test_shipped_studies_carry_whisper_similarities_of_their_own_clips(study):
         table = similarity.language_similarity(method, folder)
         np.testing.assert_allclose(table.to_numpy(), table.to_numpy().T, equal_nan=True)
         assert "speakers" in similarity.similarity_source(method, folder)
+
+
+@pytest.mark.slow  # trains the tiny matrix (once per session)
+def test_a_study_of_languages_whisper_does_not_know_keeps_the_centroids_and_says_why_no_confusion(tiny_study):
+    study, _, _ = tiny_study
+    centroid = similarity.language_similarity("whisper-centroid", study)
+    assert set(centroid.index) == set(similarity.compared_languages(load_study(study)["config"]))
+    np.testing.assert_allclose(np.diag(centroid.to_numpy()), 1.0)
+    with pytest.raises(DeepLanguageError, match="no language token for aa"):
+        similarity.language_similarity("whisper-confusion", study)
+    methods = {m["method"]: m for m in study_summary(study, use_cache=False)["similarity_methods"]}
+    assert "no language token" in methods["whisper-confusion"]["reason"]
+    assert "speakers" in methods["whisper-centroid"]["source"]

@@ -35,7 +35,7 @@ from core.study.normalization import study_normalizer
 from core.study import autoencoder
 from core.study import nextframe
 from core.checkpoint import load_checkpoint
-from core.paths import default_cache_dir, portable, resolve
+from core.paths import portable, resolve
 from core.study.similarity import capped_sample
 
 LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
@@ -181,7 +181,7 @@ def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path 
     if getattr(bundle.model, "pretrained_encoder", False):
         encoder = encoder_of(bundle.model)
         kept, rows = embed_manifest(manifest.assign(path=paths, stored=manifest["path"]), encoder,
-                                    default_cache_dir(resolve(_study_data_dir(study_dir))), on_progress)
+                                    resolve(load_study(study_dir)["cache_dir"]), on_progress)
         manifest, vectors = kept.assign(path=kept["stored"]), split_row(rows)[0]
         about = {"label": WHISPER_LABEL, "encoder": encoder.name, "sha256": encoder.sha256}
     else:

@@ -30,7 +30,7 @@ Each method returns a languages x languages DataFrame (symmetric):
 The two Whisper methods belong to a study (its data, its speakers): :func:`store_whisper_similarity` embeds
 at most MAX_CLIPS_PER_LANGUAGE clips of each language the study compares (its targets and pretraining
 languages) from its manifest, through the embedding cache and
-stores both matrices in ``<study>/whisper_similarity.json``.
+stores both matrices in ``<study>/whisper_similarity.json`` (the embeddings are cached in the study's cache folder).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from core.errors import DeepLanguageError
 from core.files import write_json
 from core.identify.embeddings import embed_manifest, split_row
 from core.identify.whisper import BASE, load_encoder, whisper_code
-from core.paths import CV_SAMPLE_DIR, REPO_ROOT, default_cache_dir, resolve
+from core.paths import CV_SAMPLE_DIR, REPO_ROOT, resolve
 from core.study.layout import load_study
 from core.study.stats import condition_language
 
@@ -83,6 +83,8 @@ def language_similarity(method: str = PRIMARY_METHOD, study_dir: str | Path | No
             raise DeepLanguageError(f"the {method} similarity is measured on a study's clips: name the study.")
         stored = _read_stored(Path(study_dir) / WHISPER_FILE, WHISPER_COMMAND.format(study=_portable(study_dir)))
         key = "centroid_distance" if method == "whisper-centroid" else "lid_rates"
+        if key not in stored:
+            raise DeepLanguageError(stored.get("lid_reason", f"{WHISPER_FILE} of {study_dir} has no {key}"))
         matrix = np.asarray(stored[key], dtype=float)
         similarity = 1 - matrix if method == "whisper-centroid" else (matrix + matrix.T) / 2
         if method == "whisper-confusion":
@@ -278,24 +280,25 @@ def store_whisper_similarity(study_dir: str | Path, encoder_name: str = BASE, on
     manifest = capped_sample(manifest[manifest["language"].isin(languages)])
     absolute = manifest.assign(path=[str(resolve(data_dir) / p) for p in manifest["path"]])
     encoder = load_encoder(encoder_name)
-    codes = list(encoder.languages)
-    unknown = [lang for lang in languages if whisper_code(lang) not in codes]
-    if unknown:
-        raise DeepLanguageError(f"Whisper {encoder.name} has no language token for {', '.join(unknown)}: its "
-                                f"confusion cannot be measured. Use another encoder, or leave them out of the study.")
-    kept, rows = embed_manifest(absolute, encoder, default_cache_dir(resolve(data_dir)), on_progress)
+    kept, rows = embed_manifest(absolute, encoder, resolve(study["cache_dir"]), on_progress)
     embeddings, log_probs = split_row(rows)
-    rates = restricted_lid_rates(log_probs, kept["language"], codes)
-    stored = {"encoder": encoder.name, "sha256": encoder.sha256, "data": data_dir, "languages": list(rates.index),
-              "n_clips": kept.groupby("language").size().to_dict(),
+    stored = {"encoder": encoder.name, "sha256": encoder.sha256, "data": data_dir,
+              "languages": sorted(set(kept["language"])), "n_clips": kept.groupby("language").size().to_dict(),
               "n_speakers": kept.groupby("language")["speaker"].nunique().to_dict(),
               "n_speakers_total": int(kept["speaker"].nunique()),
               "n_failed": int(kept.attrs.get("failed", 0)), "max_clips_per_language": MAX_CLIPS_PER_LANGUAGE,
               "centroid_distance": centroid_distance(embeddings, kept["language"]).to_numpy().tolist(),
-              "lid_rates": rates.to_numpy().tolist(),
-              "lid_accuracy": float(np.mean(np.asarray(rates.index)[_argmax_rows(log_probs, kept, codes)]
-                                            == kept["language"].to_numpy())),
               "command": WHISPER_COMMAND.format(study=_portable(study_dir))}
+    codes = list(encoder.languages)
+    unknown = [lang for lang in stored["languages"] if whisper_code(lang) not in codes]
+    if unknown:  # the centroids need no language token; Whisper's language-ID does
+        stored["lid_reason"] = (f"Whisper {encoder.name} has no language token for {', '.join(unknown)}: its "
+                                f"language-ID confusion cannot be measured on this study")
+    else:
+        rates = restricted_lid_rates(log_probs, kept["language"], codes)
+        stored["lid_rates"] = rates.to_numpy().tolist()
+        stored["lid_accuracy"] = float(np.mean(np.asarray(rates.index)[_argmax_rows(log_probs, kept, codes)]
+                                               == kept["language"].to_numpy()))
     write_json(study_dir / WHISPER_FILE, stored)
     return stored
 
