@@ -110,6 +110,8 @@ def test_the_capped_sample_takes_every_speaker_before_a_second_clip_of_any():
     capped = similarity.capped_sample(manifest, 3)
     assert capped.groupby("language").size().to_dict() == {"es": 3, "it": 2}
     assert set(capped.loc[capped["language"] == "es", "speaker"]) == {"s1", "s2", "s3"}
+    assert list(capped["path"]) == ["0.mp3", "4.mp3", "5.mp3", "6.mp3", "7.mp3"]  # the manifest's order
+    assert similarity.capped_sample(manifest, 10).equals(manifest)  # nothing to cap: unchanged
 
 
 @pytest.mark.parametrize("study", ["matrix-study", "real-study", "dose-study", "demo-study"])

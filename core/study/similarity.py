@@ -256,12 +256,13 @@ def restricted_lid_rates(log_probs: np.ndarray, languages, codes: list[str]) -> 
 
 
 def capped_sample(manifest: pd.DataFrame, per_language: int = MAX_CLIPS_PER_LANGUAGE) -> pd.DataFrame:
-    """At most ``per_language`` clips per language, taken speaker by speaker in turn (every speaker's
-    first clip, then every second clip...), so a capped language keeps as many voices as it can."""
+    """At most ``per_language`` clips per language, in the manifest's order, chosen speaker by speaker in turn
+    (every speaker's first clip, then every second clip...) so a capped language keeps as many voices as it can."""
     order = manifest.sort_values(["language", "speaker", "path"], kind="stable")
-    turn = order.groupby(["language", "speaker"]).cumcount()
-    order = order.assign(_turn=turn).sort_values(["language", "_turn", "speaker", "path"], kind="stable")
-    return order.groupby("language").head(per_language).drop(columns="_turn").reset_index(drop=True)
+    turn = order.groupby(["language", "speaker"]).cumcount().rename("_turn")
+    ranked = order.join(turn).sort_values(["language", "_turn", "speaker", "path"], kind="stable")
+    chosen = ranked.groupby("language").head(per_language).index
+    return manifest.loc[manifest.index.isin(chosen)].reset_index(drop=True)
 
 
 def compared_languages(config) -> list[str]:
