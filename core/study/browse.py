@@ -57,7 +57,7 @@ def condition_label(condition: str, study_dir: str | Path | None = None) -> str:
     """A latent condition as the Latent page lists it: the identifier's by the model that made it."""
     if condition == IDENTIFY:
         return f"identify: {identify_label(study_dir) if study_dir is not None else 'the language identifier'}"
-    return {AE: "ae: the autoencoder"}.get(condition, condition)
+    return condition
 
 
 def study_choices() -> list[Path]:

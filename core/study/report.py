@@ -26,7 +26,7 @@ from core.study.layout import load_study, no_probes_reason, portable, resolve, s
 from core.study.results import study_curves, study_results
 
 CACHE_NAME = "report_summary.json"
-CACHE_VERSION = 3  # bump when the summary's content changes, so old caches are recomputed
+CACHE_VERSION = 4  # bump when the summary's content changes, so old caches are recomputed
 MAX_MISSING_LISTED = 50  # an unfinished study names at most this many missing runs (and counts the rest)
 MODEL_FIELDS = ("hidden_size", "n_layers", "crop_frames", "batch_size", "learning_rate", "eval_every",
                 "budget_steps", "pretrain_epoch_steps", "group_size", "max_epochs")

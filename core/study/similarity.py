@@ -150,9 +150,11 @@ def similarity_source(method: str, study_dir: str | Path | None = None) -> str:
                 f"accuracy {stored['accuracy']:.1%}, chance {stored['chance']:.1%})")
     if method == "phonemes":
         stored = _read_stored(PHONEMES_FILE, PHONEMES_COMMAND)
+        n_sentences = sum(entry["n_sentences"] for entry in stored["languages"].values())
         return (f"Jaccard overlap of espeak-ng {stored['espeak']} IPA phoneme inventories of {stored['data']}'s "
-                f"sentences (phonemes seen at least {stored['min_count']} times)")
-    return "genealogy: WALS family and genus, Glottolog subgroup (similarity_data/families.tsv)"
+                f"{n_sentences} sentences (phonemes seen at least {stored['min_count']} times; text read by "
+                f"espeak-ng, no recorded speakers)")
+    return "genealogy: WALS family and genus, Glottolog subgroup (similarity_data/families.tsv; no recordings, no speakers)"
 
 
 def _read_stored(path: Path, command: str) -> dict:
