@@ -4,7 +4,7 @@ import streamlit as st
 
 from core import DeepLanguageError, plots
 from core.audio import features
-from core.data import datasets
+from core.data import datasets, views
 from core.paths import portable
 from pages import show_text
 from pages.common import dataset_picker, load_clip, manifest_or_stop, show_clip
@@ -26,15 +26,22 @@ if manifest.attrs.get("speakers_known") is False:
 st.dataframe(datasets.summarize(manifest), hide_index=True, key="data_summary",
              column_config={"minutes": st.column_config.NumberColumn(format="%.1f"),
                             "median_seconds": st.column_config.NumberColumn("median seconds", format="%.1f")})
-figures = plots.language_stats_figures(manifest)
+figures = plots.language_stats_figures(views.language_stats(manifest))
 left, right = st.columns(2)
 left.plotly_chart(figures["languages"], key="data_languages")
 right.plotly_chart(figures["speakers"], key="data_speakers")
 st.plotly_chart(figures["durations"], key="data_durations")
 
 st.subheader("Clips")
-language = st.selectbox("Language", sorted(manifest["language"].unique()), key="data_language")
-clips = manifest[manifest["language"] == language].reset_index(drop=True)
+pick_language, pick_page = st.columns([3, 1])
+language = pick_language.selectbox("Language", sorted(manifest["language"].unique()), key="data_language")
+# The label and bounds stay fixed (a widget whose bounds change with the language would reset or refuse its
+# value); a page past the last shows the last.
+page = pick_page.number_input("Page", min_value=1, value=1, step=1, key="data_page",
+                              help=f"{views.CLIPS_PER_PAGE} clips a page, in the dataset's order")
+n_pages = views.n_pages(manifest, language)
+clips = views.clip_page(manifest, language, page)
+pick_page.caption(f"page {min(page, n_pages)} of {n_pages}")
 row = st.selectbox("Clip", clips.index, key="data_clip",
                    format_func=lambda i: f"{clips.at[i, 'speaker'][:10]} · {clips.at[i, 'duration']:.1f} s · "
                                          f"{clips.at[i, 'sentence'][:60]}")

@@ -66,7 +66,7 @@ method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format
 points = cached_points(str(study), run, kind, method, stamp)
 show_text(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
                                                            if pd.notna(run["pretrain_epochs"]) else "")
-           + f" · {len(points)} held-out clips of test speakers · data: {portable(points['dataset_root'].iloc[0])}")
+           + f" · {points.attrs['sample_note']} · data: {portable(points['dataset_root'].iloc[0])}")
 model = browse.latent_model_name(condition, target, study)
 event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))

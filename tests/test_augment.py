@@ -56,19 +56,16 @@ def test_copies_are_reproducible_from_their_seed():
         augmented_copies(clean, ["echo"], seed=0)
 
 
-def test_augmented_log_mels_are_the_same_computed_fresh_read_from_the_cache_or_uncached(tmp_path):
-    import pandas as pd
-
+def test_clip_copies_are_the_same_computed_fresh_read_from_the_cache_or_uncached(tmp_path):
     from core.audio.decode import write_wav
     from core.audio.features import FeatureConfig
-    from core.identify.augment import augmented_log_mels
+    from core.identify.augment import clip_copies
 
     write_wav(tmp_path / "a.wav", speechlike(2.0))
-    manifest = pd.DataFrame({"path": [str(tmp_path / "a.wav")], "key": ["0123abcd"]})
-    kinds = ["speed0.9", "noise"]
-    fresh = augmented_log_mels(manifest, kinds, FeatureConfig(), tmp_path / "cache")
-    cached = augmented_log_mels(manifest, kinds, FeatureConfig(), tmp_path / "cache")
-    uncached = augmented_log_mels(manifest, kinds, FeatureConfig())
-    assert [(row, kind) for row, kind, _ in fresh] == [(0, "speed0.9"), (0, "noise")]
-    for (_, _, a), (_, _, b), (_, _, c) in zip(fresh, cached, uncached):
+    path, kinds = str(tmp_path / "a.wav"), ["speed0.9", "noise"]
+    fresh = clip_copies(path, "0123abcd", kinds, FeatureConfig(), tmp_path / "cache")
+    cached = clip_copies(path, "0123abcd", kinds, FeatureConfig(), tmp_path / "cache")
+    uncached = clip_copies(path, "0123abcd", kinds, FeatureConfig())
+    assert [kind for kind, _ in fresh] == kinds and len(cached) == len(uncached) == 2
+    for (_, a), (_, b), (_, c) in zip(fresh, cached, uncached):
         assert a.dtype == np.float32 and np.array_equal(a, b) and np.array_equal(a, c)

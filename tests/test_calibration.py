@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from core.identify.calibration import (calibration_entry, choose_ok_rule, fit_temperature, ok_mask, reliability,
-                                       temper)
+from core.identify.calibration import (calibration_entry, choose_ok_rule, fit_temperature, ok_mask,
+                                       precision_lower_bound, reliability, temper)
 from core.identify.predict import calibrate, is_ok
 
 
@@ -40,6 +40,23 @@ def test_ok_rule_meets_its_promise_on_the_data_it_was_chosen_on():
     assert rule["meets_target"] and answered.mean() >= 1 / 3
     assert (p.argmax(1) == labels)[answered].mean() >= 0.8
     assert abs(answered.mean() - rule["coverage"]) < 1e-9
+
+
+def test_ok_rule_keeps_its_promise_on_new_clips_not_just_on_those_it_was_chosen_on():
+    # The rule with the most coverage at exactly the target on the fitting clips is optimistic elsewhere:
+    # it must clear the target by its precision's standard error, and so hold on clips drawn afresh.
+    p, labels = _sampled(n=800, seed=3, spread=4.0)
+    rule = choose_ok_rule(p, labels, min_precision=0.95, min_coverage=0.3)
+    answered = ok_mask(p, rule["min_probability"], rule["min_margin"])
+    assert rule["meets_target"] and rule["precision"] > 0.955
+    fresh, fresh_labels = _sampled(n=20000, seed=4, spread=4.0)
+    kept = ok_mask(fresh, rule["min_probability"], rule["min_margin"])
+    assert (fresh.argmax(1) == fresh_labels)[kept].mean() >= 0.95 and answered.any()
+
+
+def test_precision_lower_bound_tightens_with_more_clips():
+    assert precision_lower_bound(19, 20) < precision_lower_bound(950, 1000) < 0.95 < precision_lower_bound(980, 1000)
+    assert precision_lower_bound(0, 0) == 0.0
 
 
 def test_an_impossible_promise_is_flagged_not_faked():

@@ -245,3 +245,32 @@ def test_one_comma_list_type_reads_every_list_option():
     assert comma_list(int)("0,1,4") == (0, 1, 4) and comma_list()("") == ()
     with pytest.raises(argparse.ArgumentTypeError, match="'1,x' is not a comma-separated list of integers"):
         comma_list(int)("1,x")
+
+
+def test_study_reads_its_dataset_once_and_reports_each_phase(capsys, tone_dataset, tmp_path, monkeypatch):
+    from core.data import cache, datasets
+    from core.study import probes
+    from core.study import run as study_run
+
+    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")  # the study's features stay out of data/cache
+    reads, real_read = [], datasets.read_dataset
+
+    def counted(*args, **kwargs):  # every read, even one the manifest cache answers
+        reads.append(args)
+        return real_read(*args, **kwargs)
+
+    for module in (datasets, cache):
+        monkeypatch.setattr(module, "read_dataset", counted)
+    # Only the reading and the phases are under test: training, the identifier's latents and probing are stubbed.
+    monkeypatch.setattr(study_run, "_train_all", lambda *args: None)
+    monkeypatch.setattr(study_run, "extract_identify_latents", lambda study_dir: None)
+    monkeypatch.setattr(study_run, "probe_study", lambda study_dir, n, on_progress: on_progress(1, 1))
+    monkeypatch.setattr(study_run, "study_report", lambda study_dir: {})
+    monkeypatch.setattr(probes, "study_report", lambda study_dir: {"text": "report"})
+    code, err = run_main(capsys, "study", "--data", str(tone_dataset), "--target", "low", "--pretrain", "none",
+                         "--seeds", "1", "--no-autoencoder", "--out", str(tmp_path / "study"))
+    assert code == 0, err
+    assert len(reads) == 1, reads
+    assert "reading the dataset" in err and "read 16 clips" in err
+    for phase in ("features", "latents", "probes"):
+        assert phase in err

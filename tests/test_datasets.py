@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,3 +96,48 @@ def test_bad_dataset_paths_are_clear(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(DeepLanguageError, match="is a file"):
         datasets.read_dataset(tmp_path / "file.txt")
+
+
+def _aged(root, seconds: float = 60.0) -> None:
+    """Every file and folder under ``root`` dated ``seconds`` ago: a listing that old is safe to cache."""
+    import os
+    import time
+
+    then = time.time() - seconds
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (then, then))
+
+
+def test_a_second_read_comes_from_the_manifest_cache_and_a_changed_tsv_is_seen(cv_sample, tmp_path, monkeypatch):
+    monkeypatch.setattr("core.paths.CACHE_DIR", tmp_path / "cache")
+    locale = tmp_path / "es"
+    shutil.copytree(cv_sample / "es", locale)
+    _aged(locale)
+    first = datasets.read_dataset(locale)
+    assert len(first) > 50 and first["duration"].notna().all()
+
+    def no_headers(paths):
+        raise AssertionError("read the clip headers again")
+
+    monkeypatch.setattr(datasets, "_durations", no_headers)
+    again = datasets.read_dataset(locale)
+    pd.testing.assert_frame_equal(again, first)
+    assert again.attrs["missing"] == first.attrs["missing"] == 0
+
+    lines = (locale / "validated.tsv").read_text(encoding="utf-8").splitlines()
+    (locale / "validated.tsv").write_text("\n".join(lines[:11]) + "\n", encoding="utf-8")
+    monkeypatch.undo()
+    monkeypatch.setattr("core.paths.CACHE_DIR", tmp_path / "cache")
+    changed = datasets.read_dataset(locale)
+    assert len(changed) == 10 and set(changed["path"]) < set(first["path"])
+
+
+def test_a_removed_clip_is_seen_through_the_cache(cv_sample, tmp_path, monkeypatch):
+    monkeypatch.setattr("core.paths.CACHE_DIR", tmp_path / "cache")
+    locale = tmp_path / "es"
+    shutil.copytree(cv_sample / "es", locale)
+    _aged(locale)
+    first = datasets.read_dataset(locale, durations=False)
+    Path(first["path"].iloc[0]).unlink()
+    again = datasets.read_dataset(locale, durations=False)
+    assert len(again) == len(first) - 1 and again.attrs["missing"] == 1

@@ -290,3 +290,29 @@ def test_a_study_told_to_probe_one_language_finishes_and_says_why_it_has_no_prob
     summary = study_summary(study, use_cache=False)
     assert summary["probes"] == [] and summary["probe_note"].startswith("no probes for this study")
     assert "no probes for this study" in write_report(study, tmp_path / "report.html").read_text()
+
+
+def test_a_job_keeps_no_clip_list_it_has_finished_with(tiny_study):
+    import gc
+    import weakref
+
+    study, _, _ = tiny_study
+    data = StudyData(load_study(study))
+    clips = data.clips("aa", "train", "full")
+    first = weakref.ref(clips[0])
+    del clips
+    gc.collect()
+    assert first() is None  # released with the caller's list, not cached for the process's life
+
+
+def test_pretraining_groups_go_condition_by_condition(tiny_study, tmp_path):
+    from core.study.run import plan_jobs
+
+    _, corpus, cache = tiny_study
+    planned = plan_study(TINY, corpus, tmp_path / "fresh", cache_dir=cache)
+    first, _ = plan_jobs(planned, workers=2)
+    pretrain = [items for kind, items in first if kind == "pretrain"]
+    assert sorted(item for items in pretrain for item in items) == sorted(
+        (c, s) for c in TINY.pretrain if c != "none" for s in range(TINY.seeds))
+    # 4 conditions x 2 seeds in 2 groups of 4: two conditions each (seed by seed, each group held all four).
+    assert [len({condition for condition, _ in items}) for items in pretrain] == [2, 2]

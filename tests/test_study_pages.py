@@ -214,3 +214,14 @@ def test_latent_conditions_put_the_lstm_runs_first_and_name_every_model():
     # The shipped studies' identify latents are the pretrained Whisper encoder's: labelled so.
     assert browse.condition_label(browse.IDENTIFY, browse.MATRIX_STUDY_DIR) == "identify: Whisper encoder (pretrained)"
     assert browse.latent_model_name(browse.IDENTIFY, "fr", browse.MATRIX_STUDY_DIR).endswith("the reference space")
+
+
+def test_latent_points_over_the_cap_are_a_stated_sample(studies_dir, monkeypatch):
+    table = browse.latent_runs(studies_dir)
+    run = table[(table["condition"] == "bb") & (table["seed"] == 1)].iloc[0].to_dict()
+    every = browse.latent_points(studies_dir, run, "h", "pca")
+    monkeypatch.setattr(browse, "MAX_POINTS", 5)
+    sampled = browse.latent_points(studies_dir, run, "h", "pca")
+    assert len(sampled) == 5 and sampled.attrs["n_clips"] == len(every) > 5
+    assert sampled.attrs["sample_note"].startswith(f"5 of {len(every)} held-out clips")
+    assert set(sampled["key"]) < set(every["key"])

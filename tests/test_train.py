@@ -181,7 +181,12 @@ def test_evaluate_scores_only_unseen_speakers(config, tmp_path):
     from core.identify.evaluate import evaluate_checkpoint
 
     run_dir = train(replace(config, epochs=4), runs_dir=tmp_path / "runs", name="scored")
-    report = evaluate_checkpoint(run_dir / "best.pt", config.data_dir, "test")
+    seen = []
+    report = evaluate_checkpoint(run_dir / "best.pt", config.data_dir, "test",
+                                 on_progress=lambda done, total, **m: seen.append((m.get("phase"), done, total)))
+    # Each phase reports under its own name and total: the clips scored one by one, then the bootstrap.
+    assert list(dict.fromkeys(phase for phase, _, _ in seen))[-2:] == ["scoring", "report (bootstrap over speakers)"]
+    assert [s for s in seen if s[0] == "scoring"][-1] == ("scoring", report["n_clips"], report["n_clips"])
     best = load_checkpoint(run_dir / "best.pt")
     assert report["n_speakers"] == len(best["data"]["test_speakers"])
     assert report["dropped_seen_speaker_clips"] == 0

@@ -35,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if args.learning_curve:
         return _learning_curve(args)
     from core.identify.evaluate import evaluate_checkpoint, format_report
+    from core.progress import tqdm_progress
 
-    report = evaluate_checkpoint(args.checkpoint, args.data, args.split)
+    with tqdm_progress("evaluate", unit="clip") as on_progress:  # one bar per phase, on stderr
+        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, on_progress=on_progress)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

@@ -84,9 +84,8 @@ def study_config(args: argparse.Namespace):
         normalization=args.normalization)
 
 
-def usage_problem(config, data_dir: Path) -> str | None:
-    """What is wrong with the request itself (exit 2), checked before any work: None when fine."""
-    from core.data.datasets import read_dataset
+def usage_problem(config) -> str | None:
+    """What is wrong with the settings themselves (exit 2), checked before the dataset is read: None when fine."""
     from core.errors import DeepLanguageError
     from core.study.layout import parse_condition
 
@@ -97,13 +96,33 @@ def usage_problem(config, data_dir: Path) -> str | None:
     try:
         for condition in config.pretrain:
             parse_condition(condition)
-        known = sorted(set(read_dataset(data_dir, durations=False)["language"]))
     except DeepLanguageError as error:
         return str(error)
+    return None
+
+
+def read_once(config, data_dir: Path):
+    """``(manifest, problem)``: the dataset, read once for the whole study (this check, the plan, the features),
+    with a line on stderr before and after (a first read at 64x the sample takes tens of seconds), or the
+    problem with it or with the languages asked for (exit 2)."""
+    import sys
+    import time
+
+    from core.data.datasets import read_dataset
+    from core.errors import DeepLanguageError
+
+    print(f"reading the dataset {data_dir} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        manifest = read_dataset(data_dir, durations=False)
+    except DeepLanguageError as error:
+        return None, str(error)
+    print(f"read {len(manifest)} clips in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    known = sorted(set(manifest["language"]))
     unknown = [x for x in [*config.languages(), *config.latent_languages] if x not in known]
     if unknown:
-        return f"unknown language {', '.join(unknown)} in {data_dir}; known languages: {', '.join(known)}."
-    return None
+        return None, f"unknown language {', '.join(unknown)} in {data_dir}; known languages: {', '.join(known)}."
+    return manifest, None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from core.progress import tqdm_progress
-    from core.study.plan import plan_study
     from core.study.probes import study_report
     from core.study.run import run_study
 
     config = study_config(args)
-    problem = usage_problem(config, args.data)
+    manifest, problem = (None, usage_problem(config))
+    if problem is None:
+        manifest, problem = read_once(config, args.data)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -124,10 +144,9 @@ def run(args: argparse.Namespace) -> int:
         from core.study.cluster import connect
 
         connect(args.scheduler).close()
-    study_dir = plan_study(config, args.data, args.out, workers=args.workers)
     with tqdm_progress("study", unit="run") as on_progress:
-        run_study(config, args.data, study_dir, workers=args.workers, scheduler=args.scheduler,
-                  n_permutations=args.permutations, on_progress=on_progress)
+        study_dir = run_study(config, args.data, args.out, workers=args.workers, scheduler=args.scheduler,
+                              n_permutations=args.permutations, on_progress=on_progress, manifest=manifest)
     report = study_report(study_dir)
     print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
           if args.json else report["text"])

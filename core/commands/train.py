@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--run", metavar="NAME", help="name of the new run under checkpoints/runs/")
     where.add_argument("--out", type=Path, metavar="DIR", help="new run directory at this path instead")
     where.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run (its config wins)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                        help="whisper models: encode the clips on this Dask scheduler's workers (default: a local "
+                             "cluster of one worker per core when many clips are new; as `study --scheduler`)")
     parser.add_argument("--cv", type=number(int, low=0), default=0, metavar="K",
                         help="instead of one model, run speaker-grouped K-fold cross-validation of this recipe")
     parser.add_argument("--cv-out", type=Path, metavar="FILE", help="write the cross-validation report here (JSON)")
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             train(None, run_dir)
             return 0
         with tqdm_progress("train", unit="step") as on_progress:
-            train(None, run_dir, on_progress)
+            train(None, run_dir, on_progress, scheduler=args.scheduler)
     except KeyboardInterrupt:
         print(f"interrupted: the last finished epoch is kept; resume with: python -m core train --resume {run_dir}",
               file=sys.stderr)

@@ -375,14 +375,17 @@ def prepared_dataset(
     workers: int | None = None,
     max_seconds: float = MAX_SECONDS,
     on_progress: Callable[..., None] | None = None,
+    manifest: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Read a dataset and make sure its features are cached: the start of every training job.
+
+    ``manifest``: the dataset already read (core.data.datasets.read_dataset) by the caller, not read again.
 
     Clips that failed to decode are dropped (and counted in ``attrs["failed"]``); clips over
     ``max_seconds`` fail, and a later call with a higher limit takes them in.
     """
 
-    manifest = read_dataset(data_dir, durations=False)
+    manifest = read_dataset(data_dir, durations=False) if manifest is None else manifest
     started = time.perf_counter()
     result = prepare(manifest, cache_dir or default_cache_dir(data_dir), config,
                      workers=workers, max_seconds=max_seconds, on_progress=on_progress)

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
 from core.audio.decode import FFMPEG_SUFFIXES, SOUNDFILE_SUFFIXES
+from core.data import manifests
 from core.errors import DeepLanguageError
 
 AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES
@@ -38,6 +42,8 @@ COLUMNS = ["path", "language", "speaker", "duration", "sentence", "gender", "age
 # between them (zh-CN, sr_Latn), never "/", ".", ":" or "__".
 LANGUAGE_NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 MAX_LANGUAGE_CHARS = 35
+HEAD_BYTES = 4096  # compared before a whole file is hashed: two different clips differ in their first frames
+HEADER_THREADS = 4  # clip headers read at once: the reads wait on the disk as much as on a core
 MAX_FIELD_CHARS = 1 << 24  # a TSV field may be this long (csv's default, 128 kB, refuses a long sentence)
 
 
@@ -55,16 +61,27 @@ class SpeakerLeakError(DeepLanguageError):
 
 
 def read_dataset(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
-    """Read a Common Voice release/locale or a folder-per-language tree into a manifest."""
+    """Read a Common Voice release/locale or a folder-per-language tree into a manifest.
+
+    Kept on disk (core.data.manifests) under the dataset's cache folder, named after its TSVs and folders:
+    a second read, in any process, reads that file and no clip header.
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise DeepLanguageError(f"dataset folder {root} does not exist. Check the path.")
     if not root.is_dir():
         raise DeepLanguageError(f"{root} is a file; give the dataset's folder instead.")
-    locales = _common_voice_locales(root)
-    manifest = read_common_voice(root) if locales else read_folders(root, durations=False)
+    key, newest = manifests.signature(root)
+    cached = manifests.load(root, key)
+    if cached is not None and (cached[1] or not durations):
+        return cached[0]
+    if cached is not None:  # listed before without durations: only the headers are left to read
+        manifest = cached[0]
+    else:
+        manifest = read_common_voice(root) if _common_voice_locales(root) else read_folders(root, durations=False)
     if durations:
         manifest["duration"] = _durations(manifest["path"])
+    manifests.save(root, key, newest, manifest, durations)
     return manifest
 
 
@@ -96,8 +113,9 @@ def read_common_voice(root: str | Path, tsv: str = "validated.tsv") -> pd.DataFr
             if (locale_dir / f"{split}.tsv").exists():
                 split_of.update(dict.fromkeys(_read_tsv(locale_dir / f"{split}.tsv")["path"], split))
         language = table["locale"] if "locale" in table else locale_dir.name
+        paths, listed = _clip_paths(table["path"], locale_dir / "clips", locale_dir / tsv)
         frame = pd.DataFrame({
-            "path": _clip_paths(table["path"], locale_dir / "clips", locale_dir / tsv),
+            "path": paths,
             "language": language if isinstance(language, str) else language.fillna(locale_dir.name),
             "speaker": table["client_id"].astype(str),
             "duration": np.nan,
@@ -108,7 +126,7 @@ def read_common_voice(root: str | Path, tsv: str = "validated.tsv") -> pd.DataFr
         })
         for code in frame["language"].unique():
             check_language(code, str(locale_dir / tsv))
-        exists = frame["path"].map(lambda p: Path(p).exists())
+        exists = pd.Series([listed(p) for p in paths], index=frame.index, dtype=bool)
         missing += int((~exists).sum())
         frames.append(frame[exists])
     manifest = _finish(pd.concat(frames, ignore_index=True), root)
@@ -141,22 +159,42 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=header, dtype=str)
 
 
-def _clip_paths(names: pd.Series, clips_dir: Path, tsv: Path) -> list[str]:
-    """Each listed clip's resolved path; a name that is empty, absolute, climbs out with "..", or is a symlink
-    leading out of ``clips_dir`` is refused (all such rows counted, one shown), before anything reads it."""
+def _clip_paths(names: pd.Series, clips_dir: Path, tsv: Path) -> tuple[list[str], Callable[[str], bool]]:
+    """Each listed clip's resolved path, and a test of whether a path is on disk; a name that is empty,
+    absolute, climbs out with "..", or is a symlink leading out of ``clips_dir`` is refused (all such rows
+    counted, one shown), before anything reads it.
+
+    ``clips_dir`` is listed once: a plain file name that is no symlink resolves to ``<clips_dir>/<name>``
+    without a system call of its own (57k resolves took seconds); only the other names are resolved.
+    """
     inside = clips_dir.resolve()
-    paths, refused = [], []
+    try:
+        with os.scandir(inside) as entries:
+            links = {entry.name: entry.is_symlink() for entry in entries}
+    except OSError:
+        links = {}
+    paths, refused, slow = [], [], set()
     for name in names:
+        plain = bool(name.strip()) and "/" not in name and name not in (".", "..")
+        if plain and links.get(name) is False or plain and name not in links:
+            paths.append(f"{inside}{os.sep}{name}")
+            continue
         path = (clips_dir / name).resolve()
         bad = not name.strip() or Path(name).is_absolute() or ".." in Path(name).parts
         if bad or not path.is_relative_to(inside):
             refused.append(name)
         paths.append(str(path))
+        slow.add(str(path))
     if refused:
         raise DeepLanguageError(
             f"{tsv}: {len(refused)} row(s) name a clip outside {clips_dir} or no clip at all (e.g. "
             f"{refused[0][:80]!r}); clip paths must be file names inside clips/. Fix or remove those rows.")
-    return paths
+    prefix = f"{inside}{os.sep}"
+    on_disk = {prefix + name for name, link in links.items() if not link}
+
+    def listed(path: str) -> bool:
+        return path in on_disk or (path in slow and os.path.exists(path))
+    return paths, listed
 
 
 def read_folders(root: str | Path, *, durations: bool = True) -> pd.DataFrame:
@@ -205,24 +243,30 @@ def _finish(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 
 def content_keys(paths) -> list[str]:
-    """One key per clip that is equal for the same audio: its resolved path, or for files of the same size
-    the hash of their bytes (only sizes that collide are read, so a dataset is not read whole)."""
+    """One key per clip that is equal for the same audio: its resolved path, or for files of the same size and
+    the same first ``HEAD_BYTES``, the hash of their bytes. Sizes collide often in a big dataset (57k clips of
+    5-100 kB), so only files whose size and head both collide are read whole: a dataset is not read whole."""
     paths = [str(p) for p in paths]
-    sizes = {}
+    by_size: dict[int, list[str]] = {}
+    keyed = {}
     for path in dict.fromkeys(paths):
         try:
-            sizes[path] = Path(path).stat().st_size
+            by_size.setdefault(os.stat(path).st_size, []).append(path)
         except OSError:
-            sizes[path] = None
-    counts = pd.Series([size for size in sizes.values() if size is not None]).value_counts()
-
-    def key(path: str) -> str:
-        if sizes[path] is None or counts[sizes[path]] < 2:
-            return path
-        return "sha1:" + hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-    keyed = {path: key(path) for path in sizes}
+            keyed[path] = path
+    for group in by_size.values():
+        by_head: dict[str, list[str]] = {}
+        for path in group if len(group) > 1 else ():
+            by_head.setdefault(_sha1(path, HEAD_BYTES), []).append(path)
+        for same in [*by_head.values(), *([group] if len(group) == 1 else [])]:
+            for path in same:
+                keyed[path] = "sha1:" + _sha1(path) if len(same) > 1 else path
     return [keyed[p] for p in paths]
+
+
+def _sha1(path: str, n_bytes: int = -1) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha1(handle.read(n_bytes)).hexdigest()
 
 
 def drop_duplicate_clips(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -236,14 +280,24 @@ def drop_duplicate_clips(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def _durations(paths: pd.Series) -> np.ndarray:
-    """Seconds per clip from the file headers (fast); NaN where only ffmpeg can tell."""
+    """Seconds per clip from the file headers (fast); NaN where only ffmpeg can tell.
+
+    Read by a few threads, each over its own slice: libsndfile lets go of the GIL while it reads a header.
+    """
     def duration(path: str) -> float:
         try:
             return float(sf.info(path).duration)
         except (sf.LibsndfileError, RuntimeError, ValueError):
             return np.nan
 
-    return np.array([duration(p) for p in paths], dtype=np.float64)
+    paths = list(paths)
+    n_threads = max(1, min(HEADER_THREADS, len(paths) // 64))
+    slices = [paths[i::n_threads] for i in range(n_threads)]
+    seconds = np.empty(len(paths), dtype=np.float64)
+    with ThreadPoolExecutor(n_threads) as pool:
+        for i, values in enumerate(pool.map(lambda part: [duration(p) for p in part], slices)):
+            seconds[i::n_threads] = values
+    return seconds
 
 
 def filter_min_duration(manifest: pd.DataFrame, min_seconds: float = MIN_SECONDS) -> pd.DataFrame:

@@ -83,32 +83,29 @@ def augmented_copies(audio: np.ndarray, kinds: Sequence[str], seed: int) -> list
     return [(kind, augment(audio, kind, rng)) for kind in kinds]
 
 
-def augmented_log_mels(manifest, kinds: Sequence[str], features, cache_root: Path | None = None,
-                       on_clip=None) -> list[tuple[int, str, np.ndarray]]:
-    """``[(row, kind, raw log-mel (n_mels, n_frames))]`` of augmented copies of every clip of ``manifest``.
+def clip_copies(path: str, key: str, kinds: Sequence[str], features, cache_root: Path | None = None
+                ) -> list[tuple[str, np.ndarray]]:
+    """``[(kind, raw log-mel (n_mels, n_frames) float32)]``: one clip's augmented copies, decoded only if not cached.
 
-    ``manifest`` needs ``path`` and ``key`` columns (a prepared dataset). Copies are seeded by the clip's key,
-    and with ``cache_root`` kept as float16 ``<cache_root>/<kind>/<key>.npy`` so the next training (or the
-    learning curve) decodes nothing again.
+    Copies are seeded by the clip's ``key`` (:func:`core.data.cache.clip_key`), and with ``cache_root`` kept as
+    float16 ``<cache_root>/<kind>/<key>.npy`` so the next training (or the learning curve) decodes nothing again.
     """
     from core.audio.decode import load_audio
     from core.audio.features import log_mel
     from core.files import save_array
 
+    cached = {kind: cache_root / kind / f"{key}.npy" for kind in kinds} if cache_root else {}
+    missing = [kind for kind in kinds if not (cache_root and cached[kind].exists())]
+    copies = dict(augmented_copies(load_audio(path), missing, seed=int(key[:8], 16))) if missing else {}
     out = []
-    for row, (path, key) in enumerate(zip(manifest["path"], manifest["key"])):
-        cached = {kind: cache_root / kind / f"{key}.npy" for kind in kinds} if cache_root else {}
-        missing = [kind for kind in kinds if not (cache_root and cached[kind].exists())]
-        copies = dict(augmented_copies(load_audio(path), missing, seed=int(key[:8], 16))) if missing else {}
-        for kind in kinds:
-            if kind in copies:
-                # Rounded as the cache keeps it, cached or not, so a first run and its rerun see the same numbers.
-                mel = log_mel(copies[kind], features).astype(np.float16)
-                if cache_root:
-                    save_array(cached[kind], mel)
-            else:
-                mel = np.load(cached[kind])
-            out.append((row, kind, mel.astype(np.float32)))
-        if on_clip:
-            on_clip()
+    for kind in kinds:
+        if kind in copies:
+            # Rounded as the cache keeps it, cached or not, so a first run and its rerun see the same numbers.
+            mel = log_mel(copies[kind], features).astype(np.float16)
+            if cache_root:
+                save_array(cached[kind], mel)
+        else:
+            mel = np.load(cached[kind])
+        out.append((kind, mel.astype(np.float32)))
     return out
+

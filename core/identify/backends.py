@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.identify import vectors
+
 LR_C = 0.01  # inverse L2 strength of the logistic regression, from the first shipped recipe's CV
 GAUSS_DIM = 200  # principal axes kept by the Gaussian backend (at most n_train - n_classes)
 GAUSS_SHRINKAGE = 0.1  # shared covariance -> (1 - s) cov + s * mean variance * I: 900 clips for 200 dims
@@ -28,34 +30,40 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
 class LogisticBackend:
-    """Standardise -> multinomial logistic regression (L2, ``c``), classes weighted by inverse frequency."""
+    """Standardise -> multinomial logistic regression (L2, ``c``), classes weighted by inverse frequency.
+
+    Fitted over chunks of rows (:func:`core.identify.vectors.fit_logistic`, scikit-learn's objective and solver),
+    so ``x`` may be a memory map larger than RAM.
+    """
 
     def __init__(self, c: float = LR_C, balanced: bool = True):
         self.c, self.balanced = c, balanced
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "LogisticBackend":
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-
-        self.scaler_ = StandardScaler().fit(x)
-        self.model_ = LogisticRegression(C=self.c, max_iter=3000, class_weight="balanced" if self.balanced else None)
-        self.model_.fit(self.scaler_.transform(x), y)
-        self.classes_ = self.model_.classes_
+    def fit(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> "LogisticBackend":
+        """Fit on ``x[rows]`` ``(n, n_features)`` and ``y[rows]`` (all rows when None); returns self."""
+        for name, value in vectors.fit_logistic(x, y, self.c, self.balanced, rows).items():
+            setattr(self, name, value)
         return self
 
     def folded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Standardiser mean and scale ``(n_features,)``, logit weight ``(n_classes, n_features)`` and bias."""
-        coef, intercept = self.model_.coef_, self.model_.intercept_
+        coef, intercept = self.coef_, self.intercept_
         if len(self.classes_) == 2:  # one logit z for class 1; softmax of (-z/2, z/2) is the same sigmoid(z)
             coef, intercept = np.concatenate([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
-        return self.scaler_.mean_, self.scaler_.scale_, coef, intercept
+        return self.mean_, self.scale_, coef, intercept
 
-    def log_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict_log_proba(self.scaler_.transform(x))
+    def log_proba(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        mean, scale, weight, bias = self.folded()
+        return _log_softmax(vectors.project(x, mean, scale, weight, rows) + bias)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(self.log_proba(x))
+    def predict_proba(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        return np.exp(self.log_proba(x, rows))
 
 
 class GaussianBackend:
@@ -69,18 +77,18 @@ class GaussianBackend:
     def __init__(self, dim: int = GAUSS_DIM, shrinkage: float = GAUSS_SHRINKAGE):
         self.dim, self.shrinkage = dim, shrinkage
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "GaussianBackend":
-        self.mean_ = x.mean(0)
-        self.scale_ = x.std(0) + 1e-8
-        z = (x - self.mean_) / self.scale_
-        dim = min(self.dim, len(x) - len(np.unique(y)))
+    def fit(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> "GaussianBackend":
+        """Fit on ``x[rows]`` ``(n, n_features)`` and ``y[rows]`` (all rows when None), over chunks of rows."""
+        rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+        y = np.asarray(y)[rows]
+        self.mean_, std = vectors.standardizer(x, rows)
+        self.scale_ = std + 1e-8
+        dim = min(self.dim, len(rows) - len(np.unique(y)))
         # Top principal axes by a randomized SVD (seeded; a full SVD of thousands of augmented examples is
         # minutes), stored rounded to float16 as the checkpoint keeps them, so enrolment computes the same means.
-        from sklearn.utils.extmath import randomized_svd
-
-        _, _, vt = randomized_svd(z, dim, n_iter=4, random_state=0)
-        self.components_ = vt.astype(np.float16).astype(np.float64)
-        p = z @ self.components_.T
+        components = vectors.top_components(x, self.mean_, self.scale_, dim, rows)
+        self.components_ = components.astype(np.float16).astype(np.float64)
+        p = vectors.project(x, self.mean_, self.scale_, self.components_, rows)  # (n, dim): small beside x
         self.classes_ = np.unique(y)
         self.class_means_ = np.stack([p[y == c].mean(0) for c in self.classes_])
         within = p - self.class_means_[np.searchsorted(self.classes_, y)]
@@ -93,9 +101,9 @@ class GaussianBackend:
         self.covariance_ = covariance
         self.precision_ = np.linalg.inv(shrunk)
 
-    def project(self, x: np.ndarray) -> np.ndarray:
-        """Supervectors ``(n, n_features)`` -> embedding ``(n, dim)``."""
-        return ((x - self.mean_) / self.scale_) @ self.components_.T
+    def project(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Supervectors ``x[rows]`` ``(n, n_features)`` -> embedding ``(n, dim)``."""
+        return vectors.project(x, self.mean_, self.scale_, self.components_, rows)
 
     def linear(self) -> tuple[np.ndarray, np.ndarray]:
         """Logit weights ``(n_classes, dim)`` and biases ``(n_classes,)`` over the embedding."""
@@ -107,13 +115,13 @@ class GaussianBackend:
         weights, bias = self.linear()
         return self.mean_, self.scale_, weights @ self.components_, bias
 
-    def log_proba(self, x: np.ndarray) -> np.ndarray:
+    def log_proba(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         weights, bias = self.linear()
-        z = self.project(x) @ weights.T + bias
+        z = self.project(x, rows) @ weights.T + bias
         return np.log(_softmax(z) + 1e-300)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(self.log_proba(x))
+    def predict_proba(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        return np.exp(self.log_proba(x, rows))
 
 
 def linear_from_backend(components: torch.Tensor, class_means: torch.Tensor,

@@ -20,6 +20,7 @@ N_BINS = 10
 OK_PRECISION = 0.8  # an "ok" answer is right at least this often on validation speakers ...
 OK_COVERAGE = 1 / 3  # ... while answering at least this fraction of clips
 PRETRAINED_OK = {"min_precision": 0.95, "min_coverage": 0.8}  # the promise of an identifier on a pretrained encoder
+PRECISION_Z = 1.645  # the ok rule's precision promise holds with 95 % confidence (one-sided)
 PROBABILITY_GRID = np.round(np.concatenate([np.arange(0.2, 0.96, 0.025), [0.97, 0.98, 0.99]]), 3)
 MARGIN_GRID = np.round(np.arange(0.0, 0.61, 0.05), 3)
 
@@ -66,9 +67,21 @@ def ok_mask(probabilities: np.ndarray, min_probability: float, min_margin: float
     return (ranked[:, 0] >= min_probability) & (margin >= min_margin)
 
 
+def precision_lower_bound(right: int, n: int, z: float = PRECISION_Z) -> float:
+    """The one-sided Wilson lower bound of a proportion ``right / n`` (z 1.645: 95 % confidence)."""
+    if n == 0:
+        return 0.0
+    p = right / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((centre - spread) / (1 + z * z / n))
+
+
 def choose_ok_rule(probabilities: np.ndarray, targets: np.ndarray, min_precision: float = OK_PRECISION,
                    min_coverage: float = OK_COVERAGE) -> dict:
-    """The grid rule answering the most clips at precision >= ``min_precision``.
+    """The grid rule answering the most clips whose precision is at least ``min_precision`` with 95 % confidence
+    (its Wilson lower bound): the best rule on the fitting clips is optimistic on new speakers, by about the
+    precision's standard error (measured: 94.7 % held-out for a rule fitted to 95 %).
 
     When none reaches the precision with ``min_coverage``, the most precise rule that still answers
     ``min_coverage`` of the clips is returned with ``meets_target: False``: better an honest weaker
@@ -80,14 +93,16 @@ def choose_ok_rule(probabilities: np.ndarray, targets: np.ndarray, min_precision
         for m in MARGIN_GRID:
             mask = ok_mask(probabilities, p, m)
             if mask.any():
-                candidates.append((float(correct[mask].mean()), float(mask.mean()), float(p), float(m)))
-    good = [c for c in candidates if c[0] >= min_precision and c[1] >= min_coverage]
+                right = int(correct[mask].sum())
+                candidates.append((right / int(mask.sum()), float(mask.mean()), float(p), float(m),
+                                   precision_lower_bound(right, int(mask.sum()))))
+    good = [c for c in candidates if c[4] >= min_precision and c[1] >= min_coverage]
     if good:
-        precision, coverage, p, m = max(good, key=lambda c: (c[1], c[0]))
+        precision, coverage, p, m, _ = max(good, key=lambda c: (c[1], c[0]))
         meets = True
     else:
         wide = [c for c in candidates if c[1] >= min_coverage] or candidates
-        precision, coverage, p, m = max(wide, key=lambda c: (c[0], c[1]))
+        precision, coverage, p, m, _ = max(wide, key=lambda c: (c[0], c[1]))
         meets = False
     return {"min_probability": p, "min_margin": m, "precision": precision, "coverage": coverage,
             "meets_target": meets, "target_precision": min_precision, "target_coverage": min_coverage}

@@ -107,11 +107,30 @@ class ClipSet:
         return torch.from_numpy(np.flatnonzero((self.manifest["split"] == split).to_numpy()))
 
 
+class CachedClipSet(ClipSet):
+    """The same clips, each read from the feature cache when asked for: only the manifest is held in RAM.
+
+    For models that visit each clip a few times in order (the GMM supervector's statistics), never for
+    random crops (:func:`make_batch` needs :class:`ClipSet`'s frames).
+    """
+
+    def __init__(self, manifest: pd.DataFrame, cache: FeatureCache, labels: list[str]):
+        self.manifest = manifest.reset_index(drop=True)
+        self.labels, self.cache = list(labels), cache
+        self.true_lengths = torch.tensor(self.manifest["n_frames"].to_numpy(dtype=np.int64))
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.targets = torch.tensor([index[lang] for lang in self.manifest["language"]])
+
+    def clip(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.cache.load(self.manifest.at[i, "key"], normalize=False))
+
+
 def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = None,
-               manifest_filter: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> ClipSet:
+               manifest_filter: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+               in_ram: bool = True) -> ClipSet:
     """Prepare (cache) the dataset, keep the configured languages and long-enough clips, split by speaker.
 
-    The manifest gets a ``split`` column from :func:`core.data.datasets.assign_splits` (``split_seed``).
+    ``in_ram=False`` gives a :class:`CachedClipSet` (clips read from the cache one at a time). The manifest gets a ``split`` column from :func:`core.data.datasets.assign_splits` (``split_seed``).
     """
 
     if not config.data_dir:
@@ -129,6 +148,8 @@ def load_clips(config: TrainConfig, on_progress: Callable[..., None] | None = No
         raise DeepLanguageError(f"{config.data_dir} has {len(labels)} language(s) left to train on; at least 2 are needed.")
     manifest = assign_splits(manifest.reset_index(drop=True), tuple(config.split_fractions), seed=config.split_seed)
     cache = FeatureCache(cache_dir, features)
+    if not in_ram:
+        return CachedClipSet(manifest, cache, labels)
     arrays = cache.load_many(manifest["key"], normalize=False)
     crop = round(config.crop_seconds * features.frames_per_second)
     return ClipSet(manifest, arrays, labels, crop)

@@ -7,6 +7,12 @@ the multilingual models since large-v3 added Cantonese; the tokenizer names them
 (:func:`core.data.cache.clip_key`: path, size, modification time), written to a temporary name and renamed: a
 second training encodes nothing, a killed run loses only the clip in flight, another encoder never reads them.
 A clip that cannot be decoded gets a row of NaN and a ``.error`` file beside it holding the message.
+
+Encoding is the slow part (about 0.1 s a clip on 2 cores; a day at 1000x the embedded sample), so many clips are
+encoded as Dask tasks (:func:`encode_clips`, ``ENCODE_BATCH`` clips each) on the study's cluster option
+(:func:`core.study.cluster.session`: a scheduler's workers, else a local cluster): each task writes its clips'
+rows to the cache, so a killed worker loses only its clips in flight and a rerun encodes only what is missing.
+Each worker loads the encoder once, on its GPU where it has one (``device="auto"``), else on one CPU thread.
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ from core.audio.decode import load_audio
 from core.data.cache import clip_key
 from core.errors import DeepLanguageError
 from core.files import save_array, write_text
-from core.identify.whisper import EMBEDDING_DIM, WhisperEncoder, pool
+from core.identify.whisper import EMBEDDING_DIM, WhisperEncoder, load_encoder, pool
+from core.study import cluster
+
+ENCODE_BATCH = 16  # clips per Dask task: what a killed worker loses at most
+DASK_MIN_CLIPS = 64  # fewer clips to encode than this: in this process (a local cluster costs seconds to start)
 
 
 
@@ -66,8 +76,13 @@ class EmbeddingCache:
         save_array(self.path(key), row)
         return row
 
-    def rows(self, paths: list[str], on_progress: Callable[..., None] | None = None) -> np.ndarray:
-        """Rows ``(len(paths), row_size)`` float32 in order, encoding what is not cached yet."""
+    def rows(self, paths: list[str], on_progress: Callable[..., None] | None = None,
+             scheduler: str | None = None, workers: int | None = None) -> np.ndarray:
+        """Rows ``(len(paths), row_size)`` float32 in order, encoding what is not cached yet.
+
+        Many clips to encode (``DASK_MIN_CLIPS``) or a ``scheduler`` given: encoded as Dask tasks on
+        ``scheduler``'s workers, else on a local cluster of ``workers`` (one per core when None; 1 = here).
+        """
         out = np.empty((len(paths), self.row_size), dtype=np.float32)
         todo = []
         for i, path in enumerate(paths):
@@ -76,20 +91,53 @@ class EmbeddingCache:
                 todo.append(i)
             else:
                 out[i] = row
+        phase = f"encoding {len(todo)} clips with Whisper"
+        if todo and (scheduler or (len(todo) >= DASK_MIN_CLIPS and workers != 1)):
+            self._encode_on_dask([paths[i] for i in todo], scheduler, workers, on_progress, phase)
         for n, i in enumerate(todo):
-            out[i] = self.compute(paths[i])
+            row = self.read(clip_key(paths[i]))
+            out[i] = row if row is not None else self.compute(paths[i])
             if on_progress:
-                on_progress(n + 1, len(todo), phase="encoding with Whisper")
+                on_progress(n + 1, len(todo), phase=phase)
         return out
+
+    def _encode_on_dask(self, paths: list[str], scheduler: str | None, workers: int | None,
+                        on_progress: Callable[..., None] | None, phase: str) -> None:
+        """Encode ``paths`` into the cache as Dask tasks, reporting clips done as tasks finish."""
+        from distributed import as_completed
+
+        batches = [paths[i: i + ENCODE_BATCH] for i in range(0, len(paths), ENCODE_BATCH)]
+        with cluster.session(scheduler, workers) as client:
+            if client is None:  # one local worker: this process does it (below)
+                return
+            futures = [client.submit(encode_clips, batch, self.encoder.name, str(self.root.parent), pure=False,
+                                     retries=2) for batch in batches]
+            done = 0
+            for future in as_completed(futures):
+                done += future.result()
+                if on_progress:
+                    on_progress(done, len(paths), phase=phase)
+
+
+def encode_clips(paths: list[str], encoder: str, cache_dir: str, device: str = "auto") -> int:
+    """Encode and cache the rows of ``paths`` not cached yet (a Dask task; also runs in-process); returns how many
+    clips it covered. The encoder is loaded once per process: on a GPU when there is one, else one CPU thread."""
+    cache = EmbeddingCache(cache_dir, load_encoder(encoder, device=device, threads=1))
+    for path in paths:
+        if cache.read(clip_key(path)) is None:
+            cache.compute(path)
+    return len(paths)
 
 
 def embed_manifest(manifest: pd.DataFrame, encoder: WhisperEncoder, cache_dir: str | Path,
-                   on_progress: Callable[..., None] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                   on_progress: Callable[..., None] | None = None, scheduler: str | None = None,
+                   workers: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Every clip's row; clips that could not be decoded are dropped (counted in ``attrs["failed"]``).
 
-    Returns the kept manifest (index reset) and its rows ``(n_kept, 1024 + n_languages)``.
+    Returns the kept manifest (index reset) and its rows ``(n_kept, 1024 + n_languages)``. ``scheduler``,
+    ``workers``: where the clips not cached yet are encoded (:meth:`EmbeddingCache.rows`).
     """
-    rows = EmbeddingCache(cache_dir, encoder).rows(manifest["path"].tolist(), on_progress)
+    rows = EmbeddingCache(cache_dir, encoder).rows(manifest["path"].tolist(), on_progress, scheduler, workers)
     ok = ~np.isnan(rows).any(1)
     kept = manifest[ok].reset_index(drop=True)
     kept.attrs.update(manifest.attrs, failed=int((~ok).sum()))

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from core.errors import DeepLanguageError
+from core.progress import in_phase
 from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits
 from core.audio.features import FeatureConfig
@@ -53,9 +54,13 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     data = bundle.checkpoint.get("data", {})
     pretrained = getattr(bundle.model, "pretrained_encoder", False)
     if pretrained:  # cached Whisper rows, not log-mels
+        reading = in_phase(on_progress, "reading the dataset")
+        reading(0, 1)
         manifest = read_dataset(data_dir)
-    else:
-        manifest = prepared_dataset(data_dir, None, bundle.features, on_progress=on_progress)
+        reading(1, 1)
+    else:  # reads the dataset, then reports the clips it prepares
+
+        manifest = prepared_dataset(data_dir, None, bundle.features, on_progress=in_phase(on_progress, "features"))
     manifest = manifest[manifest["language"].isin(bundle.labels)]
     min_seconds = bundle.checkpoint.get("train_config", {}).get("min_seconds", 0.0)
     manifest = manifest[~(manifest["duration"] < min_seconds)].reset_index(drop=True)
@@ -73,17 +78,29 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     index = {label: i for i, label in enumerate(bundle.labels)}
     if pretrained:
         manifest, rows = embed_manifest(manifest, encoder_of(bundle.model), default_cache_dir(data_dir),
-                                        on_progress=on_progress)
+                                        on_progress=in_phase(on_progress, "encoding"))
         probabilities = predict_rows(bundle.model, rows)
     else:
-        cache = FeatureCache(default_cache_dir(data_dir), FeatureConfig.from_dict(bundle.checkpoint["features"]))
-        probabilities = np.stack([clip_probabilities(bundle, torch.from_numpy(cache.load(key, normalize=False)))
-                                  for key in manifest["key"]])
+        probabilities = score_clips(bundle, manifest, default_cache_dir(data_dir), in_phase(on_progress, "scoring"))
     targets = manifest["language"].map(index).to_numpy()
+    reporting = in_phase(on_progress, "report (bootstrap over speakers)")
+    reporting(0, 1)
     report = classification_report(targets, probabilities.argmax(1), bundle.labels, manifest["speaker"].to_numpy())
+    reporting(1, 1)
     report.update(checkpoint=str(checkpoint_path), data=str(data_dir), split=split,
                   dropped_seen_speaker_clips=n_seen, calibration=test_calibration(bundle, probabilities, targets))
     return report
+
+
+def score_clips(bundle: Identifier, manifest: pd.DataFrame, cache_dir: Path,
+                on_progress: Callable[..., None]) -> np.ndarray:
+    """Uncalibrated probabilities ``(n_clips, n_labels)`` of the manifest's cached log-mels, counted as they go."""
+    cache = FeatureCache(cache_dir, FeatureConfig.from_dict(bundle.checkpoint["features"]))
+    rows = []
+    for done, key in enumerate(manifest["key"], 1):
+        rows.append(clip_probabilities(bundle, torch.from_numpy(cache.load(key, normalize=False))))
+        on_progress(done, len(manifest))
+    return np.stack(rows)
 
 
 def clip_probabilities(bundle: Identifier, clip: torch.Tensor) -> np.ndarray:

@@ -5,15 +5,18 @@ The same contract as :func:`core.identify.train.fit`, in closed form instead of 
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import shutil
 import sys
+import tempfile
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 
 from core.errors import DeepLanguageError
@@ -27,7 +30,11 @@ from core.data.cache import FeatureCache, prepared_dataset
 from core.paths import default_cache_dir
 from core.identify.supervector import GMMSupervector, GMMSupervectorConfig
 from core.identify.backends import GaussianBackend, LogisticBackend, backend_entry
-from core.identify.augment import augmented_log_mels
+
+STORE_UNITS = 64  # units whose supervectors are flushed to the store together: what an interruption loses at most
+from core.identify.augment import clip_copies
+from core.identify import memory, vectors
+from core.files import atomic_path
 from core.identify.calibration import calibration_entry
 
 
@@ -37,81 +44,129 @@ def clip_input(clip: torch.Tensor) -> torch.Tensor:
     return normalize_windows(clip[None], kind=GMMSupervector.input_normalization)
 
 
+CLEAN, COPY, BACKGROUND = 0, 1, 2  # what a supervector row is: a clip, an augmented copy, a background clip
+
+
+@dataclass
+class Unit:
+    """One clip's share of the supervectors: its name (resume checks it), its raw log-mels, label and speaker."""
+
+    name: str
+    load: Callable[[], list[torch.Tensor]]  # raw log-mels (n_mels, n_frames): the clip, or its copies
+    target: int
+    speaker: str
+    part: int  # CLEAN, COPY or BACKGROUND
+
+
 def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir: Path | None = None,
         on_progress: Callable[..., None] | None = None) -> dict:
     """Fit a :class:`GMMSupervector` on ``train_rows`` and ``val_rows`` of ``clips`` (a :class:`ClipSet`).
 
     The same contract as :func:`core.identify.train.fit`: returns the checkpoint dict (model state included)
     and, with ``run_dir``, writes best.pt, last.pt (the same model: nothing to resume), metrics.jsonl (one
-    row) and progress.json. The UBM is fitted on training (and background) frames. The backend's
-    validation figures, temperature and "ok" rule come from speaker-grouped out-of-fold predictions over
-    the training and validation speakers (:func:`_calibrate`); the backend is then fitted on all of them.
-    A cross-validation's figures come from its test speakers, never from these.
+    row). The UBM is fitted on training (and background) frames. The backend's validation figures,
+    temperature and "ok" rule come from speaker-grouped out-of-fold predictions over the training and
+    validation speakers (:func:`_calibrate`); the backend is then fitted on all of them.
+
+    Bounded memory: clips are read one at a time, supervectors go to a float16 store on disk and the backends
+    read it in chunks (:mod:`core.identify.vectors`). With ``run_dir``, the UBM and the store are kept in
+    ``run_dir/supervectors/`` until the model is saved, so an interrupted fit resumes after its last finished
+    phase or chunk of clips. A fit that will not fit in memory is refused before it starts (:mod:`memory`).
     """
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    features = FeatureConfig.from_dict(config.features)
     model = new_model(config, len(clips.labels))
     cfg = model.config
-    background = _background(config, cfg, clips) or ([], np.zeros(0, dtype=int))
-    rows = torch.cat([train_rows, val_rows])
-    n_steps = 2 * len(rows) + 2 * len(background[0]) + 2
-    done = 0
-
-    def step(n: int = 1, **metrics):
-        nonlocal done
-        done += n
-        if on_progress and distributed.current().is_main:
-            on_progress(done, n_steps, epoch=1, epochs=1, **metrics)
-
-    raw = [clips.clip(int(i)) for i in rows]
-    _fit_ubm(model, [clips.clip(int(i)) for i in train_rows] + background[0], config.seed, step)
-    step(len(val_rows))
-    fps = features.frames_per_second
-    window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
-
-    def supervectors(raw: list[torch.Tensor], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x, n = clip_supervectors(model, raw, window, hop, step)
-        return x, np.repeat(np.asarray(targets, dtype=int), n)
-
-    x, y = supervectors(raw, clips.targets[rows].numpy())
-    x_bg, y_bg = supervectors(background[0], background[1])
-    speakers = clips.manifest.loc[rows.numpy(), "speaker"].to_numpy()
-    groups = np.repeat(speakers, [len(clip_windows(c, window, hop)[0]) for c in raw]) if cfg.fit_on == "windows" \
-        else speakers
-    aug = augmented_supervectors(config, model, clips, rows, window, hop)
-    # Augmented copies stay with their speaker: out of every fold that holds the speaker out, never scored.
-    data = (x, y, groups, *aug, x_bg, y_bg)
-    calibration = _calibrate(_backend(cfg.backend, cfg, config.class_weights), data, len(clips.labels))
-    x_all, y_all = np.concatenate([x, aug[0], x_bg]), np.concatenate([y, aug[1], y_bg])
-    main = _fit_backend(model, _backend(cfg.backend, cfg, config.class_weights), x_all, y_all, len(clips.labels))
-    backend = None
-    if cfg.backend == "gauss" or cfg.enrollable:  # what enrolment needs: a Gaussian backend and its calibration
-        gauss = main if cfg.backend == "gauss" else _backend("gauss", cfg, config.class_weights).fit(x_all, y_all)
-        keep = [list(gauss.classes_).index(c) for c in range(len(clips.labels))]
-        backend = {**backend_entry(gauss, keep), "calibration": calibration if cfg.backend == "gauss" else
-                   _calibrate(_backend("gauss", cfg, config.class_weights), data, len(clips.labels))}
-    step()
+    report = on_progress if on_progress and distributed.current().is_main else (lambda *a, **k: None)
+    rows = torch.cat([train_rows, val_rows]).numpy()
+    background = _background(config, cfg, clips)
+    units = _units(config, clips, rows, background)
+    n_rows = len(rows) * (1 + len(cfg.augment)) + len(background)
+    memory.check(cfg, len(rows) + len(background), len(rows), len(background))
+    work = Path(run_dir) / "supervectors" if run_dir else Path(tempfile.mkdtemp(prefix="supervectors-"))
+    try:
+        ubm_units = [units[i] for i in range(len(train_rows))] + [u for u in units if u.part == BACKGROUND]
+        _resumable_ubm(model, ubm_units, config.seed, work, report)
+        store = _supervectors(model, units, config, work, report)
+        calibration, backend = _fit_backends(model, cfg, config.class_weights, store, units, len(clips.labels), report)
+    except MemoryError:
+        raise DeepLanguageError(memory.memory_error_message(cfg, len(rows) + len(background), n_rows)) from None
     model.eval()
-    accuracy = calibration.get("accuracy", float("nan"))
-    row = {"epoch": 1, "step": 1, "lr": 0.0, "train_loss": float("nan"), "train_accuracy": float("nan"),
-           "val_loss": calibration.get("nll", float("nan")), "val_accuracy": accuracy,
-           "val_balanced_accuracy": calibration.get("balanced_accuracy", accuracy),
-           "seconds": time.perf_counter() - started}
-    best = {"metric": "val_balanced_accuracy", "value": row["val_balanced_accuracy"], "loss": row["val_loss"], "epoch": 1}
-    base = base_checkpoint(config, clips, train_rows, val_rows, asdict(cfg),
-                           {**NORMALIZATION, "kind": model.input_normalization}, n_background_clips=len(background[1]))
-    checkpoint = {**base, "calibration": calibration, "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
-                  "epoch": 1, "step": 1, "best": best, "metrics": row, **({"backend": backend} if backend else {})}
+    checkpoint = _checkpoint(config, clips, train_rows, val_rows, model, calibration, backend, len(background),
+                             time.perf_counter() - started)
     if run_dir and distributed.current().is_main:
         save_checkpoint(checkpoint, run_dir / "best.pt")
         save_checkpoint(checkpoint, run_dir / "last.pt")
         runs.truncate_metrics(run_dir, 0)
-        runs.append_metrics(run_dir, row)
-        runs.write_json(run_dir / "progress.json", {"done": n_steps, "total": n_steps, "epoch": 1, "epochs": 1})
+        runs.append_metrics(run_dir, checkpoint["metrics"])
+    shutil.rmtree(work, ignore_errors=True)  # the model holds all it needs; the store is large
     return checkpoint
 
+
+def _units(config, clips, rows: np.ndarray, background) -> list[Unit]:
+    """Every clip's share of the supervectors, in their order: clean clips, their augmented copies, background."""
+    features = FeatureConfig.from_dict(config.features)
+    kinds = list(model_config(config.model, config.model_config).augment)
+    cache = FeatureCache(config.cache_dir or default_cache_dir(config.data_dir), features)
+    part = clips.manifest.iloc[rows]
+    targets = clips.targets[torch.from_numpy(rows)].tolist()
+    names = part["key"] if "key" in part else [f"row{r}" for r in rows]  # an in-RAM ClipSet needs no cache key
+    units = [Unit(f"clip:{name}", lambda r=int(r): [clips.clip(r)], t, s, CLEAN)
+             for r, name, t, s in zip(rows, names, targets, part["speaker"])]
+    if kinds:
+        def copies(path: str, key: str) -> list[torch.Tensor]:
+            return [torch.from_numpy(m) for _, m in clip_copies(path, key, kinds, features, cache.root / "augmented")]
+
+        units += [Unit(f"copies:{key}", lambda p=p, k=key: copies(p, k), t, s, COPY)
+                  for p, key, t, s in zip(part["path"], part["key"], targets, part["speaker"])]
+    units += [Unit(f"background:{key}", lambda k=key: [torch.from_numpy(cache.load(k, normalize=False))], t, s,
+                   BACKGROUND) for key, t, s in zip(background["key"], background["target"], background["speaker"])]
+    return units
+
+
+def augmented_copies_of(config, clips, rows: np.ndarray) -> Iterator[list[torch.Tensor]]:
+    """The raw log-mels of ``cfg.augment`` copies of each of ``rows`` of ``clips``, one clip at a time."""
+    features = FeatureConfig.from_dict(config.features)
+    kinds = list(model_config(config.model, config.model_config).augment)
+    root = FeatureCache(config.cache_dir or default_cache_dir(config.data_dir), features).root / "augmented"
+    if not kinds:
+        return
+    for path, key in zip(clips.manifest["path"].iloc[rows], clips.manifest["key"].iloc[rows]):
+        yield [torch.from_numpy(m) for _, m in clip_copies(path, key, kinds, features, root)]
+
+
+def _resumable_ubm(model: GMMSupervector, units: list[Unit], seed: int, work: Path, report) -> None:
+    """The UBM fitted (:func:`_fit_ubm`), or read back from ``work/ubm.pt`` when an earlier try finished it."""
+    path = work / "ubm.pt"
+    names = ("ubm_weights", "ubm_means", "ubm_variances")
+    if path.exists():
+        state = torch.load(path, weights_only=True)
+        if state.get("units") == [u.name for u in units]:
+            for name in names:
+                getattr(model, name).copy_(state[name])
+            return
+    _fit_ubm(model, [u.load for u in units], seed, report)
+    state = {"units": [u.name for u in units], **{name: getattr(model, name).clone() for name in names}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _supervectors(model: GMMSupervector, units: list[Unit], config, work: Path, report) -> vectors.VectorStore:
+    """Every unit's supervectors in a float16 store under ``work``, resumed after its last finished chunk."""
+    fps = FeatureConfig.from_dict(config.features).frames_per_second
+    window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
+    ubm = hashlib.sha1(model.ubm_means.numpy().tobytes()).hexdigest()[:16]
+    store = vectors.VectorStore(work / "store", model.embedding_dim, [f"ubm:{ubm}"] + [u.name for u in units])
+    phase = f"supervectors of {len(units)} clips and copies"
+    pending = []
+    for i in range(store.n_units_done, len(units)):
+        pending.append(clip_supervectors(model, units[i].load(), window, hop)[0].astype(np.float16))
+        if len(pending) == STORE_UNITS or i == len(units) - 1:
+            store.append(pending)
+            pending = []
+        report(i + 1, len(units), phase=phase)
+    return store
 
 def new_model(config, n_classes: int) -> GMMSupervector:
     """A fresh (placeholder-UBM) model of a TrainConfig's gmm-supervector recipe; its config checked."""
@@ -144,29 +199,45 @@ def clip_supervectors(model: GMMSupervector, raw: list[torch.Tensor], window: in
     return np.concatenate(out), np.array(counts, dtype=int)
 
 
-def fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Callable[..., None] | None = None) -> None:
+def fit_ubm(model: GMMSupervector, loads: list[Callable[[], list[torch.Tensor]]], seed: int,
+            report: Callable[..., None] | None = None) -> None:
     """Public face of :func:`_fit_ubm` (the learning curve fits one UBM per fold and many backends)."""
-    _fit_ubm(model, raw, seed, step or (lambda *a, **k: None))
+    _fit_ubm(model, loads, seed, report or (lambda *a, **k: None))
 
 
-def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndarray, n_labels: int):
-    """The model's configured backend fitted on supervectors ``(n, embedding_dim)`` and folded into it."""
-    return _fit_backend(model, _backend(model.config.backend, model.config, balanced), x, y, n_labels)
+def _fit_ubm(model: GMMSupervector, loads: list[Callable[[], list[torch.Tensor]]], seed: int,
+             report: Callable[..., None]) -> None:
+    """Fit the diagonal UBM on (at most ``ubm_frames``) speech frames of the clips ``loads`` read; into the model.
 
-
-def _fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Callable[..., None]) -> None:
-    """Fit the diagonal UBM on (at most ``ubm_frames``) speech frames of ``raw`` clips; into the model's buffers."""
+    The sample is drawn as from every clip's speech frames concatenated, without holding them: one pass
+    counts each clip's frames, the draw picks positions, a second pass copies the picked frames.
+    """
     from sklearn.mixture import GaussianMixture
 
-    cfg, pool = model.config, []
-    with torch.no_grad():
-        for clip in raw:
-            frames, speech = model.frames(clip_input(clip))
-            pool.append(frames[0][speech[0]].double().numpy())
-            step()
-    pool = np.concatenate(pool)
+    cfg = model.config
+
+    def speech_frames(load) -> np.ndarray:
+        with torch.no_grad():
+            frames, speech = model.frames(clip_input(load()[0]))
+        return frames[0][speech[0]].double().numpy()
+
+    counts = []
+    for i, load in enumerate(loads):
+        counts.append(len(speech_frames(load)))
+        report(i + 1, len(loads), phase=f"background model: speech frames of {len(loads)} clips")
+    offsets = np.cumsum([0] + counts)
     rng = np.random.default_rng(seed)
-    sample = pool[rng.choice(len(pool), min(cfg.ubm_frames, len(pool)), replace=False)]
+    picked = rng.choice(offsets[-1], min(cfg.ubm_frames, offsets[-1]), replace=False)
+    order = np.argsort(picked)
+    ranked = picked[order]
+    sample = np.zeros((len(picked), cfg.frame_dim))
+    for i, load in enumerate(loads):
+        low, high = np.searchsorted(ranked, [offsets[i], offsets[i + 1]])
+        if high > low:
+            sample[order[low:high]] = speech_frames(load)[ranked[low:high] - offsets[i]]
+        report(i + 1, len(loads), phase=f"background model: sampling {len(picked)} frames")
+    phase = f"background model: EM, {cfg.n_components} Gaussians on {len(picked)} frames"
+    report(0, 1, phase=phase)
     ubm = GaussianMixture(cfg.n_components, covariance_type="diag", max_iter=cfg.ubm_iterations,
                           reg_covar=1e-3, random_state=seed)
     with warnings.catch_warnings():
@@ -175,7 +246,13 @@ def _fit_ubm(model: GMMSupervector, raw: list[torch.Tensor], seed: int, step: Ca
     model.ubm_weights.copy_(torch.from_numpy(ubm.weights_).float())
     model.ubm_means.copy_(torch.from_numpy(ubm.means_).float())
     model.ubm_variances.copy_(torch.from_numpy(ubm.covariances_).float())
-    step()
+    report(1, 1, phase=phase)
+
+
+def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndarray, n_labels: int,
+                rows: np.ndarray | None = None):
+    """The model's configured backend fitted on supervectors ``x[rows]`` ``(n, embedding_dim)`` and folded into it."""
+    return _fold_backend(model, _backend(model.config.backend, model.config, balanced).fit(x, y, rows), n_labels)
 
 
 def _backend(kind: str, cfg: GMMSupervectorConfig, balanced: bool):
@@ -184,12 +261,48 @@ def _backend(kind: str, cfg: GMMSupervectorConfig, balanced: bool):
     return LogisticBackend(c=cfg.inverse_regularization, balanced=balanced)
 
 
-def _fit_backend(model: GMMSupervector, backend, x: np.ndarray, y: np.ndarray, n_labels: int):
-    """Fit ``backend`` on supervectors ``(n, embedding_dim)``, fold it into the model's scaler and classifier.
+def _fit_backends(model: GMMSupervector, cfg: GMMSupervectorConfig, balanced: bool, store: vectors.VectorStore,
+                  units: list[Unit], n_labels: int, report) -> tuple[dict, dict | None]:
+    """Calibration from out-of-fold predictions, then the backend on every row, folded into the model.
 
-    Background classes (targets >= ``n_labels``) are trained, then dropped. Returns the fitted backend.
+    Returns the calibration entry and, when the model can enrol languages, its Gaussian backend's entry.
     """
-    backend.fit(x, y)
+    x, counts = store.rows(), store.counts
+    owner = np.repeat(np.arange(len(units)), counts)
+    y = np.array([u.target for u in units])[owner]
+    groups = np.array([u.speaker for u in units], dtype=object)[owner]
+    part = np.array([u.part for u in units])[owner]
+    gauss_too = cfg.backend != "gauss" and cfg.enrollable
+    n_fits = 6 + 6 * int(gauss_too) + int(gauss_too)  # 5 calibration folds and the final fit, per backend kind
+    done = 0
+    phase = f"fitting the backend: {n_fits} fits on {len(x)} supervectors"
+
+    def fitted(backend, rows: np.ndarray):
+        nonlocal done
+        report(done, n_fits, phase=phase)
+        backend.fit(x, y, rows)
+        done += 1
+        report(done, n_fits, phase=phase)
+        return backend
+
+    data = (x, y, groups, part)
+    calibration = _calibrate(lambda: _backend(cfg.backend, cfg, balanced), data, n_labels, fitted)
+    every = np.arange(len(x))
+    main = _fold_backend(model, fitted(_backend(cfg.backend, cfg, balanced), every), n_labels)
+    if not (cfg.backend == "gauss" or cfg.enrollable):
+        return calibration, None
+    gauss = main if cfg.backend == "gauss" else fitted(_backend("gauss", cfg, balanced), every)
+    keep = [list(gauss.classes_).index(c) for c in range(n_labels)]
+    entry = calibration if cfg.backend == "gauss" else \
+        _calibrate(lambda: _backend("gauss", cfg, balanced), data, n_labels, fitted)
+    return calibration, {**backend_entry(gauss, keep), "calibration": entry}
+
+
+def _fold_backend(model: GMMSupervector, backend, n_labels: int):
+    """Fold a fitted ``backend`` into the model's scaler and classifier; returns it.
+
+    Background classes (targets >= ``n_labels``) were trained, and are dropped here.
+    """
     mean, scale, weight, bias = backend.folded()
     keep = [list(backend.classes_).index(c) for c in range(n_labels)]
     model.scaler_mean.copy_(torch.from_numpy(mean).float())
@@ -199,45 +312,32 @@ def _fit_backend(model: GMMSupervector, backend, x: np.ndarray, y: np.ndarray, n
     return backend
 
 
-def augmented_supervectors(config, model: GMMSupervector, clips, rows: torch.Tensor, window: int,
-               hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Supervectors, targets and speakers of ``cfg.augment`` copies of the ``rows`` clips (training speakers only)."""
-    kinds = list(model.config.augment)
-    if not kinds:
-        return np.zeros((0, model.embedding_dim)), np.zeros(0, dtype=int), np.zeros(0, dtype=object)
-    features = FeatureConfig.from_dict(config.features)
-    root = FeatureCache(config.cache_dir or default_cache_dir(config.data_dir), features).root / "augmented"
-    part = clips.manifest.iloc[rows.numpy()]
-    copies = augmented_log_mels(part, kinds, features, root)
-    x, n = clip_supervectors(model, [torch.from_numpy(mel) for _, _, mel in copies], window, hop)
-    owner = np.repeat([row for row, _, _ in copies], n)
-    return x, clips.targets[rows].numpy()[owner], part["speaker"].to_numpy()[owner]
-
-
-def _calibrate(backend, data: tuple, n_labels: int) -> dict:
+def _calibrate(new_backend, data: tuple, n_labels: int, fitted) -> dict:
     """Out-of-fold probabilities over speakers (up to 5 folds) -> the ``calibration`` entry.
 
-    ``data``: clean ``x, y, groups``, augmented ``x, y, groups`` (trained on when their speaker is not held
-    out, never scored) and background ``x, y`` (always trained on: their speakers are never in ``groups``).
-    Empty when there are too few speakers to hold any out.
+    ``data``: supervectors ``x``, targets ``y``, speakers ``groups`` and ``part`` of every row. Clean rows are
+    scored out of fold; augmented copies are trained on when their speaker is not held out, never scored;
+    background rows are always trained on (their speakers are never among the clean ones). ``fitted(backend,
+    rows)`` fits a fresh backend on rows. Empty when there are too few speakers to hold any out.
     """
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedGroupKFold
 
-    x, y, groups, x_aug, y_aug, g_aug, x_bg, y_bg = data
+    x, y_all, g_all, part = data
+    clean, copies, background = (np.flatnonzero(part == p) for p in (CLEAN, COPY, BACKGROUND))
+    y, groups = y_all[clean], g_all[clean]
     n_folds = min(5, len(set(groups.tolist())))
     if n_folds < 2 or len(set(y.tolist())) < 2:
         return {}
     probabilities = np.zeros((len(y), n_labels))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "the least populated class has fewer members than n_splits"
-        splits = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=0).split(x, y, groups))
+        splits = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=0).split(clean, y, groups))
     for train, held in splits:
-        use = ~np.isin(g_aug, groups[held])
-        fitted = copy.deepcopy(backend).fit(np.concatenate([x[train], x_aug[use], x_bg]),
-                                    np.concatenate([y[train], y_aug[use], y_bg]))
-        full = fitted.predict_proba(x[held])
-        columns = [list(fitted.classes_).index(c) if c in fitted.classes_ else None for c in range(n_labels)]
+        use = copies[~np.isin(g_all[copies], groups[held])]
+        backend = fitted(new_backend(), np.concatenate([clean[train], use, background]))
+        full = backend.predict_proba(x, clean[held])
+        columns = [list(backend.classes_).index(c) if c in backend.classes_ else None for c in range(n_labels)]
         p = np.stack([full[:, c] if c is not None else np.zeros(len(held)) for c in columns], 1)
         probabilities[held] = p / p.sum(1, keepdims=True)
     entry = calibration_entry(probabilities, y, groups, source=f"out-of-fold predictions, {n_folds} speaker-grouped "
@@ -247,16 +347,31 @@ def _calibrate(backend, data: tuple, n_labels: int) -> dict:
     return entry
 
 
-def _background(config, cfg: GMMSupervectorConfig, clips) -> tuple[list[torch.Tensor], np.ndarray] | None:
-    """Raw log-mels of ``cfg.background_languages`` clips from the same dataset, as classes ``n_classes...``.
+def _checkpoint(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, model: GMMSupervector,
+                calibration: dict, backend: dict | None, n_background: int, seconds: float) -> dict:
+    """The fitted model's checkpoint dict, its one metrics row under ``metrics``."""
+    accuracy = calibration.get("accuracy", float("nan"))
+    row = {"epoch": 1, "step": 1, "lr": 0.0, "train_loss": float("nan"), "train_accuracy": float("nan"),
+           "val_loss": calibration.get("nll", float("nan")), "val_accuracy": accuracy,
+           "val_balanced_accuracy": calibration.get("balanced_accuracy", accuracy), "seconds": seconds}
+    best = {"metric": "val_balanced_accuracy", "value": row["val_balanced_accuracy"], "loss": row["val_loss"], "epoch": 1}
+    base = base_checkpoint(config, clips, train_rows, val_rows, asdict(model.config),
+                           {**NORMALIZATION, "kind": model.input_normalization}, n_background_clips=n_background)
+    return {**base, "calibration": calibration, "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+            "epoch": 1, "step": 1, "best": best, "metrics": row, **({"backend": backend} if backend else {})}
+
+
+def _background(config, cfg: GMMSupervectorConfig, clips) -> pd.DataFrame:
+    """The ``key``, ``speaker`` and ``target`` (classes ``n_classes...``) of ``cfg.background_languages`` clips
+    from the same dataset; empty when there are none.
 
     Every speaker of the main languages is left out, so a speaker who recorded in two languages
     can never reach a test fold through the background.
     """
-
+    empty = pd.DataFrame({"key": [], "speaker": [], "target": []})
     languages = sorted(x for x in cfg.background_languages if x not in clips.labels)
     if not languages:
-        return None
+        return empty
     features = FeatureConfig.from_dict(config.features)
     cache_dir = config.cache_dir or default_cache_dir(config.data_dir)
     manifest = prepared_dataset(config.data_dir, cache_dir, features)
@@ -266,10 +381,9 @@ def _background(config, cfg: GMMSupervectorConfig, clips) -> tuple[list[torch.Te
     if missing:
         print(f"warning: no background clips of {', '.join(missing)} in {config.data_dir}", file=sys.stderr)
     if manifest.empty:
-        return None
-    arrays = FeatureCache(cache_dir, features).load_many(manifest["key"], normalize=False)
-    targets = np.array([len(clips.labels) + languages.index(x) for x in manifest["language"]])
-    return [torch.from_numpy(a) for a in arrays], targets
+        return empty
+    return pd.DataFrame({"key": manifest["key"].to_numpy(), "speaker": manifest["speaker"].to_numpy(),
+                         "target": [len(clips.labels) + languages.index(x) for x in manifest["language"]]})
 
 
 __all__ = ["GMMSupervectorConfig", "GMMSupervector", "fit"]

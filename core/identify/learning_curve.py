@@ -35,7 +35,7 @@ from core.identify.clips import evaluate_clips, load_clips
 from core.identify.metrics import bootstrap_ci
 from core.audio.features import FeatureConfig
 from core.identify.predict import check_languages
-from core.identify.gmm import augmented_supervectors, clip_supervectors, fit_backend, fit_ubm, new_model
+from core.identify.gmm import augmented_copies_of, clip_supervectors, fit_backend, fit_ubm, new_model
 
 MINUTES = (0.5, 1.0, 2.0, 3.0, 4.0, None)  # per language; None = all the fold's training speech
 TARGET_ACCURACY = 0.8
@@ -108,7 +108,7 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
         raise DeepLanguageError(f"the learning curve runs the gmm-supervector recipe, not {config.model!r}.")
     if new_model(config, 2).config.augment and new_model(config, 2).config.fit_on != "clips":
         raise DeepLanguageError("the learning curve augments only recipes fitted on whole clips (fit_on: clips).")
-    clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)))  # the folds give the test speakers
+    clips = load_clips(replace(config, split_fractions=(0.85, 0.15, 0.0)), in_ram=False)  # folds: test speakers
     manifest, targets = clips.manifest, clips.targets.numpy()
     folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.split_seed)
                  .split(manifest, manifest["language"], manifest["speaker"]))
@@ -124,12 +124,13 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
     total, done = n_folds * (len(minutes) + 1), 0
     for fold, (train_part, test_part) in enumerate(folds):
         model = new_model(replace(config, seed=config.seed + fold), len(clips.labels))
-        fit_ubm(model, [clips.clip(int(i)) for i in train_part], config.seed + fold)
+        fit_ubm(model, [lambda i=int(i): [clips.clip(i)] for i in train_part], config.seed + fold)
         x, n = clip_supervectors(model, [clips.clip(int(i)) for i in train_part], window, hop)
         owner = np.repeat(train_part, n)  # clip row of each example
-        x_aug, _, _ = augmented_supervectors(config, model, clips, torch.from_numpy(train_part), window, hop)
-        if len(x_aug):  # copies of a clip follow it into (or out of) every budget
-            x = np.concatenate([x, x_aug])
+        x_aug = [clip_supervectors(model, copies, window, hop)[0]
+                 for copies in augmented_copies_of(config, clips, train_part)]
+        if x_aug:  # copies of a clip follow it into (or out of) every budget
+            x = np.concatenate([x, *x_aug])
             owner = np.concatenate([owner, np.repeat(train_part, len(model.config.augment))])
         done += 1
         for b, budget in enumerate(minutes):

@@ -38,8 +38,10 @@ from core.identify.whisper import load_encoder, whisper_code
 from core.paths import default_cache_dir, resolve
 
 
-def encoded_dataset(config, on_progress: Callable[..., None] | None = None) -> tuple[pd.DataFrame, np.ndarray, list]:
-    """The dataset's kept clips (with a ``split`` column), their rows ``(n, 1124)`` and the sorted labels."""
+def encoded_dataset(config, on_progress: Callable[..., None] | None = None,
+                    scheduler: str | None = None) -> tuple[pd.DataFrame, np.ndarray, list]:
+    """The dataset's kept clips (with a ``split`` column), their rows ``(n, 1124)`` and the sorted labels; clips the
+    cache lacks are encoded on ``scheduler``'s Dask workers (else a local cluster when there are many)."""
     if not config.data_dir:
         raise DeepLanguageError("no dataset given: pass --data DIR (a Common Voice folder or <lang>/*.wav).")
     data_dir = resolve(config.data_dir)
@@ -48,7 +50,7 @@ def encoded_dataset(config, on_progress: Callable[..., None] | None = None) -> t
     head = WhisperHeadConfig(**{k: v for k, v in config.model_config.items() if k in WhisperHeadConfig.__dataclass_fields__})
     encoder = load_encoder(head.encoder)
     cache_dir = resolve(config.cache_dir) if config.cache_dir else default_cache_dir(data_dir)
-    manifest, rows = embed_manifest(manifest, encoder, cache_dir, on_progress=on_progress)
+    manifest, rows = embed_manifest(manifest, encoder, cache_dir, on_progress=on_progress, scheduler=scheduler)
     labels = sorted(manifest["language"].unique())
     if len(labels) < 2:
         raise DeepLanguageError(f"{config.data_dir} has {len(labels)} language(s) left to train on; at least 2 "
@@ -122,10 +124,11 @@ def predict_rows(model: WhisperHead, rows: np.ndarray, temperature: float = 1.0)
     return temper(probabilities, temperature)
 
 
-def fit(config, run_dir: Path | None = None, on_progress: Callable[..., None] | None = None) -> dict:
+def fit(config, run_dir: Path | None = None, on_progress: Callable[..., None] | None = None,
+        scheduler: str | None = None) -> dict:
     """Train ``config`` (a TrainConfig of model whisper or whisper-head): the checkpoint dict of the fitted model."""
     started = time.perf_counter()
-    manifest, rows, labels = encoded_dataset(config, on_progress)
+    manifest, rows, labels = encoded_dataset(config, on_progress, scheduler)
     y = np.searchsorted(labels, manifest["language"].to_numpy())
     fit_rows = np.flatnonzero(manifest["split"].to_numpy() != "test")
     test = np.flatnonzero(manifest["split"].to_numpy() == "test")
@@ -134,6 +137,8 @@ def fit(config, run_dir: Path | None = None, on_progress: Callable[..., None] | 
         on_progress(0, 1, phase="fitting the head and its calibration")
     model, calibration = fit_model(cfg, rows[fit_rows], y[fit_rows], manifest["speaker"].to_numpy()[fit_rows],
                                    config.seed)
+    if on_progress:
+        on_progress(1, 1, phase="fitting the head and its calibration")
     probabilities = predict_rows(model, rows[test], calibration["temperature"])
     report = classification_report(y[test], probabilities.argmax(1), labels, manifest["speaker"].to_numpy()[test])
     whisper_alone = WhisperHead(model_config(SimpleNamespace(model="whisper", model_config=config.model_config),

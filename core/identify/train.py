@@ -262,13 +262,16 @@ def train(
     runs_dir: str | Path = runs.RUNS_DIR,
     name: str | None = None,
     clips: ClipSet | None = None,
+    scheduler: str | None = None,
 ) -> Path:
     """Train ``config`` in a run directory and return it.
 
     ``run_dir=None`` creates a new run under ``runs_dir`` (named ``name`` or by time); an
     existing ``run_dir`` (made by :func:`core.runs.create_run` with ``{"train": asdict(config)}``)
     is trained, or resumed from its last.pt, with its stored config: the caller's ``config`` is
-    ignored (may be None), as the stored architecture must win. ``on_progress(done, total, epoch=, epochs=, loss=)``.
+    ignored (may be None), as the stored architecture must win. ``on_progress(done, total, epoch=, epochs=, loss=)``,
+    with ``phase=`` for the phases before epochs (decoding, statistics, fitting). ``scheduler``: the Dask
+    scheduler whose workers encode a whisper run's clips (else a local cluster, :mod:`core.identify.embeddings`).
     A KeyboardInterrupt marks the run stopped and is re-raised; any other error marks it failed.
     """
     if run_dir is None:
@@ -281,15 +284,22 @@ def train(
         config = TrainConfig.from_dict(stored["train"])
     main = distributed.current().is_main  # under torchrun only rank 0 owns the run directory
     with runs.lifecycle(run_dir, own=main) as outcome:  # stopped: runs.STOPPED (the CLI prints --resume)
+        report = progress.PhaseProgress(run_dir if main else None, on_progress)
         if config.model in pretrained.KINDS:  # rows of a pretrained encoder, not log-mels; resumes from its cache
-            best = pretrained_fit.fit(config, run_dir, on_progress)
+            best = pretrained_fit.fit(config, run_dir, report, scheduler)
             outcome.update(best_epoch=1, best_value=best["best"]["value"])
             return run_dir
-        clips = clips or load_clips(config)
+        def preparing(done: int, total: int, **counts) -> None:
+            report(done, total, phase=f"decoding and caching {total} clips", **counts)
+
+        # The GMM supervector reads each clip from the cache when it needs it: nothing of the dataset in RAM.
+        clips = clips or load_clips(config, preparing, in_ram=config.model not in supervector.KINDS)
         if main:
             runs.write_json(run_dir / "data.json", {"labels": clips.labels, "clips": int(len(clips)),
                                                     "splits": clips.manifest["split"].value_counts().to_dict()})
-        best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir, on_progress)
+        # Epochs report their own progress (epoch, loss) to progress.json; closed-form fits report phases.
+        best = fit(config, clips, clips.rows("train"), clips.rows("validation"), run_dir,
+                   report if config.model in supervector.KINDS else on_progress)
         outcome.update(best_epoch=best["best"]["epoch"], best_value=best["best"]["value"])
     return run_dir
 

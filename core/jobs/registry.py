@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import runs
+from core import progress as progress_module, runs
 
 JOB_FILE = "job.json"  # the launched process: pid, command, time (core.jobs.launch)
 STOP_FILE = "stop-requested"  # exists once a stop was asked for; removed on resume
@@ -155,8 +155,8 @@ def run_progress(run_dir: str | Path) -> dict:
         done = int(metrics[-1].get("step", 0)) if metrics else 0
         progress = {**progress, "epoch": len(metrics)}
         progress.pop("loss", None)
-    eta = None
-    if total and done < total:
+    eta = progress_module.phase_eta(progress) if progress.get("phase") else None
+    if total and done < total and not progress.get("phase"):
         # Seconds per step as measured: over the last finished epoch (validation included), else over
         # the steps of the running epoch so far. Nothing measured yet (loading data): no estimate.
         timed = [r for r in metrics if r.get("seconds") and r.get("step")]
@@ -173,7 +173,11 @@ def run_progress(run_dir: str | Path) -> dict:
 
 
 def progress_line(record: dict, progress: dict) -> str:
-    """The text of a run's progress bar: state, epoch, step and, once steps are measured, the ETA."""
+    """The text of a run's progress bar: state, phase (or epoch and step) and, once steps are measured, the ETA."""
+    if progress.get("phase") and record["state"] == "running":
+        eta = progress["eta_seconds"]
+        return (f"running · {progress['phase']}: {progress['done']}/{progress['total']}"
+                + (f" · ETA {eta:.0f} s" if eta is not None else ""))
     line = (f"{record['state']} · epoch {progress.get('epoch', record['epochs_done'])}/{record['epochs']} · "
             f"step {progress['done']}/{progress['total']}")
     if record["state"] != "running":

@@ -39,20 +39,25 @@ def mel_figure(features: np.ndarray, frames_per_second: float = 100.0, title: st
     return fig
 
 
-def language_stats_figures(manifest: pd.DataFrame) -> dict[str, go.Figure]:
-    """Clips and speakers per language, clips per speaker, and durations: the Data page's plots."""
-    per_language = manifest.groupby("language").agg(clips=("path", "size"), speakers=("speaker", "nunique"))
-    per_language = per_language.reset_index().melt("language", var_name="count of", value_name="n")
-    per_speaker = manifest.groupby(["language", "speaker"]).size().rename("clips").reset_index()
+def language_stats_figures(stats: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """Clips and speakers per language, clips per speaker, and durations: the Data page's plots, drawn from
+    ``core.data.views.language_stats`` (a few numbers per language, whatever the number of clips)."""
     return {
-        "languages": px.bar(per_language, x="language", y="n", color="count of", barmode="group",
+        "languages": px.bar(stats["counts"], x="language", y="n", color="count of", barmode="group",
                             title="Clips and speakers per language"),
-        "speakers": px.box(per_speaker, x="language", y="clips", points="all",
-                           title="Clips per speaker (each point a speaker)"),
+        "speakers": _box_figure(stats["speakers"], "Clips per speaker (box over each language's speakers)", "clips"),
         # One box per language: a dozen overlaid histograms would hide each other.
-        "durations": px.box(manifest, x="language", y="duration", points="outliers",
-                            title="Clip durations (s) per language").update_yaxes(title="seconds"),
+        "durations": _box_figure(stats["durations"], "Clip durations (s) per language", "seconds"),
     }
+
+
+def _box_figure(boxes: pd.DataFrame, title: str, y_title: str) -> go.Figure:
+    """Boxes from precomputed statistics (core.data.views.box_stats): quartiles and 1.5 IQR whiskers."""
+    fig = go.Figure(go.Box(x=boxes["group"], q1=boxes["q1"], median=boxes["median"], q3=boxes["q3"],
+                           lowerfence=boxes["lower"], upperfence=boxes["upper"], name="", showlegend=False,
+                           hovertext=[f"{n} values" for n in boxes["n"]]))
+    fig.update_layout(title=title, xaxis_title="language", yaxis_title=y_title)
+    return fig
 
 
 def prenatal_spectra_figure(spectra: dict[str, np.ndarray], cutoff_hz: float) -> go.Figure:

@@ -20,7 +20,7 @@ from core.study.latents import WHISPER_LABEL, clip_path, identify_label, latent_
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
 from core.study.probes import min_attainable_p
-from core.study.projections import project
+from core.study.projections import MAX_POINTS, project_sample
 from core.study.report import study_curves_long, study_summary
 from core.study.results import study_status
 
@@ -213,17 +213,31 @@ def latent_runs(study_dir: str | Path) -> pd.DataFrame:
 def latent_points(study_dir: str | Path, run: dict, kind: str, method: str) -> pd.DataFrame:
     """The run's latents of ``kind`` projected to 2-D, one row per held-out clip: x, y, language,
     speaker, key, path (relative to the dataset), dataset_root, clip (absolute path), study,
-    condition, target, seed, pretrain_epochs, kind, method. ``run`` is a row of :func:`latent_runs`."""
+    condition, target, seed, pretrain_epochs, kind, method. ``run`` is a row of :func:`latent_runs`.
+
+    At most ``MAX_POINTS`` clips are projected, a random sample (seed 0) of bigger sets: ``attrs`` holds
+    ``n_clips`` (all the run's held-out clips) and ``sample_note`` (what was drawn, for the page)."""
     arrays, manifest = load_latents(run["folder"])
     if kind not in arrays:
         raise DeepLanguageError(f"{run['folder']} has no {kind!r} latents; it has {', '.join(arrays)}.")
-    xy = project(arrays[kind], method, seed=0)
+    rows, xy = project_sample(arrays[kind], method, seed=0, max_points=MAX_POINTS)
+    n_clips, manifest = len(manifest), manifest.iloc[rows].reset_index(drop=True)
     root = resolve(load_study(study_dir)["data_dir"]).resolve()
-    return manifest.assign(
+    points = manifest.assign(
         x=xy[:, 0], y=xy[:, 1], dataset_root=str(root), clip=[str(clip_path(study_dir, p)) for p in manifest["path"]],
         study=portable(study_dir),
         condition=run["condition"], target=run["target"], seed=run["seed"],
         pretrain_epochs=run["pretrain_epochs"], kind=kind, method=method)
+    points.attrs.update(n_clips=n_clips, sample_note=sample_note(len(points), n_clips))
+    return points
+
+
+def sample_note(n_shown: int, n_clips: int) -> str:
+    """How many of the held-out clips a projection shows, and how they were chosen."""
+    if n_shown == n_clips:
+        return f"all {n_clips} held-out clips of test speakers"
+    return (f"{n_shown} of {n_clips} held-out clips of test speakers: a uniform random sample (seed 0), "
+            f"at most {MAX_POINTS} projected so t-SNE and UMAP answer in seconds")
 
 
 def selection_csv(points: pd.DataFrame, rows: list[int]) -> str:

@@ -38,8 +38,11 @@ def plan_study(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     on_progress: Callable[..., None] | None = None,
+    manifest: pd.DataFrame | None = None,
 ) -> Path:
     """Prepare the dataset, fix the splits and create every run's folder; returns the study folder.
+
+    ``manifest``: the dataset as the caller already read it (read_dataset), so it is not read again.
 
     An existing study folder is reused when its settings match (targets, conditions, seeds and
     doses may grow); different settings are an error naming each difference, never a silent mix.
@@ -52,7 +55,8 @@ def plan_study(
         config = merged_config(stored_config(stored), config, study_dir)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(data_dir)
     features = feature_config(config)
-    manifest = prepared_dataset(data_dir, cache_dir, features, workers=workers, on_progress=on_progress)
+    manifest = prepared_dataset(data_dir, cache_dir, features, workers=workers, on_progress=on_progress,
+                                manifest=manifest)
     check_languages(config, sorted(set(manifest["language"])), data_dir)
     manifest = filter_min_duration(manifest.assign(duration=manifest["n_frames"] / features.frames_per_second),
                                    max(config.min_seconds, (config.crop_frames + 1) / features.frames_per_second))

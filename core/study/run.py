@@ -35,6 +35,7 @@ def run_study(
     probe: bool = True,
     n_permutations: int | None = None,
     on_progress: Callable[..., None] | None = None,
+    manifest=None,
 ) -> Path:
     """Plan, pretrain, train every unfinished run (groups in parallel, one core each), probe.
 
@@ -42,14 +43,20 @@ def run_study(
     processes (default: one per core), else, for one worker, run in this process (core.study.cluster).
     Resumable: a finished pretraining or run is never redone; an interrupted one is. The study's
     status turns "finished" only once its probes are written. ``on_progress(done, total,
-    finished=, failed=, workers=)`` counts runs finished (pretrainings count as runs of the training phase).
+    finished=, failed=, workers=)`` counts runs finished (pretrainings count as runs of the training phase);
+    the other phases report with ``phase=`` ("features": clips prepared, "latents", "probes": runs probed).
+    ``manifest``: the dataset as the caller already read it (read_dataset), so it is not read again.
     """
-    study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers)
+    study_dir = plan_study(config, data_dir, study_dir, cache_dir=cache_dir, workers=workers, manifest=manifest,
+                           on_progress=progress.in_phase(on_progress, "features"))
     with runs.lifecycle(study_dir, what="study") as outcome:
         _train_all(study_dir, workers, scheduler, on_progress)
         _set_phase(study_dir, "latents")
+        latents_progress = progress.in_phase(on_progress, "latents")
+        latents_progress(0, 1)
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
         store_whisper_similarity(study_dir)  # the pretrained encoder's similarity of the study's languages
+        latents_progress(1, 1)
         if probe:
             _set_phase(study_dir, "probes")
             probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=_probe_progress(study_dir, on_progress))
@@ -97,10 +104,12 @@ def plan_jobs(study_dir: Path, workers: int = 1) -> tuple[list[tuple[str, list]]
     config: StudyConfig = load_study(study_dir)["config"]
     todo = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
     specs = {name: parse_run_name(name) for name in todo}
+    # Condition by condition: a group holds the clips of the conditions it pretrains, so seeds of one condition
+    # together hold one list where seeds side by side held one per condition.
     needed = sorted({(s["pretrain"], s["seed"]) for s in specs.values()
                      if s["kind"] == "lstm" and s["pretrain"] != NONE
                      and not all((study_dir / "pretrain" / pretrain_name(s["pretrain"], s["seed"], e)).exists()
-                                 for e in config.pretrain_epochs if e > 0)}, key=lambda cs: (cs[1], cs[0]))
+                                 for e in config.pretrain_epochs if e > 0)})
     first = [("pretrain", chunk) for chunk in chunks(needed, config.group_size, workers)]
     # The autoencoders are the longest jobs and need no pretraining: started early, they don't
     # leave one worker busy while the other idles at the end (longest jobs first).
