@@ -50,6 +50,24 @@ def test_the_identifier_embedding_joins_the_study_as_its_own_latent_kind(tiny_st
     assert list(arrays) == ["identify"] and list(manifest["path"]) == list(latent["path"])
     assert arrays["identify"].shape[0] == len(latent)
     assert arrays["identify"].shape[1] <= MAX_IDENTIFY_DIM and np.isfinite(arrays["identify"]).all()
+    # The shipped identifier is Whisper-based: the kind is labelled as the pretrained reference space.
+    from core.study.latent_files import WHISPER_LABEL, identify_label
+
+    assert identify_label(study) == WHISPER_LABEL
+
+
+@pytest.mark.slow  # trains the tiny matrix (once per session)
+def test_the_identifier_embeds_at_most_its_cap_of_clips_per_language(tiny_study, monkeypatch):
+    import core.study.latents as latents
+
+    study, _, _ = tiny_study
+    monkeypatch.setattr(latents, "MAX_IDENTIFY_PER_LANGUAGE", 2)
+    latents.extract_identify_latents(study)
+    arrays, manifest = load_latents(study / "identify")
+    assert manifest.groupby("language").size().max() == 2 and len(arrays["identify"]) == len(manifest)
+    assert manifest.groupby("language")["speaker"].nunique().min() == 2  # two voices, not one speaker's two clips
+    monkeypatch.undo()
+    latents.extract_identify_latents(study)  # leave the fixture's study as the other tests expect it
 
 
 def test_packed_encoding_equals_encoding_each_clip_alone():

@@ -129,3 +129,44 @@ def test_a_run_below_the_threshold_from_the_start_counts_as_one_step(similarity)
     cell = cells[(cells["pretrain"] == "es") & (cells["target"] == "it")].iloc[0]
     assert cell["n_pairs"] == 5
     assert cell["speedup"] == pytest.approx(400, rel=0.05)  # steps(none) / 1 step
+
+
+def test_mantel_enumerates_all_720_labellings_of_6_languages_exactly():
+    from itertools import permutations
+
+    from scipy.stats import spearmanr
+
+    languages = ["a", "b", "c", "d", "e", "f"]
+    rng = np.random.default_rng(7)
+    upper = np.triu(rng.uniform(size=(6, 6)), 1)
+    matrix = pd.DataFrame(upper + upper.T, index=languages, columns=languages)
+    pairs = pd.DataFrame([(x, y) for x in languages for y in languages if x != y], columns=["language", "target"])
+    pairs["value"] = stats.lookup(matrix, pairs["language"], pairs["target"]) + rng.normal(0, 0.3, len(pairs))
+    out = stats.mantel_test(pairs, matrix)
+    assert out["exact"] and out["n_permutations"] == 720 and out["p_min"] == pytest.approx(1 / 720)
+    # The same p by brute force: Spearman over every relabelling of the similarity matrix.
+    observed = spearmanr(stats.lookup(matrix, pairs["language"], pairs["target"]), pairs["value"])[0]
+    values = matrix.to_numpy()
+    index = {lang: i for i, lang in enumerate(languages)}
+    rows, cols = pairs["language"].map(index).to_numpy(), pairs["target"].map(index).to_numpy()
+    null = [spearmanr(values[np.array(p)[rows], np.array(p)[cols]], pairs["value"])[0]
+            for p in permutations(range(6))]
+    assert out["rho"] == pytest.approx(observed)
+    assert out["p"] == pytest.approx(np.mean(np.abs(null) >= abs(observed) - 1e-12))
+    # Values that are the similarity itself: only the true labelling (of 720) is as extreme.
+    pairs["value"] = stats.lookup(matrix, pairs["language"], pairs["target"])
+    assert stats.mantel_test(pairs, matrix)["p"] == pytest.approx(1 / 720)
+
+
+def test_holm_across_similarity_measures_keeps_their_order_and_skips_missing_ones():
+    from core.study.report import holm_across_methods
+
+    methods = [{"method": "family", "p": 0.04, "auc": {"p": 0.5}}, {"method": "confusion", "p": 0.01},
+               {"method": "phonemes", "p": None}, {"method": "whisper-centroid", "p": 0.03, "auc": {"p": 0.01}}]
+    holm_across_methods(methods)
+    adjusted = {m["method"]: m["p_holm"] for m in methods}
+    assert adjusted["confusion"] == pytest.approx(0.03)  # smallest of 3 valid p: x3
+    assert adjusted["whisper-centroid"] == pytest.approx(0.06)  # second: x2
+    assert adjusted["family"] == pytest.approx(0.06)  # third: x1 = 0.04, raised to keep the order
+    assert math.isnan(adjusted["phonemes"])
+    assert methods[0]["auc"]["p_holm"] == pytest.approx(0.5) and methods[3]["auc"]["p_holm"] == pytest.approx(0.02)

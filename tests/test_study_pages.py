@@ -175,11 +175,22 @@ def test_the_shipped_matrix_reads_at_a_glance(tmp_path, monkeypatch):
     similarity = next(spec for title, spec in specs.items() if "rho" in spec["layout"]["title"]["text"])
     assert similarity["data"][0]["mode"] == "markers"  # 30 pairs: named on hover, not piled-up labels
     assert any("one dose" in info.value for info in at.info)  # one dose is no dose-response curve
+    table = next(frame.value for frame in at.dataframe if "measure" in frame.value)
+    assert list(table["measure"]) == ["family", "confusion", "phonemes", "whisper-centroid", "whisper-confusion"]
+    assert table["p Holm"].notna().all() and (table["p Holm"] >= table["Mantel p"]).all()
+    assert table["data and speakers"].str.contains("speakers").all()
+    at.selectbox(key="conv_similarity_measure").set_value("whisper-centroid").run()
+    assert any(t.startswith("whisper-centroid: rho") for t in chart_titles(at))
+    assert any("Whisper base (pretrained" in c.value for c in at.caption)  # the measure's data, with its speakers
 
     at = open_page("latent_space", browse.MATRIX_STUDY_DIR)
     assert not at.exception
     assert at.selectbox(key="latent_condition").value not in ("ae", browse.IDENTIFY)  # an LSTM run first
     assert any("data: data/cv-sample" in text.value for text in at.text)  # as in the clone, not this machine
+    assert "identify: Whisper encoder (pretrained)" in at.selectbox(key="latent_condition").options
+    at.selectbox(key="latent_condition").set_value(browse.IDENTIFY).run()
+    assert not at.exception
+    assert any("Whisper encoder (pretrained), the reference space" in t for t in chart_titles(at))
 
 
 def test_the_new_study_form_builds_the_matrix_config():
@@ -200,6 +211,9 @@ def test_latent_conditions_put_the_lstm_runs_first_and_name_every_model():
     assert browse.latent_model_name("es:utero", "fr") == "es:utero -> fr"
     assert "autoencoder" in browse.latent_model_name("ae", "fr") and "fr" not in browse.latent_model_name("ae", "fr")
     assert browse.latent_model_name(browse.IDENTIFY, "fr") == "the language identifier"
+    # The shipped studies' identify latents are the pretrained Whisper encoder's: labelled so.
+    assert browse.condition_label(browse.IDENTIFY, browse.MATRIX_STUDY_DIR) == "identify: Whisper encoder (pretrained)"
+    assert browse.latent_model_name(browse.IDENTIFY, "fr", browse.MATRIX_STUDY_DIR).endswith("the reference space")
 
 
 def test_latent_points_over_the_cap_are_a_stated_sample(studies_dir, monkeypatch):

@@ -11,25 +11,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True, type=Path, help="study folder made by `python -m core study`")
     parser.add_argument("--permutations", type=int, default=None, help="permutations per p-value, at most (default 20; stops early once 5 shuffles beat the real score)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--identify", action="store_true",
+                        help="first embed the study's clips with the shipped identifier (Whisper) again: its latents "
+                             "and the Whisper similarities; then probe those latents only, keeping the runs' probes")
 
 
-def probe_and_report(study_dir: Path, n_permutations: int | None = None) -> dict:
-    """Probe (writing probes.tsv), summarise, compare; returns the tables as dicts plus a text report."""
-    from core.study.probes import N_PERMUTATIONS
+def probe_and_report(study_dir: Path, n_permutations: int | None = None, identify: bool = False) -> dict:
+    """Probe (writing probes.tsv), summarise, compare; returns the tables as dicts plus a text report.
+
+    ``identify``: re-embed with the identifier and Whisper first, and re-probe only the identifier's latents."""
     from core.progress import tqdm_progress
-    from core.study.probes import study_report
+    from core.study.probes import N_PERMUTATIONS, probe_study, study_report
 
+    if identify:
+        from core.study.latents import extract_identify_latents
+        from core.study.similarity import store_whisper_similarity
+
+        with tqdm_progress("Whisper similarity", unit="clip") as on_progress:
+            store_whisper_similarity(study_dir, on_progress=on_progress)
+        with tqdm_progress("identifier latents", unit="clip") as on_progress:
+            extract_identify_latents(study_dir, on_progress=on_progress)
     with tqdm_progress("probe", unit="latent") as on_progress:
-        from core.study.probes import probe_study
-
-        probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=on_progress)
+        probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=on_progress,
+                    only=["identify"] if identify else None)
     return study_report(study_dir)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    report = probe_and_report(args.study, args.permutations)
+    report = probe_and_report(args.study, args.permutations, args.identify)
     print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
           if args.json else report["text"])
     return 0

@@ -81,7 +81,7 @@ def similarity_figure(test: dict) -> go.Figure:
         figure.add_scatter(x=xs, y=slope * xs + intercept, mode="lines", name="least-squares fit")
     return figure.update_layout(
         title=f"{test['method']}: rho {_num(test.get('rho'))}, 95% CI {_fmt_ci(test.get('ci95'))}, "
-              f"Mantel p {_p(test.get('p'))}", xaxis_title=f"similarity ({test['method']}; higher = more similar)",
+              f"Mantel p {_p(test.get('p'))}, Holm {_p(test.get('p_holm'))}", xaxis_title=f"similarity ({test['method']}; higher = more similar)",
         yaxis_title="log2 speed-up over none", height=380, showlegend=False)
 
 

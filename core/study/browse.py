@@ -16,7 +16,7 @@ from core import runs
 from core.errors import DeepLanguageError
 from core.files import neutralize_formulas
 from core.study import stats
-from core.study.latent_files import clip_path, latent_kinds, load_latents
+from core.study.latent_files import WHISPER_LABEL, clip_path, identify_label, latent_kinds, load_latents
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
 from core.study.probes import TASK_TARGET, min_attainable_p
@@ -44,10 +44,20 @@ def latent_conditions(conditions) -> list[str]:
     return sorted(set(conditions), key=lambda c: (c in (AE, IDENTIFY), c))
 
 
-def latent_model_name(condition: str, target: str) -> str:
-    """What made a latent, in words: a pretraining -> target run, the autoencoder or the identifier."""
-    return {AE: "the autoencoder (trained on every target)", IDENTIFY: "the language identifier"}.get(
-        condition, f"{condition} -> {target}")
+def latent_model_name(condition: str, target: str, study_dir: str | Path | None = None) -> str:
+    """What made a latent, in words: a pretraining -> target run, the autoencoder or the identifier (the
+    Whisper encoder for the shipped one: the reference space)."""
+    if condition == IDENTIFY:
+        label = identify_label(study_dir) if study_dir is not None else "the language identifier"
+        return f"{label}, the reference space" if label == WHISPER_LABEL else label
+    return {AE: "the autoencoder (trained on every target)"}.get(condition, f"{condition} -> {target}")
+
+
+def condition_label(condition: str, study_dir: str | Path | None = None) -> str:
+    """A latent condition as the Latent page lists it: the identifier's by the model that made it."""
+    if condition == IDENTIFY:
+        return f"identify: {identify_label(study_dir) if study_dir is not None else 'the language identifier'}"
+    return condition
 
 
 def study_choices() -> list[Path]:
@@ -124,6 +134,18 @@ def convergence_view(study_dir: str | Path) -> dict:
             "conditions": list(dict.fromkeys([NONE, *curves["pretrain"]])),
             "thresholds": summary["threshold"].get("per_target") or {},
             "data_note": data_note(summary), "p_note": p_note(study["config"])}
+
+
+def similarity_table(summary: dict) -> pd.DataFrame:
+    """Every similarity measure's test in one table: rho [CI], Mantel p, Holm p over the measures, the data."""
+    rows = []
+    for test in summary.get("similarity_methods", []):
+        ci = test.get("ci95") or [None, None]
+        rows.append({"measure": test["method"], "rho": test.get("rho"), "CI low": ci[0], "CI high": ci[1],
+                     "Mantel p": test.get("p"), "p Holm": test.get("p_holm"), "pairs": test.get("n_pairs"),
+                     "permutations": test.get("n_permutations"),
+                     "data and speakers": test.get("source") or test.get("reason")})
+    return pd.DataFrame(rows)
 
 
 def data_note(summary: dict) -> str:

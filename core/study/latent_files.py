@@ -7,6 +7,7 @@ pages read latents without loading the models that made them (core.study.latents
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from core.paths import resolve
 from core.study.layout import load_study
 
 MANIFEST_COLUMNS = ["key", "path", "language", "speaker"]
+WHISPER_LABEL = "Whisper encoder (pretrained)"  # the identify kind of a Whisper-based identifier: the reference space
 
 
 def save_latents(folder: str | Path, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
@@ -77,3 +79,11 @@ def clip_path(study_dir: str | Path, path: str) -> Path:
 
     path = Path(path)
     return path if path.is_absolute() else resolve(_study_data_dir(study_dir)) / path
+
+
+def identify_label(study_dir: str | Path) -> str:
+    """Which model made a study's ``identify`` latents, in words (older studies: "the language identifier")."""
+    try:
+        return json.loads((Path(study_dir) / "identify" / "about.json").read_text())["label"]
+    except (OSError, ValueError, KeyError):
+        return "the language identifier"

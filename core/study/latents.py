@@ -6,18 +6,23 @@ through the frozen model, and the results are stored beside the run (latents.npz
 see core.study.latent_files, which reads them without torch).
 
 The language identifier's embedding is added as kind ``identify`` when that model and a
-checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwise.
+checkpoint of it exist (:func:`extract_identify_latents`); it is skipped otherwise. The shipped
+identifier is Whisper-based, so that kind is Whisper's pretrained encoder: the reference space.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from core.files import write_json
+from core.identify.embeddings import embed_manifest, split_row
 from core.identify.predict import DEFAULT_CHECKPOINT, embed, load_identifier
+from core.identify.pretrained import encoder_of
 from core.study.autoencoder import encode_clip
 from core.data.cache import FeatureCache
 from core.study.layout import load_study
@@ -25,8 +30,9 @@ from core.study.normalization import study_normalizer
 from core.study import autoencoder
 from core.study import nextframe
 from core.checkpoint import load_checkpoint
-from core.paths import resolve
-from core.study.latent_files import clip_path, save_latents
+from core.paths import portable, resolve
+from core.study.latent_files import WHISPER_LABEL, clip_path, save_latents
+from core.study.similarity import capped_sample
 
 LSTM_KINDS = ("h", "c", "h_mean")  # final hidden state, final cell state, hidden state averaged over time
 AE_KINDS = ("ae",)
@@ -100,28 +106,47 @@ def extract_run_latents(run_dir: str | Path, clips: tuple[pd.DataFrame, list[np.
 # half as many as there are clips: the trailing components of n clips have almost no variance, and a
 # probe that standardises them fits noise (at 126 of 126 components it scored below chance).
 MAX_IDENTIFY_DIM = 64
+# The identifier embeds at most this many clips of each language of the latent sample (speaker by speaker in
+# turn): the sample grows with the data, and a probe of 6 languages needs hundreds of clips, not thousands.
+MAX_IDENTIFY_PER_LANGUAGE = 200
 
 
-def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None) -> Path | None:
+def extract_identify_latents(study_dir: str | Path, checkpoint_path: str | Path | None = None,
+                             on_progress: Callable[..., None] | None = None) -> Path | None:
     """The language identifier's embedding of the study's latent sample, as ``<study>/identify/latents.*``.
 
-    Uses ``checkpoint_path``, else the shipped identifier; returns None when that file does not exist.
+    Uses ``checkpoint_path``, else the shipped identifier; returns None when that file does not exist. A
+    Whisper-based identifier (the shipped ``whisper-head``) gives Whisper's pooled encoder states, read through
+    the embedding cache; ``identify/about.json`` says which model made the latents (the pages' label).
     """
     checkpoint_path = checkpoint_path or DEFAULT_CHECKPOINT
     if not Path(checkpoint_path).exists():
         return None
     bundle = load_identifier(checkpoint_path)
-    manifest = pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str})
-    vectors = np.stack([np.asarray(embed(str(clip_path(study_dir, p)), bundle), dtype=np.float32).ravel()
-                        for p in manifest["path"]])
+    manifest = capped_sample(pd.read_csv(Path(study_dir) / "latent_manifest.tsv", sep="\t", dtype={"key": str}),
+                             MAX_IDENTIFY_PER_LANGUAGE)
+    paths = [str(clip_path(study_dir, p)) for p in manifest["path"]]
+    if getattr(bundle.model, "pretrained_encoder", False):
+        encoder = encoder_of(bundle.model)
+        kept, rows = embed_manifest(manifest.assign(path=paths, stored=manifest["path"]), encoder,
+                                    resolve(load_study(study_dir)["cache_dir"]), on_progress)
+        manifest, vectors = kept.assign(path=kept["stored"]), split_row(rows)[0]
+        about = {"label": WHISPER_LABEL, "encoder": encoder.name, "sha256": encoder.sha256}
+    else:
+        vectors = np.stack([np.asarray(embed(p, bundle), dtype=np.float32).ravel() for p in paths])
+        about = {"label": f"the language identifier ({bundle.checkpoint.get('model', {}).get('kind', 'model')})"}
+    about.update(checkpoint=portable(checkpoint_path), n_clips=len(vectors), dim=int(vectors.shape[1]))
     if vectors.shape[1] > MAX_IDENTIFY_DIM:
-        # A GMM supervector has ~14k dimensions: 10 MB per study. Its leading principal components
-        # (fitted without labels, so nothing leaks into the probes) keep the study small.
+        # Whisper's pooled states are 1,024 wide, a GMM supervector ~14k: their leading principal components
+        # (fitted without labels, so nothing leaks into the probes) keep the study small. Randomized SVD: a
+        # full one grew as n^1.9 with the sample.
         from sklearn.decomposition import PCA
 
-        n_components = max(1, min(MAX_IDENTIFY_DIM, len(vectors) // 2))
-        vectors = PCA(n_components, svd_solver="full").fit_transform(vectors).astype(np.float32)
+        pca = PCA(max(1, min(MAX_IDENTIFY_DIM, len(vectors) // 2)), svd_solver="randomized", random_state=0)
+        vectors = pca.fit_transform(vectors).astype(np.float32)
+        about.update(n_components=pca.n_components_, explained_variance=float(pca.explained_variance_ratio_.sum()))
     folder = Path(study_dir) / "identify"
     folder.mkdir(exist_ok=True)
     save_latents(folder, {"identify": vectors}, manifest)
+    write_json(folder / "about.json", about)
     return folder / "latents.npz"

@@ -48,10 +48,11 @@ def probe_latents(arrays: dict[str, np.ndarray], manifest: pd.DataFrame, target:
 
 
 def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_jobs: int | None = None,
-                on_progress: Callable[..., None] | None = None) -> pd.DataFrame:
+                on_progress: Callable[..., None] | None = None, only: list[str] | None = None) -> pd.DataFrame:
     """Probe the latents of every finished run of a study, ``n_jobs`` probes at once (default: all
     cores); writes ``probes.tsv`` and returns it, one row per run, latent kind and task. A study
-    :func:`no_probes_reason` names gets an empty table and no file."""
+    :func:`no_probes_reason` names gets an empty table and no file. ``only``: probe these latent
+    folders (run names, or "identify") again and keep the stored rows of the others."""
     import os
 
     from joblib import Parallel, delayed
@@ -63,6 +64,11 @@ def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_j
     folders = [p for p in study_runs(study_dir) if (p / "latents.npz").exists()]
     if (study_dir / "identify" / "latents.npz").exists():
         folders.append(study_dir / "identify")
+    kept = pd.DataFrame()
+    if only is not None:
+        folders = [f for f in folders if f.name in only]
+        stored = load_probes(study_dir)
+        kept = stored[~stored["run"].isin(only)] if len(stored) else stored
     jobs = []
     for folder in folders:
         arrays, manifest = load_latents(folder)
@@ -77,7 +83,7 @@ def probe_study(study_dir: str | Path, n_permutations: int = N_PERMUTATIONS, n_j
         rows += [{**head, **row} for row in result]
         if on_progress:
             on_progress(i + 1, len(jobs))
-    table = pd.DataFrame(rows)
+    table = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True)
     if not table.empty:
         table = table.sort_values(["run", "kind", "task", "target"]).reset_index(drop=True)
         write_tsv(study_dir / "probes.tsv", table)

@@ -26,7 +26,7 @@ from core.study.layout import load_study, no_probes_reason, portable, resolve, s
 from core.study.results import study_curves, study_results
 
 CACHE_NAME = "report_summary.json"
-CACHE_VERSION = 2  # bump when the summary's content changes, so old caches are recomputed
+CACHE_VERSION = 4  # bump when the summary's content changes, so old caches are recomputed
 MAX_MISSING_LISTED = 50  # an unfinished study names at most this many missing runs (and counts the rest)
 MODEL_FIELDS = ("hidden_size", "n_layers", "crop_frames", "batch_size", "learning_rate", "eval_every",
                 "budget_steps", "pretrain_epoch_steps", "group_size", "max_epochs")
@@ -36,7 +36,8 @@ def study_summary(study_dir: str | Path, use_cache: bool = True) -> dict:
     """One JSON-ready dict summarising a study (see the module docstring); NaN becomes None.
 
     Keys: study, data, model, filters, threshold, progress, cells, dose, similarity,
-    similarity_methods, probes, probe_note (why a study has no probes, else None), commands, definitions.
+    similarity_methods, probes, identify_latents (which model made the "identify" latents, else None),
+    probe_note (why a study has no probes, else None), commands, definitions.
     """
     study_dir = Path(study_dir)
     study = load_study(study_dir)
@@ -98,8 +99,9 @@ def _summarize(study_dir: Path, study: dict) -> dict:
         "progress": progress_summary(results, config),
         "cells": cell_records(results, cells),
         "dose": dose_records(results, censor_at),
-        **similarity_summary(results, censor_at),
+        **similarity_summary(results, censor_at, study_dir),
         "probes": probe_records(study_dir),
+        "identify_latents": runs.read_json(study_dir / "identify" / "about.json", None),  # which model made them
         "probe_note": no_probes_reason(study_dir),
         "commands": commands(study_dir, study),
         "definitions": {
@@ -224,25 +226,42 @@ def dose_records(results: pd.DataFrame, censor_at: float | None = None) -> list[
     return records
 
 
-def similarity_summary(results: pd.DataFrame, censor_at: float | None = None) -> dict:
-    """The primary similarity test and every method's, each with rho, p, ci95 (or why there is none);
-    each also on the AUC speed-up (``auc``), so the threshold alone does not decide."""
+def similarity_summary(results: pd.DataFrame, censor_at: float | None = None,
+                       study_dir: Path | None = None) -> dict:
+    """The primary similarity test and every method's, each with rho, p, ci95 (or why there is none) and
+    p_holm (Holm over the methods that have a p); each also on the AUC speed-up (``auc``, Holm likewise), so
+    the threshold alone does not decide. The Whisper methods are measured on ``study_dir``'s clips."""
     methods = []
     for method in similarity.METHODS:
         test: dict = {"rho": None, "p": None, "ci95": None, "reason": "no finished runs"}
         try:
-            table = similarity.language_similarity(method)
+            table = similarity.language_similarity(method, study_dir)
             if len(results):
                 test = stats.similarity_test(results, table, censor_at=censor_at)
                 if results["auc"].notna().any():
                     auc = stats.similarity_test(results, table, measure="auc")
                     test["auc"] = {k: auc.get(k) for k in ("rho", "p", "ci95", "n_pairs")}
-            test["source"] = similarity.similarity_source(method)
+            test["source"] = similarity.similarity_source(method, study_dir)
         except DeepLanguageError as error:
             test = {"rho": None, "p": None, "ci95": None, "reason": str(error)}
         methods.append({"method": method, **test})
+    holm_across_methods(methods)
     primary = next(m for m in methods if m["method"] == similarity.PRIMARY_METHOD)
     return {"similarity": {**primary, "primary": True}, "similarity_methods": methods}
+
+
+def holm_across_methods(methods: list[dict]) -> list[dict]:
+    """Add ``p_holm`` to each method's test (and ``auc.p_holm``): Holm over the methods with a p, in place."""
+    for adjusted, test in zip(stats.holm([_p_or_nan(m.get("p")) for m in methods]), methods):
+        test["p_holm"] = adjusted
+    auc = [m["auc"] for m in methods if m.get("auc")]
+    for adjusted, test in zip(stats.holm([_p_or_nan(a.get("p")) for a in auc]), auc):
+        test["p_holm"] = adjusted
+    return methods
+
+
+def _p_or_nan(p) -> float:
+    return math.nan if p is None else float(p)
 
 
 def probe_records(study_dir: Path) -> list[dict]:
@@ -270,7 +289,8 @@ def commands(study_dir: Path, study: dict) -> list[str]:
     return [study.get("command") or study_command(study_dir, study),
             f"python -m core report --study {portable(study_dir)} --out report.html",
             f"python -m core report --study {portable(study_dir)} --json",
-            similarity.CONFUSION_COMMAND, similarity.PHONEMES_COMMAND]
+            similarity.CONFUSION_COMMAND, similarity.PHONEMES_COMMAND,
+            similarity.WHISPER_COMMAND.format(study=portable(study_dir))]
 
 
 def study_command(study_dir: Path, study: dict) -> str:
@@ -320,7 +340,8 @@ def _cache_key(study_dir: Path) -> list:
     """What the summary depends on: result files (count, newest time), study.json, probes, similarities."""
     watched = [study_dir / "study.json", study_dir / "probes.tsv", study_dir / "latent_manifest.tsv",
                similarity.CONFUSION_FILE,
-               similarity.PHONEMES_FILE, similarity.FAMILIES_FILE]
+               similarity.PHONEMES_FILE, similarity.FAMILIES_FILE, study_dir / similarity.WHISPER_FILE,
+               study_dir / "identify" / "latents.npz", study_dir / "identify" / "about.json"]
     # A finished run leaves result.json (one-target studies) or curve.json (matrix studies).
     results = [p / name for p in study_runs(study_dir) for name in ("result.json", "curve.json")
                if (p / name).exists()]

@@ -65,6 +65,8 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
               _table(pd.DataFrame(summary["dose"]))]
     parts += _similarity_sections(summary, figures)
     parts.append("<h2>Linear probes</h2>")
+    if summary.get("identify_latents"):
+        parts.append(f"<p>{_e(identify_note(summary['identify_latents']))}</p>")
     if summary["probes"]:
         probes = pd.DataFrame(summary["probes"])
         by_target = probes.groupby("target", sort=False) if "target" in probes and probes["target"].notna().all() \
@@ -108,22 +110,34 @@ def _setup_sections(summary: dict) -> list[str]:
     return parts
 
 
+def identify_note(about: dict) -> str:
+    """One sentence on the "identify" latents: which model, how many clips, how reduced."""
+    reduced = (f", reduced to {about['n_components']} principal components ({about['explained_variance']:.0%} of "
+               f"the variance)" if about.get("n_components") else "")
+    return (f"identify = {about['label']}: the shipped identifier's embedding ({about['dim']} dimensions) of "
+            f"{about['n_clips']} latent-sample clips{reduced}. A pretrained reference space beside the LSTM's, "
+            f"never trained on this study.")
+
+
 def _similarity_sections(summary: dict, figures: "_Figures") -> list[str]:
     primary = summary["similarity"]
     parts = ["<h2>Do similar languages converge faster?</h2>",
              "<p>Spearman rho between a pair's similarity and its mean log speed-up (pretraining language "
              "different from the target; low-pass language conditions). Null: rho = 0, the similarity's "
              "language labels exchangeable; p from a Mantel permutation of labels (all k! of them for k languages, "
-             "so p cannot go below 1/k!: p_min); 95% CI from a bootstrap over seeds. Primary method (fixed in "
+             "so p cannot go below 1/k!: p_min); 95% CI from a bootstrap over seeds; p_holm: Holm over the "
+             "similarity measures. The two Whisper measures come from a pretrained encoder's view of the study's own "
+             "clips (the reference space). Primary method (fixed in "
              f"advance): <b>{_e(primary['method'])}</b>.</p>"]
     rows = []
     for test in summary["similarity_methods"]:
         parts.append(figures.add(transfer.similarity_figure(test)) if test.get("pairs")
                      else f"<p>{_e(test['method'])}: {_e(test.get('reason', 'no test'))}</p>")
         auc = test.get("auc") or {}
-        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "p_min", "n_pairs",
+        rows.append({**{key: test.get(key) for key in ("method", "rho", "ci95", "p", "p_holm", "p_min", "n_pairs",
                                                       "n_languages", "n_permutations", "pretrain_epochs")},
-                     "AUC rho": auc.get("rho"), "AUC p": auc.get("p"), "source": test.get("source")})
+                     "AUC rho": auc.get("rho"), "AUC p": auc.get("p"), "AUC p Holm": auc.get("p_holm"),
+                     "source (data, speakers)": test.get("source")})
     return parts + [_table(pd.DataFrame(rows))]
 
 

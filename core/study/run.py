@@ -18,6 +18,7 @@ from core.study.layout import (AE, NONE, StudyConfig, load_study, parse_run_name
 from core.study.plan import plan_study
 from core.study.trainer import pretrain_group, train_autoencoder, train_group
 from core.study.latents import extract_identify_latents
+from core.study.similarity import store_whisper_similarity
 from core.study.probes import N_PERMUTATIONS, probe_study, study_report
 
 def run_study(
@@ -51,6 +52,7 @@ def run_study(
         latents_progress = progress.in_phase(on_progress, "latents")
         latents_progress(0, 1)
         extract_identify_latents(study_dir)  # the language identifier's embedding, when one exists
+        store_whisper_similarity(study_dir)  # the pretrained encoder's similarity of the study's languages
         latents_progress(1, 1)
         if probe:
             _set_phase(study_dir, "probes")

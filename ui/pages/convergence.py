@@ -76,5 +76,11 @@ else:  # one point per condition is no curve
     left.info(f"Dose-response: this study pretrains for one dose ({view['doses'][0]} epochs), so there is no curve "
               "to draw. Choose the dose-response study in the sidebar, or run a study with several doses "
               "(`--pretrain-epochs`).")
-right.plotly_chart(plots.similarity_figure(summary["similarity"]), key="conv_similarity")
-st.caption(view["p_note"])
+measures = {test["method"]: test for test in summary["similarity_methods"]}
+measure = right.selectbox("Similarity measure (family: fixed in advance; whisper-*: the pretrained encoder)",
+                          list(measures), key="conv_similarity_measure")
+right.plotly_chart(plots.similarity_figure(measures[measure]), key="conv_similarity")
+right.caption(f"Data: {measures[measure].get('source') or measures[measure].get('reason')}")
+st.dataframe(browse.similarity_table(summary), hide_index=True, key="conv_similarity_table")
+st.caption(view["p_note"] + " Similarity: Spearman rho of similarity vs mean log speed-up over (pretraining language, "
+           "different target) pairs; Mantel p over every relabelling of the languages; Holm over the measures.")

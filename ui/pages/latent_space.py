@@ -46,8 +46,8 @@ if table.empty:
     st.info("No run of this study has finished yet: latents appear when a run ends.")
     st.stop()
 # Any run of the matrix: condition, then target, then seed (and dose when the study has several).
-condition = st.sidebar.selectbox("Pretraining condition (ae = autoencoder, identify = the language identifier)",
-                                 browse.latent_conditions(table["condition"]), key="latent_condition")
+condition = st.sidebar.selectbox("Pretraining condition, or a reference model", browse.latent_conditions(
+    table["condition"]), key="latent_condition", format_func=lambda c: browse.condition_label(c, study))
 table = table[table["condition"] == condition]
 target = st.sidebar.selectbox("Target language", sorted(table["target"].unique()), key="latent_target")
 table = table[table["target"] == target]
@@ -58,14 +58,15 @@ seed = st.sidebar.selectbox("Seed", sorted(table["seed"].unique()), key="latent_
 run = table[table["seed"] == seed].iloc[0].to_dict()
 kind = st.sidebar.selectbox("Latent", run["kinds"], key="latent_kind",
                             help="h, c: the LSTM's last hidden and cell state; h_mean: hidden state averaged over "
-                                 "time; ae: the autoencoder's bottleneck; identify: the language identifier's embedding")
+                                 "time; ae: the autoencoder's bottleneck; identify: the shipped identifier's embedding, the "
+                                 "pretrained Whisper encoder's pooled states (the reference space)")
 method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format_func=str.upper)
 
 points = cached_points(str(study), run, kind, method, stamp)
 show_text(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain_epochs'])} pretraining epochs"
                                                            if pd.notna(run["pretrain_epochs"]) else "")
            + f" · {points.attrs['sample_note']} · data: {portable(points['dataset_root'].iloc[0])}")
-model = browse.latent_model_name(condition, target)
+model = browse.latent_model_name(condition, target, study)
 event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))
 selected = plots.latent_point_rows(points, event.selection.points) if event and event.selection else []
