@@ -28,7 +28,7 @@ $(STAMP): requirements.lock pyproject.toml
 lock:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade -r requirements.txt
-	@(echo "# Exact versions that \`make setup\` installs (CI too), frozen from requirements.txt's ranges: refresh with \`make lock\`, which also runs the tests."; \
+	@(echo "# Exact versions that \`make setup\` installs (CI too), frozen $$(date +%F) from requirements.txt's ranges: refresh with \`make lock\`, which also runs the tests."; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^deeplanguage') > requirements.lock
 	$(PY) -m pytest
 
