@@ -242,6 +242,7 @@ def test_five_uploads_leave_the_server_no_bigger_than_one(server_process, page, 
         os.link(clip, upload)
         page.set_input_files('[data-testid="stFileUploader"] input', str(upload))
         page.get_by_text(f"Answered: {upload.name}").first.wait_for(timeout=180000)
+        wait_idle(page, 180000)  # the answer's timeline may still be drawing: a click now queues behind that run
         page.locator('[data-testid="stFileChipDeleteBtn"] button').first.click()  # removed, as a person would
         page.get_by_text("Upload a clip, record one").first.wait_for(timeout=60000)
         wait_idle(page)

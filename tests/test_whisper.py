@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+import torch
 
 from core.data.datasets import read_dataset
 from core.errors import DeepLanguageError
@@ -158,3 +159,39 @@ def test_an_uncertain_answer_names_only_the_rule_it_failed_and_is_never_called_w
                                                       "es, was wrong.")
     assert verdict({**uncertain, "status": "ok", "language": "es"}, "ca", ["es"]) == (
         "Wrong: the clip is ca, which is not among the chosen languages; the model said es.")
+
+
+def _confusable_model(n_teach: int = 10, seed: int = 0):
+    """A 3-language head whose third language was just enrolled: its teaching clips sit between language 0 and
+    its own mean, and Whisper hears them as language 0 (as it hears Catalan as Spanish)."""
+    from core.identify.pretrained import WhisperHead, WhisperHeadConfig
+    from core.identify.whisper import EMBEDDING_DIM
+
+    model = WhisperHead(WhisperHeadConfig(n_classes=3, dim=2, whisper_index=(0, 1, 2)))
+    model.components = torch.eye(2, EMBEDDING_DIM)
+    model.class_means = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [1.0, 0.0]])
+    model.bias = torch.tensor([0.3, -0.3, 0.0])
+    rows = torch.zeros(n_teach, EMBEDDING_DIM + 100)
+    rows[:, 0] = 1.0 + 0.3 * torch.randn(n_teach, generator=torch.Generator().manual_seed(seed))
+    rows[:, EMBEDDING_DIM: EMBEDDING_DIM + 3] = torch.log(torch.tensor([0.7, 0.05, 0.25]))
+    return model, rows, rows[:, :2]
+
+
+def test_an_enrolled_language_whisper_confuses_gets_the_prior_to_win_its_own_clips():
+    from core.identify.enroll import ENROLLED_RECALL, enrolled_bias
+
+    model, rows, projected = _confusable_model()
+    with torch.no_grad():
+        assert (model(rows).argmax(1) == 2).float().mean() < 0.5  # at the others' mean bias it loses its own clips
+        bias = enrolled_bias(model, rows, projected, 2)
+        assert bias >= model.bias[:2].mean()
+        model.class_means[2], model.bias[2] = projected.mean(0), bias
+        assert (model(rows).argmax(1) == 2).float().mean() >= ENROLLED_RECALL
+
+
+def test_an_enrolled_language_that_already_wins_keeps_the_others_mean_bias():
+    from core.identify.enroll import enrolled_bias
+
+    model, rows, projected = _confusable_model()
+    rows[:, 1024: 1027] = torch.log(torch.tensor([0.05, 0.05, 0.9]))  # Whisper knows it well
+    assert torch.isclose(enrolled_bias(model, rows, projected, 2), model.bias[:2].mean())
