@@ -148,7 +148,7 @@ def _embed_clips(clips: list[Clip], embed: Callable, sample_rate: int, language:
     return embeddings, used, skipped, seconds
 
 
-ENROLLED_RECALL = 0.8  # of its own teaching clips (each scored against a mean of the others) an enrolled language wins
+ENROLLED_RECALL = 0.9  # of its own teaching clips (each against a mean of the others) an enrolled language wins (0.8: ca 67.6 %)
 
 
 @torch.no_grad()
