@@ -8,8 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import DeepLanguageError, plots
-from core.identify.evaluate import calibration_report
-from core.identify.learning_curve import load_learning_curve
+from core.identify.card import calibration_report, load_learning_curve
 from core.identify import session
 
 
