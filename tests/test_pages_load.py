@@ -72,3 +72,36 @@ def test_a_damaged_checkpoint_gives_the_full_readers_error(tmp_path):
     with pytest.raises(DeepLanguageError) as full:
         load_checkpoint(broken)
     assert str(error.value) == str(full.value) and "truncated or corrupt" in str(error.value)
+
+
+def _counting(monkeypatch, module, names: tuple[str, ...]) -> dict[str, int]:
+    """Count the calls of ``module``'s functions ``names`` (still doing their work)."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        original = getattr(module, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("page, drawn", [
+    ("identify", ("reliability_figure", "learning_curve_figure")),
+    ("data", ("language_stats_figures", "waveform_figure", "mel_figure", "prenatal_spectra_figure")),
+])
+def test_a_rerun_does_not_draw_the_pages_figures_again(monkeypatch, page, drawn):
+    """A cached rerender (<= 0.1 s, issue 17) reuses the figures it drew: drawing them took most of a rerun."""
+    import streamlit as st
+
+    from core import plots
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    calls = _counting(monkeypatch, plots, drawn)
+    at = AppTest.from_file(str(ROOT / "ui" / "pages" / f"{page}.py"), default_timeout=120).run()
+    assert not at.exception and all(calls.values()), calls
+    first = dict(calls)
+    at.run()
+    assert not at.exception and calls == first
