@@ -105,3 +105,14 @@ def test_a_rerun_does_not_draw_the_pages_figures_again(monkeypatch, page, drawn)
     first = dict(calls)
     at.run()
     assert not at.exception and calls == first
+
+
+def test_a_checkpoint_holding_more_than_plain_data_is_read_the_full_way(tmp_path):
+    import torch
+
+    from core.checkpoint import save_checkpoint
+
+    checkpoint = load_checkpoint(DEFAULT_CHECKPOINT)
+    path = save_checkpoint({**checkpoint, "shape": torch.Size([2, 3])}, tmp_path / "best.pt")  # a global of torch's
+    card = read_card(path)
+    assert card.checkpoint["shape"] == torch.Size([2, 3]) and card.labels == checkpoint["labels"]
