@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,6 +68,9 @@ def main() -> None:
         verdict = "ok" if row["cold"] <= COLD_TARGET_S and row["warm"] <= WARM_TARGET_S else "OVER"
         print(f"{row['page']:<13} {row['cold']:7.2f} {row['cold'] / home['cold']:7.1f} {row['warm']:7.3f} "
               f"{row['warm'] / home['warm']:7.1f}   {verdict}" + (f"   error: {row['error']}" if row["error"] else ""))
+    # Seconds on a shared machine swing with its load; the ratios to Home, measured alongside, swing less.
+    print(f"load average at the end (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from core.audio.decode import SAMPLE_RATE, write_wav
 from core.checkpoint import save_checkpoint
 from core.errors import DeepLanguageError
 from core.audio.features import FeatureConfig
-from core.identify.predict import DEFAULT_CHECKPOINT, identify, identify_files, load_identifier, parse_languages
+from core.identify.predict import DEFAULT_CHECKPOINT, check_languages, identify, identify_files, load_identifier
 from core.identify.models import build_model
 from core.identify.session import BASELINE_CHECKPOINT as GMM_CHECKPOINT  # the from-scratch GMM
 
@@ -103,10 +103,10 @@ def test_bad_files_are_answered_with_errors(files, bundle):
 
 
 def test_unknown_languages_are_refused(bundle):
-    assert parse_languages("es, fr", LABELS) == ["es", "fr"]
-    assert parse_languages("", LABELS) is None
+    check_languages(["es", "fr"], LABELS)
+    check_languages(None, LABELS)  # all of them
     with pytest.raises(DeepLanguageError, match="klingon"):
-        parse_languages("es,klingon", LABELS)
+        check_languages(["es", "klingon"], LABELS)
 
 
 def _cli(*args) -> subprocess.CompletedProcess:

@@ -321,7 +321,7 @@ def test_teach_refuses_what_it_should(runs_dir, tmp_path):
     _teach(at, "eu", [])
     assert any("No clips yet" in e.value for e in at.error)
     _teach(at, "eu", [("a.wav", _speechy(3.0))], name="../elsewhere")
-    assert any("not a usable model name" in e.value for e in at.error)
+    assert any("model name '../elsewhere' is not a valid name" in e.value for e in at.error)  # runs.check_name
     _teach(at, "eu", [("a.wav", _speechy(3.0))])
     assert any("cannot learn a language without retraining" in e.value for e in at.error)  # no Gaussian backend
     assert not at.exception

@@ -36,6 +36,14 @@ def test_config_round_trip_rebuilds_the_same_model(kind):
     assert count_parameters(model) < 1_000_000  # small enough to ship and to run on a CPU
 
 
+def test_the_kinds_named_without_torch_are_the_models():
+    """core.identify.kinds lets pages list the models without importing them: the two lists must agree."""
+    from core.identify import kinds, supervector
+
+    assert tuple(MODELS) == kinds.KINDS
+    assert PRETRAINED_KINDS == kinds.PRETRAINED_KINDS and supervector.KINDS == kinds.GMM_KINDS
+
+
 def test_lists_from_json_become_tuples():
     assert model_config("resnet-asp", {"channels": [8, 16]}).channels == (8, 16)
 

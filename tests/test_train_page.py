@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import runs
-from core.identify import recipes, tune
+from core.identify import recipes, searches
 from core.jobs import launch
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset
@@ -19,7 +19,7 @@ RUNS_PAGE = str(ROOT / "ui" / "pages" / "runs.py")
 @pytest.fixture
 def dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
-    monkeypatch.setattr(tune, "TUNE_DIR", tmp_path / "tune")
+    monkeypatch.setattr(searches, "TUNE_DIR", tmp_path / "tune")
     return tmp_path
 
 
@@ -50,7 +50,7 @@ def test_a_finished_run_and_a_search_are_shown(dirs):
                                           "val_loss": 1.2 / epoch, "train_accuracy": accuracy, "val_accuracy": accuracy,
                                           "val_balanced_accuracy": accuracy, "seconds": 1.0})
         runs.set_status(run_dir, "finished")
-    study = tune.open_study("fake", tune.TUNE_DIR, create=True)
+    study = searches.open_study("fake", searches.TUNE_DIR, create=True)
     study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=3)
     at = _page()
     assert not at.exception

@@ -1,4 +1,4 @@
-"""core.tune: a tiny Optuna search writes SQLite, prunes, resumes and yields a trainable best config."""
+"""core.identify.tune and .searches: a tiny Optuna search writes SQLite, prunes, resumes and yields a trainable best config."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.identify import tune
+from core.identify import searches, tune
 from core.errors import DeepLanguageError
 from tests.conftest import ROOT
 from tests.test_jobs import make_tiny_dataset, tiny_config
@@ -25,14 +25,14 @@ def search(tmp_path_factory):
 
 def test_trials_are_stored_in_sqlite_and_reported(search):
     base, study, tune_dir, seen = search
-    assert (tune_dir / "tiny.db").exists() and tune.list_searches(tune_dir) == ["tiny"]
+    assert (tune_dir / "tiny.db").exists() and searches.list_searches(tune_dir) == ["tiny"]
     assert [row["number"] for row in seen] == [0, 1, 2]
-    table = tune.trials_table(tune.open_study("tiny", tune_dir))
+    table = searches.trials_table(searches.open_study("tiny", tune_dir))
     assert len(table) == 3 and {"lr", "width", "dropout", "specaugment", "crop_seconds", "value"} <= set(table.columns)
     assert set(table["state"]) <= {"COMPLETE", "PRUNED"} and table["epochs"].between(1, 2).all()
     assert (tune_dir / "tiny" / "trial-000" / "metrics.jsonl").exists()
     assert not (tune_dir / "tiny" / "trial-000" / "last.pt").exists()
-    assert len(tune.history_figure(study).data) >= 1
+    assert len(searches.history_figure(study).data) >= 1
 
 
 def test_best_config_applies_the_best_parameters(search):
@@ -54,4 +54,4 @@ def test_the_same_search_resumes_and_refuses_other_settings(search):
     with pytest.raises(DeepLanguageError, match="other settings"):
         tune.tune(replace(base, batch_size=8), 1, "tiny", tune_dir)
     with pytest.raises(DeepLanguageError, match="no search named"):
-        tune.open_study("nothing", tune_dir)
+        searches.open_study("nothing", tune_dir)

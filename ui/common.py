@@ -58,7 +58,9 @@ def load_manifest(folder: str) -> pd.DataFrame:
     return datasets.read_dataset(folder)
 
 
-@st.cache_data(show_spinner=False)
+# Figures are cached as resources, never mutated (st.plotly_chart only reads them): st.cache_data would hand back
+# an unpickled copy, which plotly validates again, costing nearly what drawing it does.
+@st.cache_resource(show_spinner=False)
 def dataset_overview(folder: str) -> tuple[pd.DataFrame, dict, str]:
     """The Data page's table, figures and short-clip note: drawn once per dataset, not on every rerun (0.7 s)."""
     manifest = load_manifest(folder)
@@ -91,13 +93,19 @@ def wav_pair(clip: np.ndarray, cutoff_hz: float) -> tuple[bytes, bytes]:
     return audio.to_wav_bytes(clip), audio.to_wav_bytes(audio.lowpass(clip, cutoff_hz))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)  # as dataset_overview's
 def clip_figures(clip: np.ndarray, config: features.FeatureConfig = features.FeatureConfig()) -> list:
     """The clip's waveform and its full-band and low-pass log-mels, as figures (built once per clip)."""
     full, low = mel_pair(clip, config)
     fps, cutoff = config.frames_per_second, config.lowpass_hz
     return [plots.waveform_figure(clip), plots.mel_figure(full, fps, "Log-mel, full band"),
             plots.mel_figure(low, fps, f"Log-mel, low-pass < {cutoff:.0f} Hz")]
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)  # as dataset_overview's
+def spectra_figure(clip: np.ndarray) -> object:
+    """The clip's spectrum, full band and through the prenatal filters."""
+    return plots.prenatal_spectra_figure(features.filtered_spectra(clip), features.LOWPASS_HZ)
 
 
 def show_clip(clip: np.ndarray, key: str, config: features.FeatureConfig = features.FeatureConfig()) -> None:

@@ -10,8 +10,8 @@ import streamlit as st
 
 from core import plots
 from core.audio import to_wav_bytes
-from core.identify.predict import load_identifier
 from core.identify import session
+from core.identify.card import read_card
 from core.identify.session import pick_clip, unheard_clips
 from core.paths import portable
 
@@ -19,15 +19,31 @@ UPLOAD_TYPES = ["wav", "flac", "mp3", "ogg", "opus", "m4a", "webm"]
 ANY = "any language"
 
 
+@st.cache_resource(show_spinner=False)
+def cached_card(path: str):
+    """What the page shows about a model before it answers a clip (no weights, no torch)."""
+    return read_card(path)
+
+
 @st.cache_resource(show_spinner="Loading the model...")
 def cached_identifier(path: str):
+    # Imported here: the model's modules load torch (seconds), which the page needs only to answer a clip.
+    from core.identify.predict import load_identifier
+
     return load_identifier(path)
+
+
+def answer(source, path: str, languages: list[str], name: str) -> tuple[dict, np.ndarray]:
+    """The model at ``path``'s answer to ``source`` (a path, an upload or a recording) and its decoded audio."""
+    from core.identify.predict import identify  # as in cached_identifier
+
+    return identify(source, cached_identifier(path), languages, name=name, return_audio=True)
 
 
 @st.cache_data(show_spinner=False)
 def cached_unheard_clips(path: str):
-    bundle = cached_identifier(path)
-    return unheard_clips(bundle.checkpoint.get("data", {}), bundle.labels)
+    card = cached_card(path)
+    return unheard_clips(card.checkpoint.get("data", {}), card.labels)
 
 
 def sample_picker(path: str) -> dict | None:

@@ -8,9 +8,24 @@ from pathlib import Path
 import streamlit as st
 
 from core import DeepLanguageError, plots
-from core.identify.evaluate import calibration_report
-from core.identify.learning_curve import load_learning_curve
+from core.identify.card import calibration_report, load_learning_curve
 from core.identify import session
+
+
+# The figures are drawn once per model and curve file, not on every rerun of the page (0.1 s of each); a
+# resource, not data: a copy from st.cache_data is unpickled and so validated again, which costs nearly as much.
+# st.plotly_chart only reads a figure.
+@st.cache_resource(show_spinner=False)
+def reliability(calibration: dict):
+    return plots.reliability_figure(calibration)
+
+
+@st.cache_resource(show_spinner=False)
+def learning_curves(own: str, baseline: str | None, modified: tuple[float, ...]) -> tuple[dict, dict | None, object]:
+    """The curves at ``own`` and ``baseline`` and their figure; ``modified`` (the files' times) renews it."""
+    curve = load_learning_curve(own)
+    scratch = load_learning_curve(baseline) if baseline else None
+    return curve, scratch, plots.learning_curve_figure(curve, baseline=scratch)
 
 
 def show_trust(bundle) -> None:
@@ -21,7 +36,7 @@ def show_trust(bundle) -> None:
         st.info(f"No reliability figures for this model. {error}")
     else:
         promise = session.ok_promise(report)
-        st.plotly_chart(plots.reliability_figure(report), key="identify_reliability")
+        st.plotly_chart(reliability(report), key="identify_reliability")
         speech = "synthetic" if bundle.trained_on.get("synthetic") else "real"
         st.markdown(
             f"**What \"ok\" promises.** Measured on {promise['n_clips']} clips of {promise['speakers']} speakers "
@@ -42,12 +57,12 @@ def show_trust(bundle) -> None:
                 f"--checkpoint {own.parent / 'best.pt'} --data DATA --out {own}`.")
         return
     try:
-        curve = load_learning_curve(own)
-        scratch = load_learning_curve(baseline) if baseline else None
+        curve, scratch, figure = learning_curves(
+            str(own), baseline and str(baseline), tuple(p.stat().st_mtime for p in (own, baseline) if p))
     except DeepLanguageError as error:
         st.info(str(error))
         return
-    st.plotly_chart(plots.learning_curve_figure(curve, baseline=scratch), key="identify_learning_curve")
+    st.plotly_chart(figure, key="identify_learning_curve")
     needed = curve.get("minutes_for_80")
     st.caption(
         ("Red: the from-scratch GMM recipe on the same clips and folds; the gap is what pretraining buys. "

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from core.identify.train import describe_run, train
 
     if args.resume is not None and (runs.read_json(args.resume / "config.json") or {}).get("kind") in STUDY_KINDS:
-        from core.jobs.launch import train_study_run  # a one-run job of the pretraining study (core.jobs.launch)
+        from core.jobs.study_job import train_study_run  # a one-run job of the pretraining study (core.jobs.launch)
 
         with tqdm_progress("train", unit="step") as on_progress:
             train_study_run(args.resume, on_progress)

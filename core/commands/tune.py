@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from core.identify import tune
+    from core.identify import searches, tune
     from core.errors import DeepLanguageError
     from core.identify.clips import TrainConfig
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         check_name(args.study_name, "--study-name")
     if args.threads:
         torch.set_num_threads(args.threads)
-    tune_dir = args.tune_dir or tune.TUNE_DIR
+    tune_dir = args.tune_dir or searches.TUNE_DIR
     if args.data is None and not (args.best_to_run and args.study_name):
         raise DeepLanguageError("give --data DIR to run trials (or --study-name NAME --best-to-run to train "
                                 "the best configuration of an earlier search).")
@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
         study = tune.tune(base, args.trials, name, tune_dir, timeout=args.timeout, on_trial=on_trial)
     else:
-        study = tune.open_study(name, tune_dir)
+        study = searches.open_study(name, tune_dir)
     config = tune.best_config(study)
     print(f"search {name}: {len(study.trials)} trials; best {study.best_value:.3f} (trial {study.best_trial.number}) "
-          f"with {study.best_params}  -> {tune.storage_url(name, tune_dir)}")
+          f"with {study.best_params}  -> {searches.storage_url(name, tune_dir)}")
     if args.best_to_run:
         from core import runs
         from core.progress import tqdm_progress

@@ -19,7 +19,9 @@
     enroll          teach a trained model a new language from a few clips
     predict         one clip -> language, calibrated probabilities, per-window timeline, embedding
     session         the Identify page's decisions (which models, which input, what "ok" promises)
-    tune            Optuna hyperparameter searches
+    tune            Optuna hyperparameter searches (running them)
+    searches        the stored searches: list, open, trials table and figure (no torch)
+    kinds           the identifier kinds by name (no torch)
 
 May import: core.audio, core.data and core's shared modules (runs, distributed, checkpoint, ...).
 Never core.study, core.jobs or core.commands.

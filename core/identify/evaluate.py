@@ -26,6 +26,7 @@ from core.data.cache import FeatureCache, prepared_dataset
 from core.data.datasets import assign_splits
 from core.audio.features import FeatureConfig
 from core.identify.calibration import reliability
+from core.identify.card import calibration_report  # noqa: F401  (callers import it from here)
 from core.identify.predict import Identifier, calibrate, load_identifier
 from core.identify.models import clip_windows, input_normalization, predict_batches, predict_whole_clip, scores_whole_clip
 from core.paths import default_cache_dir, resolve
@@ -124,20 +125,6 @@ def test_calibration(bundle: Identifier, probabilities: np.ndarray, targets: np.
             "bins_before": bins_before, "ok_rule": bundle.ok_rule,
             "ok_precision": float(correct[answered].mean()) if answered.any() else None,
             "ok_coverage": float(answered.mean()), "n_clips": int(len(targets))}
-
-
-def calibration_report(bundle_or_path: Identifier | str | Path) -> dict:
-    """The calibration a checkpoint carries, measured on its validation speakers when it was trained.
-
-    ``{"temperature", "ece_before", "ece_after", "bins": [{"confidence", "accuracy", "count"}], "bins_before",
-    "ok_rule": {"min_probability", "min_margin"}, "ok_precision", "ok_coverage", "n_clips", "speakers", "source"}``.
-    A checkpoint written before calibration existed raises DeepLanguageError (nothing honest to show).
-    """
-    bundle = bundle_or_path if isinstance(bundle_or_path, Identifier) else load_identifier(bundle_or_path)
-    if not bundle.calibration:
-        raise DeepLanguageError(f"{bundle.path} has no calibration (it predates it). Retrain it with "
-                                f"`python -m core train ... --model gmm-supervector` to get one.")
-    return dict(bundle.calibration)
 
 
 def cross_validate(config, n_folds: int = 5, on_progress: Callable[..., None] | None = None,

@@ -20,7 +20,6 @@ The result (also ``checkpoints/identify-gmm/learning_curve.json``, which the Ide
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from core.files import write_json
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.metrics import bootstrap_ci
 from core.audio.features import FeatureConfig
+from core.identify.card import load_learning_curve  # noqa: F401  (the Identify page reads curves without torch)
 from core.identify.predict import check_languages
 from core.identify.gmm import augmented_copies_of, clip_supervectors, fit_backend, fit_ubm, new_model
 
@@ -167,12 +167,3 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
 def save_learning_curve(curve: dict, path: str | Path) -> Path:
     write_json(Path(path), curve)
     return Path(path)
-
-
-def load_learning_curve(path: str | Path) -> dict:
-    """A saved curve; a missing or broken file raises DeepLanguageError saying how to make one."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DeepLanguageError(f"no learning curve at {path} ({error.__class__.__name__}); make one with "
-                                f"`python -m core evaluate --learning-curve --data DATA --out {path}`.") from None

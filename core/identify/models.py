@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.identify import pretrained, supervector  # fitted in closed form (core.identify.gmm, .pretrained_fit)
+from core.identify.kinds import GMM_KINDS, NEURAL_KINDS, PRETRAINED_KINDS
 from core.errors import DeepLanguageError
 
 
@@ -153,12 +154,9 @@ class ResNetASP(nn.Module):
         return self.classifier(self.dropout(self.embed(x)))
 
 
-MODELS = {
-    "cnn-baseline": (CNNBaselineConfig, CNNBaseline),
-    "resnet-asp": (ResNetASPConfig, ResNetASP),
-}
-MODELS.update({kind: (supervector.GMMSupervectorConfig, supervector.GMMSupervector) for kind in supervector.KINDS})
-MODELS.update({kind: (pretrained.WhisperHeadConfig, pretrained.WhisperHead) for kind in pretrained.KINDS})
+MODELS = dict(zip(NEURAL_KINDS, [(CNNBaselineConfig, CNNBaseline), (ResNetASPConfig, ResNetASP)], strict=True))
+MODELS.update({kind: (supervector.GMMSupervectorConfig, supervector.GMMSupervector) for kind in GMM_KINDS})
+MODELS.update({kind: (pretrained.WhisperHeadConfig, pretrained.WhisperHead) for kind in PRETRAINED_KINDS})
 DEFAULT_MODEL = "resnet-asp"
 
 

@@ -20,7 +20,7 @@ scored once, not once per window that holds them and again for the clip (3,400 f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,101 +30,31 @@ from core.audio.speech import VAD_HOP, speech_mask, MIN_SPEECH_SECONDS
 from core.audio.decode import load_audio
 from core.checkpoint import load_checkpoint, rebuild_model
 from core.errors import DeepLanguageError
-from core.audio.features import FeatureConfig, log_mel
+from core.audio.features import log_mel
 from core.identify.models import (MODELS, build_model, clip_windows, input_normalization, normalize_windows, one_thread,
                                   predict_clip, scores_whole_clip)
-from core.data.demo_corpus import is_demo_corpus
+from core.identify.card import CARD_FIELDS, DEFAULT_CHECKPOINT, ModelCard, card_from_checkpoint
 from core.identify.pretrained import score_audio
-from core.paths import CHECKPOINTS_DIR, resolve
 
-DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "identify-default" / "best.pt"
-# Only for checkpoints written before calibration existed (no "calibration" entry): "uncertain"
-# when the top language has less than this probability or leads the runner-up by less than
-# UNCERTAIN_MARGIN. A calibrated checkpoint carries its own rule, chosen on validation speakers
-# (see core.identify.calibration).
-UNCERTAIN_BELOW = 0.4
-UNCERTAIN_MARGIN = 0.1
 MIN_WINDOW_SPEECH_SECONDS = 0.5  # windows with less speech than this don't vote (unless none has more)
-IDENTIFIER_FIELDS = {"labels": list, "features": dict}  # what an identifier's checkpoint needs beyond the model
 
 
 @dataclass
-class Identifier:
-    """A loaded model and everything needed to feed it: built once, never mutated (st.cache_resource)."""
+class Identifier(ModelCard):
+    """A loaded model and everything needed to feed it (its card): built once, never mutated (st.cache_resource)."""
 
-    model: torch.nn.Module
-    labels: list[str]
-    features: FeatureConfig
-    window: int  # frames per window
-    hop: int  # frames between windows
-    checkpoint: dict  # everything but the weights: config, data, metrics
-    path: str
-    temperature: float = 1.0  # probabilities are softmax(logits / temperature), fitted on validation speakers
-    # An answer is "ok" when top probability >= min_probability and top - runner-up >= min_margin.
-    ok_rule: dict = field(default_factory=lambda: {"min_probability": UNCERTAIN_BELOW, "min_margin": UNCERTAIN_MARGIN})
-    trained_on: dict = field(default_factory=dict)  # {"data_dir": str, "synthetic": bool}
-
-    @property
-    def languages(self) -> list[str]:
-        """The languages this model can answer (its labels)."""
-        return self.labels
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window / self.features.frames_per_second
-
-    @property
-    def calibration(self) -> dict:
-        """The checkpoint's calibration entry (see :func:`core.identify.evaluate.calibration_report`), or {}."""
-        return self.checkpoint.get("calibration", {})
-
-
-def resolve_data_dir(stored: str) -> Path | None:
-    """A checkpoint's data dir (stored relative to the repository when inside it) as an absolute path."""
-    return resolve(stored).resolve() if stored else None
-
-
-def trained_on(checkpoint: dict) -> dict:
-    """Which data a checkpoint learned from, and whether it is synthetic speech (the demo corpus).
-
-    A model trained on espeak speech calls almost every real voice "en"; the UI must say so.
-    """
-    data = checkpoint.get("data", {})
-    stored = checkpoint.get("trained_on") or {}
-    directory = resolve_data_dir(stored.get("data_dir") or data.get("dir", ""))
-    synthetic = stored.get("synthetic")
-    if synthetic is None:
-        synthetic = bool(directory and (is_demo_corpus(directory) or "demo-corpus" in directory.name))
-    return {"data_dir": str(stored.get("data_dir") or data.get("dir", "")), "synthetic": bool(synthetic)}
+    model: torch.nn.Module = field(kw_only=True)
 
 
 def load_identifier(checkpoint_path: str | Path = DEFAULT_CHECKPOINT) -> Identifier:
     """Rebuild the model a checkpoint describes (its stored kind and config win) and load its weights."""
-    checkpoint = load_checkpoint(checkpoint_path, IDENTIFIER_FIELDS)  # the schema checked: one clear error
+    checkpoint = load_checkpoint(checkpoint_path, CARD_FIELDS)  # the schema checked: one clear error
     model = rebuild_model(checkpoint, build_model, checkpoint_path, kinds=tuple(MODELS))
-    labels = checkpoint["labels"]
-    if not all(isinstance(x, str) for x in labels) or len(labels) != getattr(model.config, "n_classes", len(labels)):
+    card = card_from_checkpoint(checkpoint, checkpoint_path)
+    if len(card.labels) != getattr(model.config, "n_classes", len(card.labels)):
         raise DeepLanguageError(f"checkpoint {checkpoint_path} is malformed: its 'labels' are not the "
-                                f"{getattr(model.config, 'n_classes', '')} language names its model answers. Retrain it.")
-    try:
-        features = FeatureConfig.from_dict(checkpoint["features"])
-    except (TypeError, ValueError) as error:
-        raise DeepLanguageError(f"checkpoint {checkpoint_path} is malformed: invalid 'features' ({error}).") from None
-    fps = features.frames_per_second
-    info = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "rng")}
-    calibration = checkpoint.get("calibration") or {}
-    try:
-        rule = calibration.get("ok_rule") or {"min_probability": UNCERTAIN_BELOW, "min_margin": UNCERTAIN_MARGIN}
-        temperature = float(calibration.get("temperature", 1.0))
-        ok_rule = {"min_probability": float(rule["min_probability"]), "min_margin": float(rule["min_margin"])}
-        if not temperature > 0:
-            raise ValueError(f"temperature {temperature}")
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise DeepLanguageError(f"checkpoint {checkpoint_path} is malformed: invalid 'calibration' ({error}). "
-                                f"Retrain it.") from None
-    return Identifier(model, list(labels), features, round(checkpoint.get("window_seconds", 3.0) * fps),
-                      round(checkpoint.get("hop_seconds", 1.0) * fps), info, str(checkpoint_path),
-                      temperature=temperature, ok_rule=ok_rule, trained_on=trained_on(checkpoint))
+                                f"{model.config.n_classes} language names its model answers. Retrain it.")
+    return Identifier(**{f.name: getattr(card, f.name) for f in fields(ModelCard)}, model=model)
 
 
 def calibrate(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -145,15 +75,6 @@ def is_ok(probabilities: torch.Tensor, rule: dict) -> bool:
     top = float(ranked[0])
     margin = top - float(ranked[1]) if len(ranked) > 1 else 1.0
     return top >= rule["min_probability"] and margin >= rule["min_margin"]
-
-
-def parse_languages(text: str | None, labels: list[str]) -> list[str] | None:
-    """``"es,it"`` -> ``["es", "it"]``, checked against the model's languages; None/empty = all."""
-    if not text:
-        return None
-    languages = [x.strip() for x in text.split(",") if x.strip()]
-    check_languages(languages, labels)
-    return languages
 
 
 def check_languages(languages: list[str] | None, labels: list[str]) -> None:

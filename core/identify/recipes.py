@@ -9,12 +9,13 @@ from-scratch baseline's recipe (checkpoints/identify-gmm/README.md), and a whisp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from core.identify.clips import TrainConfig
-from core.identify.pretrained import KINDS as PRETRAINED_KINDS
-from core.identify.supervector import KINDS as GMM_KINDS
+from core.identify.kinds import GMM_KINDS, PRETRAINED_KINDS
 from core.identify.whisper import BASE
+
+if TYPE_CHECKING:
+    from core.identify.clips import TrainConfig
 
 # The shipped identifier's model config (checkpoints/identify-gmm/README.md picks these by
 # speaker-grouped cross-validation); n_components and background_languages are the user's to change.
@@ -62,6 +63,9 @@ def train_config(kind: str, data_dir: str | Path, *, languages: str | Sequence[s
     model is fitted in one pass (one "epoch"), from the shipped recipe with ``n_components`` Gaussians
     and ``background_languages`` as extra, never answered classes. Bad values raise UsageError.
     """
+    # Here, not at the top: clips loads torch, and the Train page lists these recipes on its first load.
+    from core.identify.clips import TrainConfig
+
     values = {"data_dir": str(Path(data_dir).resolve()), "model": kind, "languages": split_list(languages),
               **settings}
     if kind in PRETRAINED_KINDS:  # fitted in one pass on cached Whisper rows

@@ -12,24 +12,24 @@ clips a user records to teach a language until they are saved.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 
 from core import runs
 from core.errors import DeepLanguageError
 from core.files import write_json
-from core.identify.enroll import enroll
-from core.identify.predict import DEFAULT_CHECKPOINT
+from core.identify.calibration import precision_lower_bound
+from core.identify.card import DEFAULT_CHECKPOINT
+from core.identify.kinds import PRETRAINED_KINDS
 from core.paths import CHECKPOINTS_DIR, CV_SAMPLE_DIR
 
 BASELINE_CHECKPOINT = CHECKPOINTS_DIR / "identify-gmm" / "best.pt"  # the from-scratch recipe, for comparison
 CURVE_NAME = "learning_curve.json"  # beside a checkpoint: its recipe's curve (`python -m core evaluate --learning-curve`)
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # one safe path component
+
+Z_95 = 1.959963984540054  # two-sided 95 %: the normal quantile at 0.975
 
 SHIPPED = "Pretrained: Whisper base + head (shipped)"
 BASELINE = "From scratch: GMM supervector (baseline)"
@@ -74,7 +74,10 @@ def ok_promise(report: dict) -> dict:
     n_clips = int(report["n_clips"])
     n_ok = round(report["ok_coverage"] * n_clips)
     precision = float(report["ok_precision"])
-    low, high = (binomtest(round(precision * n_ok), n_ok).proportion_ci(method="wilson") if n_ok else (0.0, 1.0))
+    right = round(precision * n_ok)
+    # scipy.stats' binomtest(...).proportion_ci(method="wilson") gives the same; importing it took seconds of the page.
+    low, high = ((precision_lower_bound(right, n_ok, Z_95), 1 - precision_lower_bound(n_ok - right, n_ok, Z_95))
+                 if n_ok else (0.0, 1.0))
     return {"precision": precision, "low": float(low), "high": float(high), "coverage": float(report["ok_coverage"]),
             "n_ok": n_ok, "n_clips": n_clips, "speakers": int(report["speakers"])}
 
@@ -87,9 +90,9 @@ def teach(checkpoint: str | Path, name: str, language: str, clips: list, replace
     (``"out"`` is ``RUNS_DIR/<name>/best.pt``). A bad or taken name, a bad code, a known code without
     ``replace`` or too little speech raise DeepLanguageError before anything is written.
     """
-    if not MODEL_NAME.match(name or ""):
-        raise DeepLanguageError(f"{name!r} is not a usable model name: use letters, digits, '.', '_' or '-' "
-                                f"(up to 64, starting with a letter or digit), e.g. shipped-plus-eu.")
+    from core.identify.enroll import enroll  # torch: loaded when a user teaches, not when the page opens
+
+    runs.check_name(name, "model name")
     folder = Path(runs_dir or runs.RUNS_DIR) / name
     if folder.exists():
         raise DeepLanguageError(f"a model or run named {name!r} already exists ({folder}); choose another name.")
@@ -130,19 +133,15 @@ def pick_clip(clips: pd.DataFrame, language: str | None, rng: np.random.Generato
 def learning_curves(checkpoint: str | Path, kind: str) -> tuple[Path, Path | None]:
     """Where the chosen model's own learning curve is (beside its checkpoint; it may not exist), and for a
     pretrained model the from-scratch baseline's, drawn with it to show what pretraining buys."""
-    from core.identify.pretrained import KINDS
-
     baseline = BASELINE_CHECKPOINT.parent / CURVE_NAME
-    return Path(checkpoint).parent / CURVE_NAME, baseline if kind in KINDS and baseline.exists() else None
+    return Path(checkpoint).parent / CURVE_NAME, baseline if kind in PRETRAINED_KINDS and baseline.exists() else None
 
 
 def describe(bundle) -> str:
     """One line on a model for the model list: pretrained or from scratch, languages, measured accuracy."""
-    from core.identify.pretrained import KINDS
-
     kind = bundle.checkpoint["model"]["kind"]
-    origin = (f"pretrained (Whisper {bundle.checkpoint['model']['config'].get('encoder', 'base')})" if kind in KINDS
-              else "from scratch")
+    encoder = bundle.checkpoint["model"]["config"].get("encoder", "base")
+    origin = f"pretrained (Whisper {encoder})" if kind in PRETRAINED_KINDS else "from scratch"
     metrics = bundle.checkpoint.get("metrics") or {}
     accuracy = ""
     if metrics.get("test_accuracy") is not None:

@@ -1,7 +1,7 @@
 """Hyperparameter search for the language identifier with Optuna, resumable from SQLite.
 
-A search is an Optuna study stored in ``checkpoints/tune/<name>.db``; rerunning the same
-command adds trials to it. Each trial trains :func:`core.train.fit` on the speaker-disjoint
+A search is an Optuna study stored in ``checkpoints/tune/<name>.db`` (:mod:`core.identify.searches` lists and
+reads them); rerunning the same command adds trials to it. Each trial trains :func:`core.train.fit` on the speaker-disjoint
 train split in ``checkpoints/tune/<name>/trial-NNN/`` and reports the validation balanced
 accuracy after every epoch; a MedianPruner stops trials that fall behind the median of earlier
 ones at the same epoch. The objective is the trial's best validation balanced accuracy.
@@ -20,28 +20,20 @@ Searched (around the base :class:`core.train.TrainConfig`, which fixes the rest)
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
-
 from core import runs
 from core.errors import DeepLanguageError
-from core.paths import CHECKPOINTS_DIR
 from core.identify.models import model_config
 from core.identify.clips import TrainConfig, load_clips
+from core.identify.searches import TUNE_DIR, open_study
 from core.identify.train import fit
 
-TUNE_DIR = CHECKPOINTS_DIR / "tune"
 OBJECTIVE = "val_balanced_accuracy"
 WIDTH_KEYS = ("channels", "hidden", "embedding_dim", "attention_dim")  # model widths scaled by `width`
 MAX_FREQ_MASK_BANDS, MAX_TIME_MASK_FRAMES = 16, 60  # specaugment = 1
-
-
-def storage_url(name: str, tune_dir: str | Path = TUNE_DIR) -> str:
-    return f"sqlite:///{Path(tune_dir).resolve() / name}.db"
 
 
 def suggest(trial) -> dict:
@@ -74,22 +66,6 @@ def apply_params(base, params: dict):
                                          "time_mask_frames": round(MAX_TIME_MASK_FRAMES * strength)}
     direct = {k: params[k] for k in ("lr", "weight_decay", "crop_seconds") if k in params}
     return replace(base, model_config=overrides, **masks, **direct)
-
-
-def open_study(name: str, tune_dir: str | Path = TUNE_DIR, create: bool = False, seed: int = 0):
-    """The Optuna study ``name`` in ``tune_dir/<name>.db``; ``create`` makes it when missing."""
-    import optuna
-
-    tune_dir = Path(tune_dir)
-    if not create and not (tune_dir / f"{name}.db").exists():
-        raise DeepLanguageError(f"no search named {name!r} in {tune_dir}; run `python -m core tune --data DIR "
-                                f"--study-name {name}` first.")
-    tune_dir.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        study_name=name, storage=storage_url(name, tune_dir), direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
 
 
 def tune(base, n_trials: int, name: str, tune_dir: str | Path = TUNE_DIR, timeout: float | None = None,
@@ -157,36 +133,3 @@ def best_config(study):
     if not completed:
         raise DeepLanguageError(f"search {study.study_name!r} has no completed trial yet; run more trials.")
     return apply_params(TrainConfig.from_dict(study.user_attrs["base_config"]), study.best_trial.params)
-
-
-def trials_table(study) -> pd.DataFrame:
-    """One row per trial: number, state, value (best validation balanced accuracy), params, seconds, epochs."""
-    table = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration"))
-    if table.empty:
-        return table
-    table = table.rename(columns=lambda c: c.removeprefix("params_"))
-    table["seconds"] = table.pop("duration").dt.total_seconds()
-    epochs = {t.number: len(t.intermediate_values) for t in study.trials}
-    table["epochs"] = table["number"].map(epochs)
-    return table
-
-
-def history_figure(study):
-    """Plotly figure: each trial's value and the best so far (Optuna's optimisation history)."""
-    import optuna
-
-    return optuna.visualization.plot_optimization_history(study, target_name="validation balanced accuracy")
-
-
-def list_searches(tune_dir: str | Path = TUNE_DIR) -> list[str]:
-    """Names of the searches stored in ``tune_dir``, newest first."""
-    tune_dir = Path(tune_dir)
-    found = sorted(tune_dir.glob("*.db"), key=lambda p: p.stat().st_mtime, reverse=True) if tune_dir.exists() else []
-    return [p.stem for p in found]
-
-
-def delete_search(name: str, tune_dir: str | Path = TUNE_DIR) -> None:
-    """Remove a search: its database and its trials' folders."""
-    tune_dir = Path(tune_dir)
-    (tune_dir / f"{name}.db").unlink(missing_ok=True)
-    shutil.rmtree(tune_dir / name, ignore_errors=True)

@@ -23,17 +23,12 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from core import runs
-from core.study.layout import NONE, StudyConfig, ae_run_name, run_name
-from core.study.plan import plan_study
-from core.study.trainer import train_run
 from core.jobs import registry
-from core.identify.models import MODELS
+from core.identify.kinds import KINDS as IDENTIFY_MODELS  # the identifier kinds, trained by core.identify.train
 from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
-from core.checkpoint import load_checkpoint, previous_path
 
-IDENTIFY_MODELS = tuple(MODELS)  # the identifier kinds, trained by core.identify.train
-STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models
+STUDY_KINDS = ("nextframe", "autoencoder")  # one run of the pretraining study's models (core.jobs.study_job)
 KINDS = IDENTIFY_MODELS + STUDY_KINDS
 LOG_FILE = "log.txt"
 LIVE_STATES = ("starting", "running")
@@ -200,6 +195,8 @@ def recover_checkpoint(run_dir: str | Path) -> str | None:
     Returns the name of the checkpoint training will resume from, or None (from scratch). With
     neither loadable, both are moved aside (``*.corrupt``) and the run starts over.
     """
+    # Here, not at the top: core.checkpoint loads torch, and the Train page imports this module on its first load.
+    from core.checkpoint import load_checkpoint, previous_path
 
     run_dir = Path(run_dir)
     last = run_dir / "last.pt"
@@ -247,41 +244,3 @@ def study_run_config(data_dir: str | Path, condition: str = "none", seed: int = 
     ``study``: :class:`core.study.layout.StudyConfig` fields (target, hidden_size, max_epochs, ...).
     """
     return {"data_dir": str(Path(data_dir).resolve()), "condition": condition, "seed": int(seed), "study": study}
-
-
-def train_study_run(run_dir: str | Path, on_progress=None) -> dict:
-    """Train the study run that ``run_dir`` (kind nextframe or autoencoder) describes; resumable.
-
-    The study's own machinery does the work in ``run_dir/study/`` (a one-condition study); this
-    mirrors the inner run's metrics and progress into ``run_dir`` for the registry and the page.
-    """
-    import shutil
-    from dataclasses import replace
-
-
-    run_dir = Path(run_dir)
-    spec = runs.read_json(run_dir / "config.json")
-    is_ae = spec["kind"] == "autoencoder"
-    condition = NONE if is_ae else spec["condition"]
-    config = replace(StudyConfig.from_dict(spec.get("study", {})), pretrain=(condition,),
-                     seeds=spec["seed"] + 1, autoencoder=is_ae)
-    inner_name = (ae_run_name(spec["seed"]) if is_ae else
-                  run_name(condition, config.target, spec["seed"], 0 if condition == NONE else max(config.pretrain_epochs)))
-
-    def mirror(*args, **kwargs) -> None:
-        inner = run_dir / "study" / "runs" / inner_name
-        for name in ("metrics.jsonl", "progress.json"):
-            if (inner / name).exists():
-                shutil.copyfile(inner / name, run_dir / f".{name}.tmp")
-                os.replace(run_dir / f".{name}.tmp", run_dir / name)
-        if on_progress and args:
-            on_progress(*args, **kwargs)
-
-    with runs.lifecycle(run_dir, resume=""):  # stopped: runs.STOPPED; the Train page offers Resume
-        try:
-            study_dir = plan_study(config, spec["data_dir"], run_dir / "study")
-            result = train_run(study_dir / "runs" / inner_name, on_progress=mirror)
-        finally:
-            mirror()  # what the inner run reached, even when it stopped or failed
-        runs.write_json(run_dir / "result.json", result)
-    return result

@@ -2,11 +2,10 @@
 
 import streamlit as st
 
-from core import DeepLanguageError, plots
-from core.audio import features
+from core import DeepLanguageError
 from core.data import views
 from core.paths import portable
-from ui.common import dataset_overview, dataset_picker, load_clip, manifest_or_stop, show_clip, show_text
+from ui.common import dataset_overview, dataset_picker, load_clip, manifest_or_stop, show_clip, show_text, spectra_figure
 
 st.title("Data")  # first: what the picker says about a missing dataset goes under it
 folder = dataset_picker("data")
@@ -53,5 +52,4 @@ except DeepLanguageError as error:
     st.stop()
 show_text(clips.at[row, "sentence"])
 show_clip(clip, key="data_clip_view")
-st.plotly_chart(plots.prenatal_spectra_figure(features.filtered_spectra(clip), features.LOWPASS_HZ),
-                key="data_spectra")
+st.plotly_chart(spectra_figure(clip), key="data_spectra")

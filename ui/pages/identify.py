@@ -7,11 +7,10 @@ import streamlit as st
 
 from core import DeepLanguageError
 from core.audio.decode import MAX_SECONDS
-from core.identify.predict import identify
 from core.identify import session
 from core.identify.session import latest_input, model_choices
 from core.paths import portable
-from ui.identify_clip import UPLOAD_TYPES, cached_identifier, sample_picker, show_answer
+from ui.identify_clip import UPLOAD_TYPES, answer, cached_card, sample_picker, show_answer
 from ui.identify_teach import show_teach
 from ui.identify_trust import show_trust
 
@@ -24,23 +23,23 @@ if not models:
     st.stop()
 choice = st.sidebar.selectbox("Model", list(models), key="identify_model")
 try:
-    bundle = cached_identifier(models[choice])
+    card = cached_card(models[choice])  # the model itself loads when it answers a clip
 except DeepLanguageError as error:
     st.error(str(error))
     st.stop()
 # One filter per model (its key names the model): a new model starts with all of its own languages
 # instead of inheriting the last model's choice, which may not even be among its labels.
-languages = st.sidebar.multiselect("Languages to choose among", bundle.labels, default=bundle.labels,
+languages = st.sidebar.multiselect("Languages to choose among", card.labels, default=card.labels,
                                    key=f"identify_languages:{models[choice]}")
-st.sidebar.caption(session.describe(bundle))
-if bundle.trained_on.get("synthetic"):
-    st.warning(f"This model was trained on synthetic speech (the espeak demo corpus, {bundle.trained_on['data_dir']})."
+st.sidebar.caption(session.describe(card))
+if card.trained_on.get("synthetic"):
+    st.warning(f"This model was trained on synthetic speech (the espeak demo corpus, {card.trained_on['data_dir']})."
                " It answers real voices at about chance level: use it to try the page, not to identify real speech.")
 clip_tab, trust_tab, teach_tab = st.tabs(["Identify a clip", "How far to trust it", "Teach it a language"])
 with trust_tab:
-    show_trust(bundle)
+    show_trust(card)
 with teach_tab:
-    show_teach(models[choice], bundle.labels)
+    show_teach(models[choice], card.labels)
 
 with clip_tab:  # last: its guards stop the script
     limit_mb = st.get_option("server.maxUploadSize")
@@ -73,9 +72,9 @@ with clip_tab:  # last: its guards stop the script
     else:
         name = getattr(source, "name", None) or "recording.wav"
     try:
-        result, clip = identify(source, bundle, languages, name=name, return_audio=True)
+        result, clip = answer(source, models[choice], languages, name)
     except DeepLanguageError as error:
         st.error(str(error))
         st.stop()
 
-    show_answer(result, clip, bundle, languages, name, truth)
+    show_answer(result, clip, card, languages, name, truth)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import DeepLanguageError, plots, runs
-from core.identify import tune
+from core.identify import searches
 from core.jobs import registry
 
 st.title("Runs")
@@ -21,15 +21,15 @@ else:
                                             title=f"{metric} per epoch"), key="runs_compare_chart")
 
 st.header("Hyperparameter searches")
-searches = tune.list_searches(tune.TUNE_DIR)
-if not searches:
+stored = searches.list_searches(searches.TUNE_DIR)
+if not stored:
     st.info("No search yet. Run one with `python -m core tune --data DIR --trials 20`; "
             "then train its best settings with `python -m core tune --study-name NAME --best-to-run`.")
     st.stop()
-name = st.selectbox("Search", searches, key="runs_search")
+name = st.selectbox("Search", stored, key="runs_search")
 try:
-    study = tune.open_study(name, tune.TUNE_DIR)
-    table = tune.trials_table(study)
+    study = searches.open_study(name, searches.TUNE_DIR)
+    table = searches.trials_table(study)
 except DeepLanguageError as error:
     st.error(str(error))
     st.stop()
@@ -37,4 +37,4 @@ st.dataframe(table, hide_index=True, key="runs_search_table")
 if not table.empty and (table["state"] == "COMPLETE").any():
     st.caption(f"Best: {study.best_value:.3f} validation balanced accuracy (trial {study.best_trial.number}). "
                f"Train it: `python -m core tune --study-name {name} --best-to-run`")
-    st.plotly_chart(tune.history_figure(study), key="runs_search_history")
+    st.plotly_chart(searches.history_figure(study), key="runs_search_history")
