@@ -12,6 +12,11 @@ between the smallest size >= 2 and the largest (1.0 = linear; at small sizes the
 5-10 s of imports and model loading, pulls the time exponent below 1).
 
 ``--largest JOB=SIZE`` (repeatable): run JOB only up to SIZE (the GMM recipe takes minutes a size).
+``--extrapolate 10,100,1000``: each job's time and peak memory at those sizes, from the measured ones. Time:
+the largest measured size's, grown by the time exponent from the smallest size >= 2 (at least 1: a lower one only
+says a fixed start-up cost is being spread). Memory: the largest size's plus the least-squares slope of memory on
+size (a fixed cost does not grow, a per-clip one does linearly). ``--sizes none`` with ``--results``: only the
+table and the extrapolation of the measurements already in FILE.
 ``--results FILE``: every measurement is added to FILE (JSON) as it is made, measurements already there are kept
 (a later run with other sizes adds to them; the table covers them all), and each job's stderr (its progress
 bars) goes beside it as ``FILE-<job>-<size>x.log``; the phases' times read from those bars are printed.
@@ -152,6 +157,21 @@ def jobs(data: Path, cache: Path, runs: Path) -> dict[str, list[str]]:
     }
 
 
+def extrapolate(results: dict, targets: list[int]) -> None:
+    """Each job's time and memory at ``targets`` times the sample (see the module's docstring)."""
+    print(f"\nextrapolated   " + "".join(f"{t:>8d}x: hours, GB" for t in targets))
+    for name in dict.fromkeys(name for name, _ in results):
+        sizes = sorted(size for job, size in results if job == name)
+        if len(sizes) < 2:
+            continue
+        start, last = min([s for s in sizes if s >= 2] or sizes), sizes[-1]
+        seconds, gb = results[(name, last)]
+        grow = max(1.0, math.log(seconds / results[(name, start)][0]) / math.log(last / start)) if last > start else 1.0
+        slope = max(0.0, float(np.polyfit(sizes, [results[(name, s)][1] for s in sizes], 1)[0]))
+        print(f"{name:12s}   " + "".join(f"{seconds * (t / last) ** grow / 3600:>10.2f} h {gb + slope * (t - last):6.1f}"
+                                         for t in targets) + f"   (time exponent used {grow:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,2,4,8", help="multiples of the sample (default %(default)s)")
@@ -160,8 +180,10 @@ def main() -> None:
     parser.add_argument("--largest", action="append", default=[], metavar="JOB=SIZE",
                         help="run JOB only up to SIZE (repeatable)")
     parser.add_argument("--results", type=Path, metavar="FILE", help="JSON file the measurements are added to")
+    parser.add_argument("--extrapolate", default="10,100,1000", help="sizes to extrapolate to (default %(default)s)")
     args = parser.parse_args()
-    sizes, names = [int(s) for s in args.sizes.split(",")], args.jobs.split(",")
+    args.sizes = "" if args.sizes == "none" else args.sizes
+    sizes, names = [int(s) for s in args.sizes.split(",") if s], args.jobs.split(",")
     largest = {job: int(size) for job, size in (item.split("=") for item in args.largest)}
     results = {}
     if args.results and args.results.exists():
@@ -197,6 +219,7 @@ def main() -> None:
             finally:  # a cache of up to hundreds of MB per size under data/cache
                 shutil.rmtree(cache, ignore_errors=True)
     table(results)
+    extrapolate(results, [int(t) for t in args.extrapolate.split(",")])
 
 
 if __name__ == "__main__":
