@@ -1,16 +1,31 @@
 """How training and evaluation grow with the data: wall time and peak memory per size, and growth exponents.
 
     python bench/scale.py --sizes 1,2,4,8 [--jobs gmm,whisper-head,evaluate] [--reuse-encodings MAIN_CACHE]
+                          [--largest gmm=2] [--results FILE.json]
 
 Builds datasets of ``size`` times the embedded sample in a temporary folder: copy 0 is the sample's files,
 copy j > 0 each clip decoded, scaled by a tiny distinct gain (1 + j/1000, so duplicate detection does not fold
 them) and written as WAV, under new speaker ids. Each job runs in a child process (``python -m core ...``)
 whose peak resident memory is read from ``ru_maxrss``; the dataset's features are prepared first and timed
-apart. Exponents: log(time ratio) / log(size ratio) between consecutive sizes (1.0 = linear).
+apart. Exponents: log(ratio) / log(size ratio) of time and of peak memory, between consecutive sizes and
+between the smallest size >= 2 and the largest (1.0 = linear; at small sizes the fixed start-up cost, about
+5-10 s of imports and model loading, pulls the time exponent below 1).
+
+``--largest JOB=SIZE`` (repeatable): run JOB only up to SIZE (the GMM recipe takes minutes a size).
+``--extrapolate 10,100,1000``: each job's time and peak memory at those sizes, from the measured ones. Time:
+the largest measured size's, grown by the time exponent from the smallest size >= 2 (at least 1: a lower one only
+says a fixed start-up cost is being spread). Memory: the largest size's plus the least-squares slope of memory on
+size (a fixed cost does not grow, a per-clip one does linearly). ``--sizes none`` with ``--results``: only the
+table and the extrapolation of the measurements already in FILE.
+``--results FILE``: every measurement is added to FILE (JSON) as it is made, measurements already there are kept
+(a later run with other sizes adds to them; the table covers them all), and each job's stderr (its progress
+bars) goes beside it as ``FILE-<job>-<size>x.log``; the phases' times read from those bars are printed.
 
 ``--reuse-encodings CACHE``: a whisper-head's rows for copies are the sample's rows from CACHE (a cache folder
 that holds ``whisper-<key>/``, e.g. another checkout's data/cache/cv-sample-*), so whisper-head's time is its
-fitting alone; encoding is 0.1 s a clip on 2 cores and linear (it runs on Dask workers: time / workers).
+fitting alone; encoding is 0.1 s a clip on 2 cores and linear (it runs on Dask workers: time / workers). A copy's
+row is then its original clip's row (the copy's own row would differ by the gain's effect on the encoder): the
+fit sees exact duplicates, which costs what near-duplicates cost.
 """
 
 from __future__ import annotations
@@ -18,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,12 +50,14 @@ sys.path.insert(0, str(ROOT))
 from core.data.cache import clip_key  # noqa: E402
 from core.data.datasets import read_dataset  # noqa: E402
 from core.identify.recipes import SHIPPED_GMM  # noqa: E402
+from core.paths import default_cache_dir  # noqa: E402
 
 SAMPLE = ROOT / "data" / "cv-sample"
 MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
            "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True); "
            "print(rc.returncode, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-           "print(rc.stderr[-800:] if rc.returncode else '', file=sys.stderr)")
+           "print(rc.stderr, file=sys.stderr)")
+BAR = re.compile(r"^(?P<phase>[^\r\n]*?): +100%\|[^\r\n]*?\[(?P<elapsed>[\d:]+)<")
 
 
 def replicate(size: int, out: Path) -> Path:
@@ -81,13 +100,49 @@ def seed_encodings(data: Path, cache: Path, main_cache: Path) -> None:
             np.save(target.path(clip_key(path)), row)
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident GB of ``command`` run in a child of a fresh process."""
+def measure(command: list[str], log: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak resident GB of ``command`` run in a child of a fresh process (its stderr to ``log``)."""
     done = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, cwd=ROOT)
     rc, seconds, kb = done.stdout.split()
+    if log is not None:
+        log.write_text(done.stderr)
     if rc != "0":
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return float(seconds), int(kb) / 1024 ** 2
+
+
+def phase_times(stderr: str) -> dict[str, int]:
+    """Seconds of each finished phase, from the last state of its tqdm bar (``phase: 100%|...| n/n [mm:ss<``)."""
+    times = {}
+    for part in re.split(r"[\r\n]", stderr):
+        match = BAR.match(part.strip())
+        if match:
+            seconds = 0
+            for field in match["elapsed"].split(":"):
+                seconds = seconds * 60 + int(field)
+            times[match["phase"]] = seconds
+    return times
+
+
+def exponent(results: dict, name: str, a: int, b: int, which: int) -> str:
+    """log(ratio of measure ``which``) / log(b / a), or blank where a size is missing."""
+    if a == b or (name, a) not in results or (name, b) not in results:
+        return ""
+    return f"{math.log(results[(name, b)][which] / results[(name, a)][which]) / math.log(b / a):.2f}"
+
+
+def table(results: dict) -> None:
+    """Every measurement, with its exponents vs the previous size and from the smallest size >= 2."""
+    print("\njob          size   seconds   peak GB   exponent vs previous size (time, memory)   from >=2x (time, memory)")
+    for name in dict.fromkeys(name for name, _ in results):
+        sizes = sorted(size for job, size in results if job == name)
+        start = min([s for s in sizes if s >= 2] or sizes)
+        for a, b in zip([sizes[0], *sizes], sizes):
+            seconds, gb = results[(name, b)]
+            print(f"{name:12s} {b:4d}x {seconds:9.1f} {gb:9.2f}   {exponent(results, name, a, b, 0):>6s} "
+                  f"{exponent(results, name, a, b, 1):>6s}                             "
+                  f"{exponent(results, name, start, b, 0) if b > start else '':>6s} "
+                  f"{exponent(results, name, start, b, 1) if b > start else '':>6s}")
 
 
 def jobs(data: Path, cache: Path, runs: Path) -> dict[str, list[str]]:
@@ -102,34 +157,69 @@ def jobs(data: Path, cache: Path, runs: Path) -> dict[str, list[str]]:
     }
 
 
+def extrapolate(results: dict, targets: list[int]) -> None:
+    """Each job's time and memory at ``targets`` times the sample (see the module's docstring)."""
+    print(f"\nextrapolated   " + "".join(f"{t:>8d}x: hours, GB" for t in targets))
+    for name in dict.fromkeys(name for name, _ in results):
+        sizes = sorted(size for job, size in results if job == name)
+        if len(sizes) < 2:
+            continue
+        start, last = min([s for s in sizes if s >= 2] or sizes), sizes[-1]
+        seconds, gb = results[(name, last)]
+        grow = max(1.0, math.log(seconds / results[(name, start)][0]) / math.log(last / start)) if last > start else 1.0
+        slope = max(0.0, float(np.polyfit(sizes, [results[(name, s)][1] for s in sizes], 1)[0]))
+        print(f"{name:12s}   " + "".join(f"{seconds * (t / last) ** grow / 3600:>10.2f} h {gb + slope * (t - last):6.1f}"
+                                         for t in targets) + f"   (time exponent used {grow:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,2,4,8", help="multiples of the sample (default %(default)s)")
     parser.add_argument("--jobs", default="gmm,whisper-head,evaluate")
     parser.add_argument("--reuse-encodings", type=Path, metavar="CACHE")
+    parser.add_argument("--largest", action="append", default=[], metavar="JOB=SIZE",
+                        help="run JOB only up to SIZE (repeatable)")
+    parser.add_argument("--results", type=Path, metavar="FILE", help="JSON file the measurements are added to")
+    parser.add_argument("--extrapolate", default="10,100,1000", help="sizes to extrapolate to (default %(default)s)")
     args = parser.parse_args()
-    sizes, names = [int(s) for s in args.sizes.split(",")], args.jobs.split(",")
+    args.sizes = "" if args.sizes == "none" else args.sizes
+    sizes, names = [int(s) for s in args.sizes.split(",") if s], args.jobs.split(",")
+    largest = {job: int(size) for job, size in (item.split("=") for item in args.largest)}
     results = {}
+    if args.results and args.results.exists():
+        results = {(r["job"], r["size"]): (r["seconds"], r["gb"]) for r in json.loads(args.results.read_text())}
+
+    def record(name: str, size: int, measured: tuple[float, float]) -> None:
+        results[(name, size)] = measured
+        print(f"{size}x: {name} {measured[0]:.1f} s, {measured[1]:.2f} GB", flush=True)
+        if args.results:
+            rows = [{"job": j, "size": s, "seconds": t, "gb": g} for (j, s), (t, g) in results.items()]
+            args.results.write_text(json.dumps(rows, indent=1))
+
+    def log(name: str, size: int) -> Path | None:
+        return args.results.with_name(f"{args.results.stem}-{name}-{size}x.log") if args.results else None
+
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         for size in sizes:
-            data, cache, runs = Path(tmp) / f"x{size}", Path(tmp) / f"cache{size}", Path(tmp) / f"runs{size}"
-            replicate(size, data)
-            seconds, gb = measure([sys.executable, "-m", "core", "prepare", "--data", str(data), "--cache", str(cache)])
-            results[("prepare", size)] = (seconds, gb)
-            print(f"{size}x: prepare {seconds:.0f} s, {gb:.2f} GB", flush=True)
-            if args.reuse_encodings:
-                seed_encodings(data, cache, args.reuse_encodings)
-            commands = jobs(data, cache, runs)
-            for name in names:
-                results[(name, size)] = measure(commands[name])
-                print(f"{size}x: {name} {results[(name, size)][0]:.0f} s, {results[(name, size)][1]:.2f} GB", flush=True)
-    print("\njob          size   seconds   peak GB   time exponent vs previous size")
-    for name in ["prepare", *names]:
-        for a, b in zip([None, *sizes], sizes):
-            seconds, gb = results[(name, b)]
-            exponent = "" if a is None else \
-                f"{math.log(seconds / results[(name, a)][0]) / math.log(b / a):.2f}"
-            print(f"{name:12s} {b:4d}x {seconds:9.0f} {gb:9.2f}   {exponent}")
+            # the dataset's default cache, which `evaluate` (no --cache option) reads: else it would prepare again
+            data, runs = Path(tmp) / f"x{size}", Path(tmp) / f"runs{size}"
+            cache = default_cache_dir(data)
+            try:
+                replicate(size, data)
+                record("prepare", size, measure([sys.executable, "-m", "core", "prepare", "--data", str(data),
+                                                 "--cache", str(cache)]))
+                if args.reuse_encodings:
+                    seed_encodings(data, cache, args.reuse_encodings)
+                commands = jobs(data, cache, runs)
+                for name in (n for n in names if size <= largest.get(n, size)):
+                    record(name, size, measure(commands[name], log(name, size)))
+                    if log(name, size):
+                        phases = phase_times(log(name, size).read_text())
+                        print("   phases: " + ", ".join(f"{p} {t} s" for p, t in phases.items()), flush=True)
+            finally:  # a cache of up to hundreds of MB per size under data/cache
+                shutil.rmtree(cache, ignore_errors=True)
+    table(results)
+    extrapolate(results, [int(t) for t in args.extrapolate.split(",")])
 
 
 if __name__ == "__main__":

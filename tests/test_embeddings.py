@@ -76,3 +76,25 @@ def test_the_encoder_falls_back_to_the_cpu_without_a_gpu():
 
     expected = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     assert load_encoder("base", device="auto", threads=1).model.model.device == expected
+
+
+def test_evaluate_scores_the_cached_rows_a_chunk_at_a_time_and_drops_broken_clips(clips, tmp_path, monkeypatch):
+    import pandas as pd
+    import torch
+
+    from core.identify import evaluate
+    from core.identify.pretrained_fit import predict_rows
+
+    paths, _ = clips
+    (tmp_path / "broken.wav").write_bytes(b"not audio at all")
+    manifest = pd.DataFrame({"path": paths[:7] + [str(tmp_path / "broken.wav")] + paths[7:]})
+    cache = embeddings.EmbeddingCache(tmp_path / "cache", FakeEncoder())
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(cache.row_size, 3), torch.nn.LogSoftmax(1))
+    held = []
+    monkeypatch.setattr(evaluate, "predict_rows", lambda m, rows: held.append(len(rows)) or predict_rows(m, rows))
+    monkeypatch.setattr(evaluate, "SCORE_CHUNK", 5)
+    kept, probabilities = evaluate.score_rows(model, manifest, cache)
+    assert kept["path"].tolist() == paths and kept.attrs["failed"] == 1
+    assert np.allclose(probabilities, predict_rows(model, cache.rows(paths)), atol=1e-6)
+    assert max(held) <= 5 and sum(held) == len(paths)

@@ -93,3 +93,12 @@ def test_the_train_page_line_names_the_phase_with_its_count_and_eta(tmp_path):
                                                         "total": 895, "phase_seconds": 10.0}))
     line = registry.progress_line({"state": "running"}, registry.run_progress(tmp_path))
     assert line == "running · decoding and caching 895 clips: 100/895 · ETA 80 s"
+
+
+def test_every_phase_ends_at_its_own_total(planted):
+    config, clips, rows = planted
+    last = {}
+    gmm.fit(config, clips, rows[::2], rows[1::2], None, lambda done, total, phase=None, **m: last.update({phase: (done, total)}))
+    assert any(p.startswith("fitting the backend") for p in last)
+    for phase, (done, total) in last.items():  # the backend's bar stopped at 12 of 13 fits (92 %) at 1x the sample
+        assert done == total, phase

@@ -76,29 +76,31 @@ class EmbeddingCache:
         save_array(self.path(key), row)
         return row
 
-    def rows(self, paths: list[str], on_progress: Callable[..., None] | None = None,
-             scheduler: str | None = None, workers: int | None = None) -> np.ndarray:
-        """Rows ``(len(paths), row_size)`` float32 in order, encoding what is not cached yet.
+    def encode_missing(self, paths: list[str], on_progress: Callable[..., None] | None = None,
+                       scheduler: str | None = None, workers: int | None = None) -> None:
+        """Encode into the cache the clips of ``paths`` it lacks, holding none of their rows.
 
         Many clips to encode (``DASK_MIN_CLIPS``) or a ``scheduler`` given: encoded as Dask tasks on
         ``scheduler``'s workers, else on a local cluster of ``workers`` (one per core when None; 1 = here).
         """
-        out = np.empty((len(paths), self.row_size), dtype=np.float32)
-        todo = []
-        for i, path in enumerate(paths):
-            row = self.read(clip_key(path))
-            if row is None:
-                todo.append(i)
-            else:
-                out[i] = row
+        todo = [path for path in paths if self.read(clip_key(path)) is None]
         phase = f"encoding {len(todo)} clips with Whisper"
         if todo and (scheduler or (len(todo) >= DASK_MIN_CLIPS and workers != 1)):
-            self._encode_on_dask([paths[i] for i in todo], scheduler, workers, on_progress, phase)
-        for n, i in enumerate(todo):
-            row = self.read(clip_key(paths[i]))
-            out[i] = row if row is not None else self.compute(paths[i])
+            self._encode_on_dask(todo, scheduler, workers, on_progress, phase)
+        for n, path in enumerate(todo):
+            if self.read(clip_key(path)) is None:
+                self.compute(path)
             if on_progress:
                 on_progress(n + 1, len(todo), phase=phase)
+
+    def rows(self, paths: list[str], on_progress: Callable[..., None] | None = None,
+             scheduler: str | None = None, workers: int | None = None) -> np.ndarray:
+        """Rows ``(len(paths), row_size)`` float32 in order, encoding what is not cached yet (:meth:`encode_missing`)."""
+        self.encode_missing(paths, on_progress, scheduler, workers)
+        out = np.empty((len(paths), self.row_size), dtype=np.float32)
+        for i, path in enumerate(paths):
+            row = self.read(clip_key(path))
+            out[i] = row if row is not None else self.compute(path)  # removed since: computed again
         return out
 
     def _encode_on_dask(self, paths: list[str], scheduler: str | None, workers: int | None,

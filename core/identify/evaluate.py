@@ -34,7 +34,7 @@ from core.identify.models import build_model
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.train import fit
 from core.data.datasets import read_dataset
-from core.identify.embeddings import embed_manifest
+from core.identify.embeddings import EmbeddingCache
 from core.identify.pretrained import KINDS as PRETRAINED_KINDS, encoder_of
 from core.identify.pretrained_fit import cross_validate as cross_validate_pretrained, predict_rows
 from core.identify.metrics import bootstrap_ci, classification_report  # noqa: F401  (callers import them from here)
@@ -78,9 +78,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
             f"nothing can be scored honestly.")
     index = {label: i for i, label in enumerate(bundle.labels)}
     if pretrained:
-        manifest, rows = embed_manifest(manifest, encoder_of(bundle.model), default_cache_dir(data_dir),
-                                        on_progress=in_phase(on_progress, "encoding"))
-        probabilities = predict_rows(bundle.model, rows)
+        cache = EmbeddingCache(default_cache_dir(data_dir), encoder_of(bundle.model))
+        manifest, probabilities = score_rows(bundle.model, manifest, cache, on_progress)
     else:
         probabilities = score_clips(bundle, manifest, default_cache_dir(data_dir), in_phase(on_progress, "scoring"))
     targets = manifest["language"].map(index).to_numpy()
@@ -91,6 +90,30 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data_dir: str | Path, split
     report.update(checkpoint=str(checkpoint_path), data=str(data_dir), split=split,
                   dropped_seen_speaker_clips=n_seen, calibration=test_calibration(bundle, probabilities, targets))
     return report
+
+
+SCORE_CHUNK = 4096  # cached Whisper rows held at once while scoring (4.6 MB): never the whole dataset's
+
+
+def score_rows(model, manifest: pd.DataFrame, cache: EmbeddingCache,
+               on_progress: Callable[..., None] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """A pretrained identifier's uncalibrated probabilities of the manifest's clips, from the cached Whisper rows
+    (clips the cache lacks are encoded first), ``SCORE_CHUNK`` rows at a time. Clips that could not be decoded
+    are dropped (counted in ``attrs["failed"]``). Returns the kept manifest and ``(n_kept, n_labels)``."""
+    paths = manifest["path"].tolist()
+    cache.encode_missing(paths, in_phase(on_progress, "encoding"))
+    scoring = in_phase(on_progress, "scoring")
+    kept, parts = [], []
+    for start in range(0, len(paths), SCORE_CHUNK):
+        rows = cache.rows(paths[start:start + SCORE_CHUNK])
+        ok = ~np.isnan(rows).any(1)
+        kept.append(ok)
+        parts.append(predict_rows(model, rows[ok]))
+        scoring(start + len(rows), len(paths))
+    ok = np.concatenate(kept)  # the manifest is never empty here (evaluate_checkpoint refuses that first)
+    scored = manifest[ok].reset_index(drop=True)
+    scored.attrs.update(manifest.attrs, failed=int((~ok).sum()))
+    return scored, np.concatenate(parts)
 
 
 def score_clips(bundle: Identifier, manifest: pd.DataFrame, cache_dir: Path,

@@ -273,7 +273,8 @@ def _fit_backends(model: GMMSupervector, cfg: GMMSupervectorConfig, balanced: bo
     groups = np.array([u.speaker for u in units], dtype=object)[owner]
     part = np.array([u.part for u in units])[owner]
     gauss_too = cfg.backend != "gauss" and cfg.enrollable
-    n_fits = 6 + 6 * int(gauss_too) + int(gauss_too)  # 5 calibration folds and the final fit, per backend kind
+    clean = part == CLEAN
+    n_fits = (calibration_folds(y[clean], groups[clean]) + 1) * (1 + int(gauss_too))  # folds and final, per kind
     done = 0
     phase = f"fitting the backend: {n_fits} fits on {len(x)} supervectors"
 
@@ -312,6 +313,12 @@ def _fold_backend(model: GMMSupervector, backend, n_labels: int):
     return backend
 
 
+def calibration_folds(y: np.ndarray, groups: np.ndarray) -> int:
+    """Speaker-grouped folds of the calibration (up to 5); 0 when too few speakers or classes to hold any out."""
+    n_folds = min(5, len(set(groups.tolist())))
+    return n_folds if n_folds >= 2 and len(set(y.tolist())) >= 2 else 0
+
+
 def _calibrate(new_backend, data: tuple, n_labels: int, fitted) -> dict:
     """Out-of-fold probabilities over speakers (up to 5 folds) -> the ``calibration`` entry.
 
@@ -326,8 +333,8 @@ def _calibrate(new_backend, data: tuple, n_labels: int, fitted) -> dict:
     x, y_all, g_all, part = data
     clean, copies, background = (np.flatnonzero(part == p) for p in (CLEAN, COPY, BACKGROUND))
     y, groups = y_all[clean], g_all[clean]
-    n_folds = min(5, len(set(groups.tolist())))
-    if n_folds < 2 or len(set(y.tolist())) < 2:
+    n_folds = calibration_folds(y, groups)
+    if not n_folds:
         return {}
     probabilities = np.zeros((len(y), n_labels))
     with warnings.catch_warnings():
