@@ -78,40 +78,52 @@ class EmbeddingCache:
 
     def encode_missing(self, paths: list[str], on_progress: Callable[..., None] | None = None,
                        scheduler: str | None = None, workers: int | None = None) -> None:
-        """Encode into the cache the clips of ``paths`` it lacks, holding none of their rows.
-
-        Many clips to encode (``DASK_MIN_CLIPS``) or a ``scheduler`` given: encoded as Dask tasks on
-        ``scheduler``'s workers, else on a local cluster of ``workers`` (one per core when None; 1 = here).
-        """
-        todo = [path for path in paths if self.read(clip_key(path)) is None]
-        phase = f"encoding {len(todo)} clips with Whisper"
-        if todo and (scheduler or (len(todo) >= DASK_MIN_CLIPS and workers != 1)):
-            self._encode_on_dask(todo, scheduler, workers, on_progress, phase)
-        for n, path in enumerate(todo):
-            if self.read(clip_key(path)) is None:
-                self.compute(path)
-            if on_progress:
-                on_progress(n + 1, len(todo), phase=phase)
+        """Encode into the cache the clips of ``paths`` it lacks, holding none of their rows."""
+        self._encode([path for path in paths if self.read(clip_key(path)) is None], on_progress, scheduler, workers)
 
     def rows(self, paths: list[str], on_progress: Callable[..., None] | None = None,
              scheduler: str | None = None, workers: int | None = None) -> np.ndarray:
-        """Rows ``(len(paths), row_size)`` float32 in order, encoding what is not cached yet (:meth:`encode_missing`)."""
-        self.encode_missing(paths, on_progress, scheduler, workers)
+        """Rows ``(len(paths), row_size)`` float32 in order: each cached row read once, the rest encoded
+        (:meth:`_encode`) and then read."""
         out = np.empty((len(paths), self.row_size), dtype=np.float32)
+        missing = []
         for i, path in enumerate(paths):
             row = self.read(clip_key(path))
-            out[i] = row if row is not None else self.compute(path)  # removed since: computed again
+            if row is None:
+                missing.append(i)
+            else:
+                out[i] = row
+        self._encode([paths[i] for i in missing], on_progress, scheduler, workers)
+        for i in missing:
+            row = self.read(clip_key(paths[i]))
+            out[i] = row if row is not None else self.compute(paths[i])  # removed since: computed again
         return out
 
+    def _encode(self, todo: list[str], on_progress: Callable[..., None] | None, scheduler: str | None,
+                workers: int | None) -> None:
+        """Encode ``todo`` into the cache. Many clips (``DASK_MIN_CLIPS``) or a ``scheduler`` given: as Dask tasks on
+        ``scheduler``'s workers, else on a local cluster of ``workers`` (one per core when None; 1 = here); what
+        they did not cover (a worker lost for good) is then encoded here."""
+        phase = f"encoding {len(todo)} clips with Whisper"
+        if todo and (scheduler or (len(todo) >= DASK_MIN_CLIPS and workers != 1)):
+            if self._encode_on_dask(todo, scheduler, workers, on_progress, phase):
+                todo = [path for path in todo if self.read(clip_key(path)) is None]
+                phase = f"encoding {len(todo)} clips the workers left"
+        for n, path in enumerate(todo):
+            self.compute(path)
+            if on_progress:
+                on_progress(n + 1, len(todo), phase=phase)
+
     def _encode_on_dask(self, paths: list[str], scheduler: str | None, workers: int | None,
-                        on_progress: Callable[..., None] | None, phase: str) -> None:
-        """Encode ``paths`` into the cache as Dask tasks, reporting clips done as tasks finish."""
+                        on_progress: Callable[..., None] | None, phase: str) -> bool:
+        """Encode ``paths`` into the cache as Dask tasks, reporting clips done as tasks finish; False when there is
+        no cluster to send them to (one local worker: this process does it)."""
         from distributed import as_completed
 
         batches = [paths[i: i + ENCODE_BATCH] for i in range(0, len(paths), ENCODE_BATCH)]
         with cluster.session(scheduler, workers) as client:
-            if client is None:  # one local worker: this process does it (below)
-                return
+            if client is None:
+                return False
             futures = [client.submit(encode_clips, batch, self.encoder.name, str(self.root.parent), pure=False,
                                      retries=2) for batch in batches]
             done = 0
@@ -119,6 +131,7 @@ class EmbeddingCache:
                 done += future.result()
                 if on_progress:
                     on_progress(done, len(paths), phase=phase)
+        return True
 
 
 def encode_clips(paths: list[str], encoder: str, cache_dir: str, device: str = "auto") -> int:
