@@ -67,13 +67,20 @@ def create_run(kind: str, config: dict, runs_dir: str | Path = RUNS_DIR, name: s
     """Make a new, never shared run directory ``<kind>-<time>-<random>`` and store its config."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    stem = check_name(name) if name is not None else None
-    stem = stem or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    run_dir = runs_dir / stem
-    try:
-        run_dir.mkdir()  # atomic: two launches at once can never both get it
-    except FileExistsError:
-        raise DeepLanguageError(f"run {run_dir} already exists; choose another name or resume it.") from None
+    if name is not None:
+        run_dir = runs_dir / check_name(name)
+        try:
+            run_dir.mkdir()  # atomic: two launches at once can never both get it
+        except FileExistsError:
+            raise DeepLanguageError(f"run {run_dir} already exists; choose another name or resume it.") from None
+    else:  # a generated name that another launch took in the same second is drawn again, never refused
+        while True:
+            run_dir = runs_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                continue
     write_json(run_dir / "config.json", {"kind": kind, **config})
     write_json(run_dir / "status.json", {"state": "created", "created": time.time()})
     return run_dir

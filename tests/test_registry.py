@@ -84,6 +84,15 @@ def test_two_launches_at_once_never_share_a_directory(tmp_path):
         runs.create_run("identify", {}, tmp_path, name=made[0].name)
 
 
+def test_a_generated_name_taken_in_the_same_second_is_drawn_again(tmp_path, monkeypatch):
+    draws = iter(["aaaaaa", "aaaaaa", "bbbbbb"])  # the second launch draws the first one's token
+    monkeypatch.setattr(runs.secrets, "token_hex", lambda n: next(draws))
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt: "20261203-120000")
+    first = runs.create_run("identify", {}, tmp_path)
+    second = runs.create_run("identify", {}, tmp_path)
+    assert (first.name, second.name) == ("identify-20261203-120000-aaaaaa", "identify-20261203-120000-bbbbbb")
+
+
 @pytest.mark.slow
 def test_a_run_cannot_be_trained_twice_at_once(tmp_path):
     run_dir = runs.create_run("identify", {"train": {}}, tmp_path)
