@@ -305,6 +305,18 @@ def test_a_job_keeps_no_clip_list_it_has_finished_with(tiny_study):
     assert first() is None  # released with the caller's list, not cached for the process's life
 
 
+def test_the_latent_sample_is_capped_per_language_however_big_the_test_split(tiny_study, tmp_path, monkeypatch):
+    from core.study import plan
+
+    _, corpus, cache = tiny_study
+    monkeypatch.setattr(plan, "MAX_LATENT_PER_LANGUAGE", 3)
+    planned = plan_study(TINY, corpus, tmp_path / "capped", cache_dir=cache)
+    latent = pd.read_csv(planned / "latent_manifest.tsv", sep="\t")
+    assert latent["language"].value_counts().to_dict() == dict.fromkeys(sorted(set(latent["language"])), 3)
+    chosen = plan_study(replace(TINY, n_per_language=4), corpus, tmp_path / "chosen", cache_dir=cache)
+    assert (pd.read_csv(chosen / "latent_manifest.tsv", sep="\t")["language"].value_counts() == 4).all()
+
+
 def test_pretraining_groups_go_condition_by_condition(tiny_study, tmp_path):
     from core.study.run import plan_jobs
 

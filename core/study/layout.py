@@ -75,7 +75,8 @@ class StudyConfig:
     autoencoder: bool = True  # train one conv autoencoder per seed as a reference code
     ae_epochs: int = setting(8, low=1)
     latent_languages: tuple[str, ...] = ()  # languages whose latents are probed; () = the study's own (languages())
-    n_per_language: int | None = setting(None, low=1)  # latent sample per language; None = the smallest test split
+    # Latent sample per language; None = the smallest test split, at most plan.MAX_LATENT_PER_LANGUAGE clips.
+    n_per_language: int | None = setting(None, low=1)
     keep_models: bool = True  # False: drop each run's weights once its latents are out (a small study)
     # "corpus": one per-band mean and SD from the full-band training clips, kept in the study, so a
     # filter's attenuation survives; "utterance": each clip's own (erases it; for comparison).

@@ -28,6 +28,10 @@ from core.study.trainer import fixed_crops
 
 SPLITS = ("train", "validation", "test")
 MAX_WIDENED_LANGUAGES = 6  # a one-language study's latent sample: its language and 5 more
+# Held-out clips per language whose latents are probed, by default: the smallest test split grows with the data
+# (1,000 clips a language at 64x the sample, where it is 22), and so would every run's latents and probes; 100
+# a language keeps them what they cost at about 5x the sample, with CIs of a few points.
+MAX_LATENT_PER_LANGUAGE = 100
 
 
 def plan_study(
@@ -68,7 +72,8 @@ def plan_study(
                 workers=workers, on_progress=on_progress)
     held_out = manifest[manifest["split"] == "test"]
     held_out = select_languages(held_out, latent_languages(config, held_out))
-    latent = balance(held_out, config.n_per_language, seed=config.split_seed)
+    smallest = int(held_out["language"].value_counts().min())
+    latent = balance(held_out, config.n_per_language or min(smallest, MAX_LATENT_PER_LANGUAGE), seed=config.split_seed)
     study_dir.mkdir(parents=True, exist_ok=True)
     if config.normalization == "corpus":
         write_corpus_stats(study_dir, manifest, FeatureCache(cache_dir, features))
