@@ -251,7 +251,6 @@ def test_one_comma_list_type_reads_every_list_option():
 
 def test_study_reads_its_dataset_once_and_reports_each_phase(capsys, tone_dataset, tmp_path, monkeypatch):
     from core.data import cache, datasets
-    from core.study import probes
     from core.study import run as study_run
 
     monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")  # the study's features stay out of data/cache
@@ -267,8 +266,6 @@ def test_study_reads_its_dataset_once_and_reports_each_phase(capsys, tone_datase
     monkeypatch.setattr(study_run, "_train_all", lambda *args: None)
     monkeypatch.setattr(study_run, "extract_identify_latents", lambda study_dir: None)
     monkeypatch.setattr(study_run, "probe_study", lambda study_dir, n, on_progress: on_progress(1, 1))
-    monkeypatch.setattr(study_run, "study_report", lambda study_dir: {})
-    monkeypatch.setattr(probes, "study_report", lambda study_dir: {"text": "report"})
     code, err = run_main(capsys, "study", "--data", str(tone_dataset), "--target", "low", "--pretrain", "none",
                          "--seeds", "1", "--no-autoencoder", "--out", str(tmp_path / "study"))
     assert code == 0, err
@@ -276,3 +273,5 @@ def test_study_reads_its_dataset_once_and_reports_each_phase(capsys, tone_datase
     assert "reading the dataset" in err and "read 16 clips" in err
     for phase in ("features", "latents", "probes"):
         assert phase in err
+    # The one summary, cached where the report and the pages read it; no second summary file.
+    assert (tmp_path / "study" / "report_summary.json").exists() and not (tmp_path / "study" / "summary.json").exists()

@@ -4,7 +4,8 @@ import pytest
 
 from core.errors import DeepLanguageError
 from core.study.linear_probe import _folds, balanced_accuracy, probe
-from core.study.probes import compare_conditions, mean_ci, min_attainable_p, probe_latents, summarize_probes
+from core.study.probes import probe_latents
+from core.study.stats import compare_conditions, mean_ci, min_attainable_p, summarize_probes
 from tests.test_study import tiny_study  # noqa: F401  (a shared fixture)
 
 

@@ -14,10 +14,12 @@ import pytest
 
 from core import runs
 from core.audio.features import FeatureConfig
+from core.errors import DeepLanguageError
 from core.paths import REPO_ROOT
 from core.study.layout import StudyConfig, parse_run_name, run_name
 from core.study.report import study_summary
 from core.study.report_html import write_report
+from core.study.report_text import summary_text
 from core.study.similarity import language_similarity
 
 TARGETS = ("es", "it", "ja")
@@ -85,6 +87,61 @@ def test_the_planted_effects_come_out(study):
     dose = {(d["pretrain"], d["pretrain_epochs"]): d["speedup"] for d in summary["dose"]}
     assert dose[("it", 2)] > dose[("it", 1)] > 1.0
     assert summary["similarity"]["method"] == "family" and summary["similarity"]["rho"] > 0.5
+
+
+def write_probes(folder, drop: str | None = None) -> None:
+    """A probes.tsv as core.study.probes writes it: "es" runs' latents probe better than "none" runs' on
+    every seed (4 a side), and the autoencoder beside them; ``drop``: leave that column out."""
+    rows = []
+    for condition, accuracies in (("none", [0.60, 0.62, 0.64, 0.66]), ("es", [0.80, 0.82, 0.84, 0.86]),
+                                  ("ae", [0.50, 0.52, 0.54, 0.56])):
+        for seed, accuracy in enumerate(accuracies):
+            rows.append({"run": f"{condition}-{seed}", "pretrain": condition, "target": "es", "seed": seed,
+                         "pretrain_epochs": 2, "condition": condition, "kind": "h", "task": "target-vs-rest",
+                         "accuracy": accuracy, "ci_low": accuracy - 0.1, "ci_high": accuracy + 0.1, "chance": 0.5,
+                         "null_mean": 0.49, "majority": 0.75, "p_value": 0.01, "n": 120, "n_classes": 2,
+                         "n_speakers": 40, "n_splits": 5, "n_permutations": 20, "dropped": ""})
+    table = pd.DataFrame(rows)
+    table.drop(columns=[drop] if drop else []).to_csv(folder / "probes.tsv", sep="\t", index=False)
+
+
+def test_the_one_summary_carries_the_probes_their_tests_and_the_text_the_cli_prints(study):
+    write_probes(study)
+    summary = study_summary(study)
+    probes = {p["condition"]: p for p in summary["probes"]}
+    assert set(probes) == {"none", "es", "ae"}
+    assert probes["es"]["accuracy"] == pytest.approx(0.83) and probes["es"]["n_seeds"] == 4
+    assert probes["es"]["ci_low"] < 0.80 and probes["es"]["ci_high"] > 0.86  # t-interval over seeds
+    assert probes["es"]["null_mean"] == pytest.approx(0.49) and probes["es"]["p_value"] < 0.01  # Fisher-combined
+    tests = summary["probe_tests"]
+    assert [t["condition"] for t in tests] == ["es"]  # the autoencoder is a reference, not a condition
+    assert tests[0]["rank_biserial"] == 1 and tests[0]["p_value"] == pytest.approx(2 / 70)  # exact, 4 vs 4
+    assert json.loads(json.dumps(summary)) == study_summary(study)  # the cache holds the same summary
+    text = summary_text(summary)
+    assert "0.830 [" in text and "vs none p=0.029 r=+1.00" in text
+    speedup = next(c for c in summary["cells"] if (c["pretrain"], c["target"], c["pretrain_epochs"]) == ("es", "es", 2))
+    assert f"speed-up {speedup['speedup']['mean']:.2f}" in text
+
+
+def test_a_broken_probes_table_is_named_not_an_empty_probe_list(study, capsys):
+    from core.__main__ import main
+
+    write_probes(study, drop="accuracy")
+    with pytest.raises(DeepLanguageError, match=r"probes\.tsv lacks the column accuracy; probe the study again"):
+        study_summary(study, use_cache=False)
+    assert main(["report", "--study", str(study), "--json"]) == 1
+    err = capsys.readouterr().err
+    assert "lacks the column accuracy" in err and "Traceback" not in err
+    (study / "probes.tsv").write_text("run\tcondition\n\"unclosed\n")
+    with pytest.raises(DeepLanguageError, match="not a readable probes table"):
+        study_summary(study, use_cache=False)
+
+
+def test_a_study_without_probes_says_why_in_every_rendering(study):
+    summary = study_summary(study)
+    assert summary["probes"] == [] and summary["probe_tests"] == []
+    assert "No probes in this study yet" in summary_text(summary)
+    assert "No probes in this study yet" in write_report(study, study / "report.html").read_text()
 
 
 def test_summary_is_cached_until_a_result_changes(study):

@@ -264,7 +264,9 @@ def one_language_studies(tmp_path_factory):
 
 @pytest.mark.slow  # trains two tiny studies
 def test_a_one_language_study_probes_its_language_against_the_dataset_s_others(one_language_studies):
-    from core.study.probes import load_probes, study_report
+    from core.study.probes import load_probes
+    from core.study.report import study_summary
+    from core.study.report_text import summary_text
 
     study, _ = one_language_studies
     assert study_status(study)["state"] == "finished"
@@ -272,22 +274,26 @@ def test_a_one_language_study_probes_its_language_against_the_dataset_s_others(o
     assert sorted(latent["language"].unique()) == ["aa", "bb", "cc"]  # widened to the dataset's languages
     probes = load_probes(study)
     assert set(probes["task"]) == {"target-vs-rest", "all-languages"} and set(probes["target"]) == {"aa"}
-    assert "no probes" not in study_report(study, write=False)["text"]
+    summary = study_summary(study)
+    assert {p["target"] for p in summary["probes"]} == {"aa"} and summary["probe_note"] is None
+    assert "no probes" not in summary_text(summary) and "linear probes" in summary_text(summary)
+    # The study wrote its one summary (report_summary.json, the pages' cache), not a second one.
+    assert (study / "report_summary.json").exists() and not (study / "summary.json").exists()
 
 
 @pytest.mark.slow  # trains two tiny studies
 def test_a_study_told_to_probe_one_language_finishes_and_says_why_it_has_no_probes(one_language_studies,
                                                                                   tmp_path):
-    from core.study.probes import study_report
     from core.study.report import study_summary
     from core.study.report_html import write_report
+    from core.study.report_text import summary_text
 
     _, study = one_language_studies
     assert study_status(study)["state"] == "finished" and not (study / "probes.tsv").exists()
     assert len(study_results(study)) == 4
-    text = study_report(study, write=False)["text"]
-    assert "no probes for this study" in text and "--latent-languages" in text
     summary = study_summary(study, use_cache=False)
+    text = summary_text(summary)
+    assert "no probes for this study" in text and "--latent-languages" in text
     assert summary["probes"] == [] and summary["probe_note"].startswith("no probes for this study")
     assert "no probes for this study" in write_report(study, tmp_path / "report.html").read_text()
 

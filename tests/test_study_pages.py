@@ -101,6 +101,18 @@ def test_a_study_without_probes_says_so_on_both_pages(one_language_studies, monk
     at = open_page("convergence", study)
     assert not at.exception and at.get("download_button")
 
+def test_a_broken_probes_table_is_named_on_both_pages_not_a_traceback(tiny_study, tmp_path, monkeypatch):
+    study = tmp_path / "studies" / "broken-probes"
+    shutil.copytree(tiny_study[0], study, ignore=shutil.ignore_patterns("report_summary.json", "*.pt"))
+    probes = pd.read_csv(study / "probes.tsv", sep="\t")
+    probes.drop(columns=["accuracy"]).to_csv(study / "probes.tsv", sep="\t", index=False)
+    monkeypatch.setattr(core.study.layout, "STUDIES_DIR", study.parent)
+    at = open_page("latent_space", study)
+    assert not at.exception and any("probes.tsv lacks the column accuracy" in info.value for info in at.info)
+    at = open_page("convergence", study)
+    assert not at.exception and any("probes.tsv lacks the column accuracy" in error.value for error in at.error)
+
+
 def test_exported_csv_names_the_run_the_dataset_and_the_coordinates(studies_dir):
     table = browse.latent_runs(studies_dir)
     run = table[(table["condition"] == "bb") & (table["seed"] == 1)].iloc[0].to_dict()

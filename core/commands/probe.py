@@ -17,11 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def probe_and_report(study_dir: Path, n_permutations: int | None = None, identify: bool = False) -> dict:
-    """Probe (writing probes.tsv), summarise, compare; returns the tables as dicts plus a text report.
+    """Probe (writing probes.tsv); returns the study's summary (core.study.report.study_summary).
 
     ``identify``: re-embed with the identifier and Whisper first, and re-probe only the identifier's latents."""
     from core.progress import tqdm_progress
-    from core.study.probes import N_PERMUTATIONS, probe_study, study_report
+    from core.study.probes import N_PERMUTATIONS, probe_study
+    from core.study.report import study_summary
 
     if identify:
         from core.study.latents import extract_identify_latents
@@ -34,13 +35,13 @@ def probe_and_report(study_dir: Path, n_permutations: int | None = None, identif
     with tqdm_progress("probe", unit="latent") as on_progress:
         probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=on_progress,
                     only=["identify"] if identify else None)
-    return study_report(study_dir)
+    return study_summary(study_dir)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from core.study.report_html import summary_json
+    from core.study.report_text import summary_text
 
-    report = probe_and_report(args.study, args.permutations, args.identify)
-    print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
-          if args.json else report["text"])
+    summary = probe_and_report(args.study, args.permutations, args.identify)
+    print(summary_json(summary) if args.json else summary_text(summary))
     return 0

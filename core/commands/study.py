@@ -126,11 +126,12 @@ def read_once(config, data_dir: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
 
     from core.progress import tqdm_progress
-    from core.study.probes import study_report
+    from core.study.report import study_summary
+    from core.study.report_html import summary_json
+    from core.study.report_text import summary_text
     from core.study.run import run_study
 
     config = study_config(args)
@@ -147,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     with tqdm_progress("study", unit="run") as on_progress:
         study_dir = run_study(config, args.data, args.out, workers=args.workers, scheduler=args.scheduler,
                               n_permutations=args.permutations, on_progress=on_progress, manifest=manifest)
-    report = study_report(study_dir)
-    print(json.dumps({k: v for k, v in report.items() if k != "text"}, indent=2, default=float)
-          if args.json else report["text"])
+    summary = study_summary(study_dir)
+    print(summary_json(summary) if args.json else summary_text(summary))
     print(f"study folder: {study_dir}")
     return 0

@@ -42,14 +42,14 @@ Modules:
     trainer      shared pretrainings, target groups, the autoencoders
     run          every job of a study in parallel, then latents and probes; background: one started by a page
     cluster      where jobs run: a Dask scheduler's workers, a local Dask cluster, or this process
-    results      status, convergence measures, curves, read back from disk
+    results      status, convergence measures, curves, probes.tsv, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers; latent_files: their files, read without torch
     linear_probe one probe: speaker-grouped LinearSVC, chance, speaker bootstrap CI, sequential permutation p
-    probes       every run of a study probed; the tables across seeds and conditions
+    probes       every run of a study probed (probes.tsv)
     similarity   language similarity: genealogy, identifier confusion, espeak-ng phoneme overlap
-    stats        paired speed-ups per cell, Holm, the Mantel test of similarity vs speed-up
-    report       the study's summary (python -m core report --json); report_html: the offline HTML report
+    stats        paired speed-ups, Holm, Mantel (similarity), probes over seeds, Mann-Whitney vs "none"
+    report       the one summary (report --json); report_html: the HTML report; report_text: the CLI's text
     projections  PCA, TSNE, UMAP of latents, cached on disk
     browse       what the study pages read in one call: which study opens, its phase, matrix and curves,
                  its runs' latents in 2-D and their CSV export

@@ -19,7 +19,7 @@ from core.study import stats
 from core.study.latent_files import WHISPER_LABEL, clip_path, identify_label, latent_kinds, load_latents
 from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
                                list_studies, load_study, portable, resolve)
-from core.study.probes import TASK_TARGET, min_attainable_p
+from core.study.probes import TASK_TARGET
 from core.study.projections import MAX_POINTS, project_sample
 from core.study.report import study_curves_long, study_summary
 from core.study.results import study_status
@@ -167,7 +167,7 @@ def p_note(config: StudyConfig) -> str:
                else "so it can reach p < 0.05")
     return (f"With {seeds} seeds per cell the exact sign-flip test cannot give p below {floor:.3g}, {verdict}. "
             f"A Mann-Whitney comparison of two conditions (probes) cannot go below "
-            f"{min_attainable_p(seeds, seeds):.3g}. The paired t-test, which marks the cells, is parametric and "
+            f"{stats.min_attainable_p(seeds, seeds):.3g}. The paired t-test, which marks the cells, is parametric and "
             f"can go lower.")
 
 

@@ -1,7 +1,9 @@
 """The summary of a transfer-matrix study: every cell's speed-up with its test, dose, similarity, probes.
 
-:func:`study_summary` is what ``python -m core report --json`` prints and what the Convergence page
-shows; :mod:`core.study.report_html` renders it with the figures into one self-contained HTML file.
+:func:`study_summary` is the study's one summary: ``python -m core report --json`` prints it, the
+Convergence and Latent space pages show it, :mod:`core.study.report_html` renders it with the figures
+into one self-contained HTML file and :mod:`core.study.report_text` into the text that ``study`` and
+``probe`` print.
 The summary is cached in ``<study>/report_summary.json``, keyed by the study's result files and the
 stored similarities, so a page rerun does not redo the bootstraps and permutations.
 
@@ -22,11 +24,11 @@ from core.errors import DeepLanguageError
 from core.files import write_json
 from core.paths import CV_SAMPLE_DIR, DEMO_CORPUS_DIR
 from core.study import similarity, stats
-from core.study.layout import load_study, no_probes_reason, portable, resolve, study_runs
-from core.study.results import study_curves, study_results
+from core.study.layout import cell_label, load_study, no_probes_reason, portable, resolve, study_runs
+from core.study.results import load_probes, study_curves, study_results
 
 CACHE_NAME = "report_summary.json"
-CACHE_VERSION = 4  # bump when the summary's content changes, so old caches are recomputed
+CACHE_VERSION = 5  # bump when the summary's content changes, so old caches are recomputed
 MAX_MISSING_LISTED = 50  # an unfinished study names at most this many missing runs (and counts the rest)
 MODEL_FIELDS = ("hidden_size", "n_layers", "crop_frames", "batch_size", "learning_rate", "eval_every",
                 "budget_steps", "pretrain_epoch_steps", "group_size", "max_epochs")
@@ -36,8 +38,9 @@ def study_summary(study_dir: str | Path, use_cache: bool = True) -> dict:
     """One JSON-ready dict summarising a study (see the module docstring); NaN becomes None.
 
     Keys: study, data, model, filters, threshold, progress, cells, dose, similarity,
-    similarity_methods, probes, identify_latents (which model made the "identify" latents, else None),
-    probe_note (why a study has no probes, else None), commands, definitions.
+    similarity_methods, probes, probe_tests, identify_latents (which model made the "identify" latents,
+    else None), probe_note (why a study has no probes, else None), commands, definitions.
+    core.study.report_text renders it as the plain text the CLI prints.
     """
     study_dir = Path(study_dir)
     study = load_study(study_dir)
@@ -100,7 +103,7 @@ def _summarize(study_dir: Path, study: dict) -> dict:
         "cells": cell_records(results, cells),
         "dose": dose_records(results, censor_at),
         **similarity_summary(results, censor_at, study_dir),
-        "probes": probe_records(study_dir),
+        **probe_summary(study_dir, results, config),
         "identify_latents": runs.read_json(study_dir / "identify" / "about.json", None),  # which model made them
         "probe_note": no_probes_reason(study_dir),
         "commands": commands(study_dir, study),
@@ -114,6 +117,12 @@ def _summarize(study_dir: Path, study: dict) -> dict:
                                 "cells with p_t_holm < 0.05",
             "effect_size": "Cohen's d_z of the per-seed log speed-ups",
             "ci95": "percentile bootstrap over seeds",
+            "probes": "balanced accuracy of a speaker-grouped linear probe: mean over seeds with a 95 % t-interval "
+                      "(one model: bootstrap over speakers); p_value: the seeds' permutation p combined by Fisher's "
+                      "method; null_mean: mean accuracy on shuffled labels",
+            "probe_tests": "each LSTM condition against none on probe accuracy over seeds: exact two-sided "
+                           "Mann-Whitney U; rank_biserial = 2U / (n n_baseline) - 1 (> 0 = higher); min_p: the "
+                           "smallest p these seed counts allow",
         },
     }
 
@@ -191,8 +200,8 @@ def cell_records(results: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
         records.append({
             "pretrain": cell["pretrain"], "target": cell["target"], "pretrain_epochs": int(cell["pretrain_epochs"]),
             "n_runs": len(runs_of), "n_converged": int(runs_of["steps_to_threshold"].notna().sum()),
-            "steps_to_threshold": _mean_ci(runs_of["steps_to_threshold"]),
-            "auc": _mean_ci(runs_of["auc"]),
+            "steps_to_threshold": _bootstrap_mean(runs_of["steps_to_threshold"]),
+            "auc": _bootstrap_mean(runs_of["auc"]),
             "speedup": {"mean": cell.get("speedup"), "ci95": cell.get("speedup_ci95"),
                         "measure": "steps_to_threshold", "n_pairs": cell.get("n_pairs"),
                         "n_censored": cell.get("n_censored")},
@@ -208,8 +217,8 @@ def cell_records(results: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
     for target, runs_of in baseline.groupby("target"):
         records.append({"pretrain": stats.NONE, "target": target, "pretrain_epochs": 0, "n_runs": len(runs_of),
                         "n_converged": int(runs_of["steps_to_threshold"].notna().sum()),
-                        "steps_to_threshold": _mean_ci(runs_of["steps_to_threshold"]),
-                        "auc": _mean_ci(runs_of["auc"]), "speedup": {"mean": 1.0, "ci95": [1.0, 1.0]},
+                        "steps_to_threshold": _bootstrap_mean(runs_of["steps_to_threshold"]),
+                        "auc": _bootstrap_mean(runs_of["auc"]), "speedup": {"mean": 1.0, "ci95": [1.0, 1.0]},
                         "p": None, "p_holm": None, "effect_size": None})
     return records
 
@@ -264,16 +273,20 @@ def _p_or_nan(p) -> float:
     return math.nan if p is None else float(p)
 
 
-def probe_records(study_dir: Path) -> list[dict]:
-    """Linear-probe accuracies with chance and CI, as core.study.probes reports them ([] without probes)."""
-    if not (study_dir / "probes.tsv").exists():
-        return []
-    from core.study.probes import study_report  # torch and sklearn: only when there are probes
-
-    try:
-        return study_report(study_dir, write=False).get("probes", [])
-    except (DeepLanguageError, KeyError, ValueError, FileNotFoundError):
-        return []
+def probe_summary(study_dir: Path, results: pd.DataFrame, config) -> dict:
+    """``probes``: the probes across seeds (stats.summarize_probes: accuracy with its CI, chance, the
+    shuffled null's mean, majority, Fisher-combined p, n_seeds); ``probe_tests``: each LSTM condition
+    against "none" on accuracy, per task, latent kind and target (stats.compare_conditions). Both empty
+    without probes; a broken probes.tsv is a DeepLanguageError (results.load_probes)."""
+    table = load_probes(study_dir)
+    if table.empty or no_probes_reason(study_dir):
+        return {"probes": [], "probe_tests": []}
+    table = table if "target" in table else table.assign(target="")
+    # The tests compare the LSTM's conditions only: the autoencoder and the identifier are references.
+    lstm = {cell_label(p, e, config) for p, e in zip(results["pretrain"], results["pretrain_epochs"])}
+    tests = stats.compare_conditions(table[table["condition"].isin(lstm)] if lstm else table, "accuracy",
+                                     stats.NONE, by=["task", "kind", "target"])
+    return {"probes": stats.summarize_probes(table).to_dict("records"), "probe_tests": tests.to_dict("records")}
 
 
 # StudyConfig field -> `python -m core study` flag, for the settings that differ from the defaults.
@@ -331,7 +344,7 @@ def _doses(config) -> list[int]:
     return sorted(int(d) for d in doses) if isinstance(doses, (list, tuple)) else [int(doses)]
 
 
-def _mean_ci(values: pd.Series) -> dict:
+def _bootstrap_mean(values: pd.Series) -> dict:
     x = values.dropna().to_numpy(dtype=float)
     return {"mean": float(x.mean()) if len(x) else None, "ci95": stats.bootstrap_ci(x) if len(x) else None}
 

@@ -16,6 +16,7 @@ from core.plots import study as study_plots
 from core.plots import transfer
 from core.study.layout import load_study
 from core.study.report import study_curves_long, study_summary
+from core.study.report_text import NO_PROBES_YET
 
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
          "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
@@ -76,8 +77,7 @@ def render_report(summary: dict, curves: pd.DataFrame) -> str:
             parts += [figures.add(study_plots.probe_bars_figure(part, task)) for task in part["task"].unique()]
         parts.append(_table(probes))
     else:
-        note = summary.get("probe_note") or "No probes in this study yet (they run after every training run has finished)."
-        parts.append(f"<p>{_e(note)}</p>")
+        parts.append(f"<p>{_e(summary.get('probe_note') or NO_PROBES_YET)}</p>")
     parts += ["<h2>Regenerate</h2><pre>" + _e("\n".join(summary["commands"])) + "</pre>",
               "<h2>Definitions</h2>", _table(pd.DataFrame(list(summary["definitions"].items()),
                                                           columns=["name", "meaning"]))]

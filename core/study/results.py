@@ -1,4 +1,4 @@
-"""Reading a study's results back from disk: status, per-run convergence, curves, progress.
+"""Reading a study's results back from disk: status, per-run convergence, curves, progress, probes.
 
 Convergence is measured three ways, so that no single threshold decides the answer:
 
@@ -24,10 +24,15 @@ import numpy as np
 import pandas as pd
 
 from core import runs
+from core.errors import DeepLanguageError
 from core.study.layout import NONE, StudyConfig, load_study, lstm_runs, study_runs
 
 KEYS = ["pretrain", "target", "seed", "pretrain_epochs"]
 PHASES = ("training", "latents", "probes", "finished")
+# What core.study.probes writes to probes.tsv and the summary reads; "target" and "null_mean" are
+# optional (tables written before they existed).
+PROBE_NUMBERS = ("accuracy", "ci_low", "ci_high", "chance", "majority", "p_value", "n")
+PROBE_COLUMNS = ("run", "condition", "kind", "task") + PROBE_NUMBERS
 
 
 def study_status(study_dir: str | Path) -> dict:
@@ -144,3 +149,25 @@ def run_progress(study_dir: str | Path) -> pd.DataFrame:
                      "done": progress.get("done", 0), "total": progress.get("total", 0),
                      "phase": progress.get("phase", ""), "val_loss": progress.get("val_loss")})
     return pd.DataFrame(rows, columns=["run", "state", "done", "total", "phase", "val_loss"])
+
+
+def load_probes(study_dir: str | Path) -> pd.DataFrame:
+    """``probes.tsv``, one row per run, latent kind, task and target; empty when the study has none.
+
+    A table that can't be read, lacks a column of PROBE_COLUMNS or holds text where a number belongs
+    is a DeepLanguageError naming the file and how to write it again."""
+    path = Path(study_dir) / "probes.tsv"
+    if not path.exists():
+        return pd.DataFrame()
+    redo = f"probe the study again to rewrite it: python -m core probe --study {study_dir}"
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DeepLanguageError(f"{path} is not a readable probes table ({error}); {redo}") from None
+    missing = [column for column in PROBE_COLUMNS if column not in table]
+    if missing:
+        raise DeepLanguageError(f"{path} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}; {redo}")
+    text = [column for column in PROBE_NUMBERS if not pd.api.types.is_numeric_dtype(table[column])]
+    if text:
+        raise DeepLanguageError(f"{path} holds text where numbers belong (column {', '.join(text)}); {redo}")
+    return table

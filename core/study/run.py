@@ -19,7 +19,8 @@ from core.study.plan import plan_study
 from core.study.trainer import pretrain_group, train_autoencoder, train_group
 from core.study.latents import extract_identify_latents
 from core.study.similarity import store_whisper_similarity
-from core.study.probes import N_PERMUTATIONS, probe_study, study_report
+from core.study.probes import N_PERMUTATIONS, probe_study
+from core.study.report import study_summary
 
 def run_study(
     config: StudyConfig,
@@ -57,7 +58,7 @@ def run_study(
         if probe:
             _set_phase(study_dir, "probes")
             probe_study(study_dir, n_permutations or N_PERMUTATIONS, on_progress=_probe_progress(study_dir, on_progress))
-            study_report(study_dir)  # summary.json
+            study_summary(study_dir)  # its cache (report_summary.json): the pages open on it
         failed = [p.name for p in study_runs(study_dir) if runs.run_status(p)["state"] != "finished"]
         _set_phase(study_dir, "finished")
         if failed:

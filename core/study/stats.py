@@ -19,6 +19,9 @@ Every number is compared with a stated null.
   similarity matrix are exchangeable (a Mantel test: rows and columns permuted together; every
   permutation when there are at most 8 languages). CI: bootstrap over seeds (whole seeds resampled,
   as a seed's pretraining is shared by every target).
+* Linear probes (:func:`summarize_probes`): per condition, the mean accuracy over seeds with a
+  t-interval, the seeds' permutation p-values combined by Fisher's method; conditions against
+  ``none`` with an exact Mann-Whitney U and the rank-biserial correlation (:func:`compare_conditions`).
 
 Runs that never crossed the threshold have no step count; they count as taking the whole step budget
 (``censor_at``; without one, as long as the slowest run of the same target that did cross): a lower
@@ -304,3 +307,77 @@ def _seed_bootstrap_ci(paired: pd.DataFrame, pairs: pd.DataFrame, similarity: pd
         return [math.nan, math.nan]
     alpha = (1 - CONFIDENCE) / 2
     return [float(np.quantile(rhos, alpha)), float(np.quantile(rhos, 1 - alpha))]
+
+
+def mean_ci(values) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval of a few numbers (seeds); NaN bounds for fewer than two."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def summarize_probes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per task, latent kind, target and condition of a probes table: n_seeds, mean accuracy over seeds
+    and its 95 % CI, chance, null_mean (the shuffled labels' mean accuracy), majority, the seeds'
+    permutation p-values combined by Fisher's method, n_clips."""
+    from scipy.stats import combine_pvalues
+
+    rows = []
+    table = table if "target" in table else table.assign(target="")
+    for (task, kind, target, condition), group in table.groupby(["task", "kind", "target", "condition"],
+                                                                sort=False):
+        mean, low, high = mean_ci(group["accuracy"])
+        if len(group) == 1:  # one model (identify): the bootstrap interval over speakers
+            low, high = group["ci_low"].iloc[0], group["ci_high"].iloc[0]
+        p = (combine_pvalues(group["p_value"], method="fisher").pvalue if len(group) > 1
+             else group["p_value"].iloc[0])
+        rows.append({"task": task, "kind": kind, "target": target, "condition": condition, "n_seeds": len(group),
+                     "accuracy": mean, "ci_low": low, "ci_high": high, "chance": group["chance"].iloc[0],
+                     "null_mean": float(group["null_mean"].mean()) if "null_mean" in group else math.nan,
+                     "majority": group["majority"].iloc[0], "p_value": float(p), "n_clips": int(group["n"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def compare_conditions(table: pd.DataFrame, value: str, baseline: str = NONE,
+                       by: list[str] | None = None) -> pd.DataFrame:
+    """Each condition against ``baseline`` on column ``value`` (one row per seed): two-sided exact
+    Mann-Whitney U and the rank-biserial correlation ``r = 2U / (n1 n2) - 1`` (Cliff's delta): positive
+    when the condition's values tend to be larger; min_p is the smallest p the group sizes allow.
+    Infinite values rank above every finite one."""
+    from scipy.stats import PermutationMethod, mannwhitneyu
+
+    rows = []
+    groups = table.groupby(by, sort=False) if by else [((), table)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        base = part.loc[part["condition"] == baseline, value].to_numpy(dtype=float)
+        for condition, other in part.groupby("condition", sort=False):
+            if condition == baseline or len(base) == 0:
+                continue
+            values = other[value].to_numpy(dtype=float)
+            finite = values[np.isfinite(values)]
+            u, p = math.nan, math.nan  # one seed a side: nothing to test
+            if len(values) >= 2 and len(base) >= 2:
+                # Exact, by enumerating every relabelling: right with ties and the few seeds a study has.
+                result = mannwhitneyu(values, base, alternative="two-sided", method=PermutationMethod())
+                u, p = float(result.statistic), float(result.pvalue)
+            rows.append({**dict(zip(by or [], key)), "condition": condition, "baseline": baseline,
+                         "n": len(values), "n_baseline": len(base),
+                         "median": float(np.median(values)), "median_baseline": float(np.median(base)),
+                         "mean": float(finite.mean()) if len(finite) else math.nan,
+                         "u": u, "p_value": p, "rank_biserial": 2 * u / (len(values) * len(base)) - 1,
+                         "min_p": min_attainable_p(len(values), len(base))})
+    return pd.DataFrame(rows)
+
+
+def min_attainable_p(n1: int, n2: int) -> float:
+    """The smallest two-sided exact Mann-Whitney p for these group sizes (3 vs 3 gives 0.1)."""
+    return min(1.0, 2 / math.comb(n1 + n2, n1))

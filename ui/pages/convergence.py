@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import plots
+from core import DeepLanguageError, plots
 from core.study import browse
 from core.study.report_html import report_html
 from ui.common import show_text
@@ -44,7 +44,11 @@ show_progress(folder, line["key"])
 if not (folder / "study.json").exists():
     st.stop()
 stamp = browse.study_stamp(folder)
-view = load_view(str(folder), stamp)
+try:
+    view = load_view(str(folder), stamp)
+except DeepLanguageError as error:  # a broken file of the study (probes.tsv, ...), named with what to do
+    st.error(str(error))
+    st.stop()
 summary = view["summary"]
 show_text(view["data_note"])
 if not view["doses"]:

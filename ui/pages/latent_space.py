@@ -34,7 +34,10 @@ def cached_points(folder: str, run: dict, kind: str, method: str, stamp: float) 
 
 @st.cache_data
 def cached_probes(folder: str, stamp: float) -> tuple[pd.DataFrame, str | None]:
-    summary = study_summary(folder)
+    try:
+        summary = study_summary(folder)
+    except DeepLanguageError as error:  # a broken probes.tsv: its message (file, what to do) in place of the probes
+        return pd.DataFrame(), str(error)
     return pd.DataFrame(summary["probes"]), summary.get("probe_note")
 
 
