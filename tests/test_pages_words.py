@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import datasets, views
 from core.study import browse
-from core.study.probes import TASK_TARGET
+from core.study.layout import TASK_TARGET
 from tests.conftest import ROOT
 from ui.common import CUSTOM
 

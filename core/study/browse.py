@@ -17,13 +17,15 @@ from core.errors import DeepLanguageError
 from core.files import neutralize_formulas
 from core.study import stats
 from core.study.latent_files import WHISPER_LABEL, clip_path, identify_label, latent_kinds, load_latents
-from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, StudyConfig,
-                               list_studies, load_study, portable, resolve)
-from core.study.probes import TASK_TARGET
+from core.study.layout import (AE, DEMO_STUDY_DIR, DOSE_STUDY_DIR, MATRIX_STUDY_DIR, NONE, REAL_STUDY_DIR, TASK_TARGET,
+                               StudyConfig, list_studies, load_study, portable, resolve)
 from core.study.projections import MAX_POINTS, project_sample
 from core.study.report import study_curves_long, study_summary
 from core.study.results import study_status
 
+LATENT_KINDS_HELP = ("h, c: the LSTM's last hidden and cell state; h_mean: hidden state averaged over time; ae: the "
+                     "autoencoder's bottleneck; identify: the shipped identifier's embedding, the pretrained Whisper "
+                     "encoder's pooled states (the reference space)")
 SHIPPED = {MATRIX_STUDY_DIR: "Real speech: 6 targets x 9 conditions (shipped)",
            REAL_STUDY_DIR: "Real speech: 3 targets, with the in-utero filter (shipped)",
            DOSE_STUDY_DIR: "Real speech: dose-response (shipped)",

@@ -27,6 +27,9 @@ DOSE_STUDY_DIR = CHECKPOINTS_DIR / "dose-study"  # 2 targets x 3 conditions x 3 
 NONE = "none"  # the condition without pretraining
 NOISE = "noise"  # low-pass noise shaped like speech's long-term average spectrum
 AE = "ae"  # the autoencoder's runs: runs/ae__s<seed>
+# The probes' two tasks: the study's target language against the others, and every language apart.
+TASK_TARGET = "target-vs-rest"
+TASK_ALL = "all-languages"
 # A condition is "none", "noise", "<lang>" (low-pass, the Butterworth), "<lang>:full" (full band,
 # the control for "is it the low-pass that matters?") or "<lang>:utero" (the in-utero filter).
 VARIANTS = ("lowpass", "full", "utero")

@@ -16,11 +16,10 @@ import pandas as pd
 
 from core.study.linear_probe import N_PERMUTATIONS, balanced_accuracy, probe  # noqa: F401  (re-exported)
 from core.study.latent_files import load_latents
-from core.study.layout import AE, cell_label, load_study, no_probes_reason, parse_run_name, study_runs, write_tsv
+from core.study.layout import (AE, TASK_ALL, TASK_TARGET, cell_label, load_study, no_probes_reason,  # noqa: F401
+                               parse_run_name, study_runs, write_tsv)
 from core.study.results import load_probes
 
-TASK_TARGET = "target-vs-rest"
-TASK_ALL = "all-languages"
 
 
 def probe_latents(arrays: dict[str, np.ndarray], manifest: pd.DataFrame, target: str, **options) -> list[dict]:

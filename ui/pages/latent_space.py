@@ -8,7 +8,7 @@ import streamlit as st
 from core import DeepLanguageError, plots
 from core.paths import portable
 from core.study import browse, projections
-from core.study.probes import TASK_TARGET
+from core.study.layout import TASK_TARGET
 from core.study.projections import METHODS
 from core.study.report import study_summary
 from ui.common import load_clip, show_clip, show_text
@@ -18,7 +18,7 @@ from ui.study import study_picker
 @st.cache_resource
 def warm_up_umap() -> threading.Thread:
     """Once per server process, in the background: UMAP's compile is done before it is chosen. Started once the
-    scatter is drawn: on two cores the compile would otherwise slow the page's first paint by seconds."""
+    page is drawn: on two cores the compile would otherwise slow the page's first paint by seconds."""
     return threading.Thread(target=projections.warm_up_umap, daemon=True).start()
 
 
@@ -59,10 +59,7 @@ if table["pretrain_epochs"].nunique() > 1:
     table = table[table["pretrain_epochs"] == dose]
 seed = st.sidebar.selectbox("Seed", sorted(table["seed"].unique()), key="latent_seed")
 run = table[table["seed"] == seed].iloc[0].to_dict()
-kind = st.sidebar.selectbox("Latent", run["kinds"], key="latent_kind",
-                            help="h, c: the LSTM's last hidden and cell state; h_mean: hidden state averaged over "
-                                 "time; ae: the autoencoder's bottleneck; identify: the shipped identifier's embedding, the "
-                                 "pretrained Whisper encoder's pooled states (the reference space)")
+kind = st.sidebar.selectbox("Latent", run["kinds"], key="latent_kind", help=browse.LATENT_KINDS_HELP)
 method = st.sidebar.selectbox("Projection", METHODS, key="latent_method", format_func=str.upper)
 
 points = cached_points(str(study), run, kind, method, stamp)
@@ -86,10 +83,10 @@ else:
     except DeepLanguageError as error:
         st.info(f"The clip cannot be played here ({error}); build or download its dataset to hear it.")
 
-warm_up_umap()
 probes, probe_note = cached_probes(str(study), stamp)
 if probes.empty:
     st.info(probe_note or "This study has not been probed yet: run `python -m core probe --study DIR`.")
+    warm_up_umap()
     st.stop()
 st.subheader("Linear probes")
 if "target" in probes:  # a matrix study probes each target's runs: show the chosen target's
@@ -102,3 +99,4 @@ st.dataframe(probes[probes["task"] == task], hide_index=True, key="latent_probe_
 st.caption("Speaker-grouped, stratified CV on held-out speakers; chance = 1 / classes (balanced accuracy); majority = "
            "plain accuracy of always answering the largest class; p: permutation test (languages shuffled between "
            "speakers), seeds combined by Fisher's method; 95% CI over seeds.")
+warm_up_umap()
