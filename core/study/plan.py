@@ -29,9 +29,9 @@ from core.study.trainer import fixed_crops
 SPLITS = ("train", "validation", "test")
 MAX_WIDENED_LANGUAGES = 6  # a one-language study's latent sample: its language and 5 more
 # Held-out clips per language whose latents are probed, by default: the smallest test split grows with the data
-# (1,000 clips a language at 64x the sample, where it is 22), and so would every run's latents and probes; 100
-# a language keeps them what they cost at about 5x the sample, with CIs of a few points.
-MAX_LATENT_PER_LANGUAGE = 100
+# (1,000 clips a language at 64x the sample, where it is 22), and every run's latents and probes with it (the
+# probes' SVMs about linearly). 50 a language keeps them at about twice what they cost on the sample.
+MAX_LATENT_PER_LANGUAGE = 50
 
 
 def plan_study(
