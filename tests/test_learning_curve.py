@@ -99,3 +99,80 @@ def test_cli_writes_the_curve_the_page_reads(tmp_path):
                           str(run_dir / "best.pt"), "--data", str(tmp_path / "data"), "--minutes", "one"],
                          cwd=root, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--minutes" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _tone_config(tmp_path, augment=("noise",)):
+    from core.identify.clips import TrainConfig
+    from tests.conftest import tone_dataset
+
+    tone_dataset(tmp_path / "data", np.random.default_rng(0))
+    return TrainConfig(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), model="gmm-supervector",
+                       model_config={"n_components": 4, "ubm_frames": 3000, "ubm_iterations": 10, "fit_on": "clips",
+                                     "augment": list(augment), "backend_dim": 8},
+                       window_seconds=1.0, hop_seconds=0.5, threads=1)
+
+
+def test_supervectors_go_to_disk_a_chunk_at_a_time_and_the_folder_is_removed(tmp_path, monkeypatch):
+    from core.identify import gmm, learning_curve as module, vectors
+
+    config = _tone_config(tmp_path)
+    monkeypatch.setattr(gmm, "STORE_UNITS", 4)
+    appended, clips_at_once, fitted_on = [], [], []
+    append, supervectors, fit_backend = vectors.VectorStore.append, gmm.clip_supervectors, module.fit_backend
+    monkeypatch.setattr(vectors.VectorStore, "append", lambda self, blocks: (appended.append(len(blocks)),
+                                                                            append(self, blocks))[1])
+    monkeypatch.setattr(gmm, "clip_supervectors", lambda model, raw, *a, **k: (clips_at_once.append(len(raw)),
+                                                                               supervectors(model, raw, *a, **k))[1])
+    monkeypatch.setattr(module, "fit_backend", lambda model, balanced, x, y, n, rows=None: (
+        fitted_on.append((type(x), x.dtype, len(x), rows)), fit_backend(model, balanced, x, y, n, rows))[1])
+    seen = []
+    curve = module.learning_curve(config, minutes=(0.05, None), n_folds=2, on_progress=lambda d, t, **m: seen.append(d))
+    assert seen == [2, 3, 5, 6]  # progress as before: a fold's supervectors count a step, told with its budgets
+    assert max(appended) <= 4 and max(clips_at_once) == 1  # a chunk of clips in RAM, never a fold's
+    for kind, dtype, n_rows, rows in fitted_on:  # every backend reads its budget's rows of the fold's store
+        assert kind is np.memmap and dtype == np.float16 and rows is not None and len(rows) <= n_rows
+    assert len(fitted_on[0][3]) < len(fitted_on[1][3]) == fitted_on[1][2]  # a budget, then all (clips and copies)
+    assert len(curve["accuracy"]) == 2
+    assert not list((tmp_path / "cache").glob("learning-curve-*"))
+
+
+def test_an_interrupted_curve_leaves_no_supervectors_behind(tmp_path):
+    from core.identify.learning_curve import learning_curve
+
+    config = _tone_config(tmp_path, augment=())
+
+    def interrupt(done, total, **metrics):
+        assert list((tmp_path / "cache").glob("learning-curve-*/fold0/store/vectors.f16"))  # on disk while it runs
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learning_curve(config, minutes=(None,), n_folds=2, on_progress=interrupt)
+    assert not list((tmp_path / "cache").glob("learning-curve-*"))
+
+
+@pytest.mark.slow
+def test_on_disk_float16_supervectors_give_the_in_ram_curve_on_real_speech(cv_sample, tmp_path, monkeypatch):
+    from core.audio.features import FeatureConfig
+    from core.identify import gmm, learning_curve as module
+    from core.identify.clips import TrainConfig
+
+    config = TrainConfig(data_dir=str(cv_sample), cache_dir=str(tmp_path / "cache"), model="gmm-supervector",
+                         languages=("de", "es", "ja"), threads=1,
+                         model_config={"n_components": 8, "ubm_frames": 5000, "ubm_iterations": 10, "fit_on": "clips",
+                                       "augment": ["noise"]})
+    on_disk = module.learning_curve(config, minutes=(0.5, None), n_folds=2)
+    fps = FeatureConfig.from_dict(config.features).frames_per_second
+
+    def in_ram(config, clips, model, train_part, folder, seed):
+        """What the curve did before: every supervector of the fold (clips, then copies) in RAM as float64."""
+        folder.mkdir()  # the curve removes the fold's folder
+        units = gmm.clip_units(config, clips, train_part)
+        gmm.fit_ubm(model, [unit.load for unit in units[: len(train_part)]], seed)
+        blocks = [gmm.clip_supervectors(model, u.load(), round(3 * fps), round(fps))[0] for u in units]
+        return np.concatenate(blocks), np.repeat(np.tile(train_part, 2), [len(b) for b in blocks])
+
+    monkeypatch.setattr(module, "fold_supervectors", in_ram)
+    reference = module.learning_curve(config, minutes=(0.5, None), n_folds=2)
+    assert on_disk["n_clips"] == 220 and on_disk["minutes"] == reference["minutes"]
+    assert on_disk["accuracy"] == reference["accuracy"]  # float16 rounding flips no answer here
+    assert on_disk["ci_low"] == pytest.approx(reference["ci_low"]) and 0.33 < on_disk["accuracy"][1] < 1

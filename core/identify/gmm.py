@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -81,14 +81,14 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     report = on_progress if on_progress and distributed.current().is_main else (lambda *a, **k: None)
     rows = torch.cat([train_rows, val_rows]).numpy()
     background = _background(config, cfg, clips)
-    units = _units(config, clips, rows, background)
+    units = clip_units(config, clips, rows, background)
     n_rows = len(rows) * (1 + len(cfg.augment)) + len(background)
     memory.check(cfg, len(rows) + len(background), len(rows), len(background))
     work = Path(run_dir) / "supervectors" if run_dir else Path(tempfile.mkdtemp(prefix="supervectors-"))
     try:
         ubm_units = [units[i] for i in range(len(train_rows))] + [u for u in units if u.part == BACKGROUND]
         _resumable_ubm(model, ubm_units, config.seed, work, report)
-        store = _supervectors(model, units, config, work, report)
+        store = write_supervectors(model, units, config, work, report)
         calibration, backend = _fit_backends(model, cfg, config.class_weights, store, units, len(clips.labels), report)
     except MemoryError:
         raise DeepLanguageError(memory.memory_error_message(cfg, len(rows) + len(background), n_rows)) from None
@@ -104,7 +104,7 @@ def fit(config, clips, train_rows: torch.Tensor, val_rows: torch.Tensor, run_dir
     return checkpoint
 
 
-def _units(config, clips, rows: np.ndarray, background) -> list[Unit]:
+def clip_units(config, clips, rows: np.ndarray, background: pd.DataFrame | None = None) -> list[Unit]:
     """Every clip's share of the supervectors, in their order: clean clips, their augmented copies, background."""
     features = FeatureConfig.from_dict(config.features)
     kinds = list(model_config(config.model, config.model_config).augment)
@@ -120,20 +120,10 @@ def _units(config, clips, rows: np.ndarray, background) -> list[Unit]:
 
         units += [Unit(f"copies:{key}", lambda p=p, k=key: copies(p, k), t, s, COPY)
                   for p, key, t, s in zip(part["path"], part["key"], targets, part["speaker"])]
-    units += [Unit(f"background:{key}", lambda k=key: [torch.from_numpy(cache.load(k, normalize=False))], t, s,
-                   BACKGROUND) for key, t, s in zip(background["key"], background["target"], background["speaker"])]
+    if background is not None:
+        units += [Unit(f"background:{key}", lambda k=key: [torch.from_numpy(cache.load(k, normalize=False))], t, s,
+                       BACKGROUND) for key, t, s in zip(background["key"], background["target"], background["speaker"])]
     return units
-
-
-def augmented_copies_of(config, clips, rows: np.ndarray) -> Iterator[list[torch.Tensor]]:
-    """The raw log-mels of ``cfg.augment`` copies of each of ``rows`` of ``clips``, one clip at a time."""
-    features = FeatureConfig.from_dict(config.features)
-    kinds = list(model_config(config.model, config.model_config).augment)
-    root = FeatureCache(config.cache_dir or default_cache_dir(config.data_dir), features).root / "augmented"
-    if not kinds:
-        return
-    for path, key in zip(clips.manifest["path"].iloc[rows], clips.manifest["key"].iloc[rows]):
-        yield [torch.from_numpy(m) for _, m in clip_copies(path, key, kinds, features, root)]
 
 
 def _resumable_ubm(model: GMMSupervector, units: list[Unit], seed: int, work: Path, report) -> None:
@@ -152,8 +142,12 @@ def _resumable_ubm(model: GMMSupervector, units: list[Unit], seed: int, work: Pa
         torch.save(state, tmp)
 
 
-def _supervectors(model: GMMSupervector, units: list[Unit], config, work: Path, report) -> vectors.VectorStore:
-    """Every unit's supervectors in a float16 store under ``work``, resumed after its last finished chunk."""
+def write_supervectors(model: GMMSupervector, units: list[Unit], config, work: Path,
+                       report: Callable[..., None] | None = None) -> vectors.VectorStore:
+    """Every unit's supervectors in a float16 store under ``work``, resumed after its last finished chunk.
+
+    At most ``STORE_UNITS`` units' supervectors are in RAM at once; the rest are on disk."""
+    report = report or (lambda *a, **k: None)
     fps = FeatureConfig.from_dict(config.features).frames_per_second
     window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
     ubm = hashlib.sha1(model.ubm_means.numpy().tobytes()).hexdigest()[:16]

@@ -21,6 +21,8 @@ The result (also ``checkpoints/identify-gmm/learning_curve.json``, which the Ide
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,10 +34,10 @@ from core.errors import DeepLanguageError, UsageError
 from core.files import write_json
 from core.identify.clips import evaluate_clips, load_clips
 from core.identify.metrics import bootstrap_ci
-from core.audio.features import FeatureConfig
 from core.identify.card import load_learning_curve  # noqa: F401  (the Identify page reads curves without torch)
 from core.identify.predict import check_languages
-from core.identify.gmm import augmented_copies_of, clip_supervectors, fit_backend, fit_ubm, new_model
+from core.identify.gmm import clip_units, fit_backend, fit_ubm, new_model, write_supervectors
+from core.paths import default_cache_dir
 
 MINUTES = (0.5, 1.0, 2.0, 3.0, 4.0, None)  # per language; None = all the fold's training speech
 TARGET_ACCURACY = 0.8
@@ -91,6 +93,20 @@ def scored_curve(minutes: Sequence[float], correct: Sequence[np.ndarray], speake
             "minutes_for": {str(a): minutes_for(a, law) for a in EXTRAPOLATED_TO}, "chance": chance}
 
 
+def fold_supervectors(config, clips, model, train_part: np.ndarray, folder: Path,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the fold's UBM on its training clips, then write their supervectors and their augmented copies'.
+
+    They go to a float16 store in ``folder`` (:func:`write_supervectors`: a chunk of clips in RAM at a time).
+    Returns its memory map ``(n, embedding_dim)`` and the row of ``clips`` each supervector belongs to ``(n,)``:
+    a clip's copies follow it into (or out of) every budget.
+    """
+    units = clip_units(config, clips, train_part)  # the clean clips, then their copies, in train_part's order
+    fit_ubm(model, [unit.load for unit in units[: len(train_part)]], seed)
+    store = write_supervectors(model, units, config, folder)
+    return store.rows(), np.repeat(np.tile(train_part, len(units) // len(train_part)), store.counts)
+
+
 def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: int = 3,
                    on_progress: Callable[..., None] | None = None, languages: Sequence[str] | None = None) -> dict:
     """Speaker-grouped ``n_folds`` CV of ``config`` (a gmm-supervector TrainConfig) at each budget of minutes.
@@ -99,6 +115,9 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
     unlabelled speech is never what is scarce); each budget then fits the backend on its labelled clips
     only, and the model is scored on the fold's held-out speakers exactly as identify answers. ``languages``
     adds the curve of the answers renormalised over those languages, on their clips (``restricted``).
+
+    Bounded memory: each fold's supervectors are on disk (:func:`fold_supervectors`), in a temporary folder of
+    the dataset's cache removed when the curve is done or interrupted, and each budget's backend reads its rows.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -112,8 +131,6 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
     manifest, targets = clips.manifest, clips.targets.numpy()
     folds = list(StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.split_seed)
                  .split(manifest, manifest["language"], manifest["speaker"]))
-    fps = FeatureConfig.from_dict(config.features).frames_per_second
-    window, hop = round(config.window_seconds * fps), round(config.hop_seconds * fps)
     if languages is not None:
         try:
             check_languages(list(languages), list(clips.labels))
@@ -122,29 +139,29 @@ def learning_curve(config, minutes: Sequence[float | None] = MINUTES, n_folds: i
     probabilities = {i: np.zeros((len(manifest), len(clips.labels))) for i in range(len(minutes))}
     used = {i: [] for i in range(len(minutes))}
     total, done = n_folds * (len(minutes) + 1), 0
-    for fold, (train_part, test_part) in enumerate(folds):
-        model = new_model(replace(config, seed=config.seed + fold), len(clips.labels))
-        fit_ubm(model, [lambda i=int(i): [clips.clip(i)] for i in train_part], config.seed + fold)
-        x, n = clip_supervectors(model, [clips.clip(int(i)) for i in train_part], window, hop)
-        owner = np.repeat(train_part, n)  # clip row of each example
-        x_aug = [clip_supervectors(model, copies, window, hop)[0]
-                 for copies in augmented_copies_of(config, clips, train_part)]
-        if x_aug:  # copies of a clip follow it into (or out of) every budget
-            x = np.concatenate([x, *x_aug])
-            owner = np.concatenate([owner, np.repeat(train_part, len(model.config.augment))])
-        done += 1
-        for b, budget in enumerate(minutes):
-            rows = budget_rows(manifest, train_part, budget, config.seed + fold)
-            keep = np.isin(owner, rows)
-            fit_backend(model, config.class_weights, x[keep], targets[owner[keep]], len(clips.labels))
-            model.eval()
-            result = evaluate_clips(model, clips, torch.from_numpy(test_part), config, return_predictions=True)
-            probabilities[b][test_part] = result["probabilities"]
-            part = manifest.iloc[rows]
-            used[b].append((part["duration"].sum() / 60.0 / part["language"].nunique(), part["speaker"].nunique()))
+    # The cache is on the dataset's disk; the system's temporary folder may be RAM (tmpfs).
+    cache = Path(config.cache_dir or default_cache_dir(config.data_dir))
+    with tempfile.TemporaryDirectory(prefix="learning-curve-", dir=cache) as work:
+        for fold, (train_part, test_part) in enumerate(folds):
+            model = new_model(replace(config, seed=config.seed + fold), len(clips.labels))
+            folder = Path(work) / f"fold{fold}"
+            x, owner = fold_supervectors(config, clips, model, train_part, folder, config.seed + fold)
             done += 1
-            if on_progress:
-                on_progress(done, total, fold=fold + 1, minutes=budget or "all", accuracy=result["accuracy"])
+            for b, budget in enumerate(minutes):
+                rows = budget_rows(manifest, train_part, budget, config.seed + fold)
+                keep = np.flatnonzero(np.isin(owner, rows))
+                fit_backend(model, config.class_weights, x, targets[owner], len(clips.labels), rows=keep)
+                model.eval()
+                result = evaluate_clips(model, clips, torch.from_numpy(test_part), config, return_predictions=True)
+                probabilities[b][test_part] = result["probabilities"]
+                part = manifest.iloc[rows]
+                used[b].append((part["duration"].sum() / 60.0 / part["language"].nunique(),
+                                part["speaker"].nunique()))
+                done += 1
+                if on_progress:
+                    on_progress(done, total, fold=fold + 1, minutes=budget or "all", accuracy=result["accuracy"])
+            del x
+            shutil.rmtree(folder)  # a fold's store is the size of its clips' supervectors: one on disk at a time
     spent = [float(np.mean([u[0] for u in used[b]])) for b in range(len(minutes))]
     speakers = manifest["speaker"].to_numpy()
     curve = scored_curve(spent, [p.argmax(1) == targets for p in probabilities.values()], speakers,
