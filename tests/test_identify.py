@@ -311,3 +311,17 @@ def test_unheard_clips_leave_out_the_model_s_speakers_and_languages(cv_sample, t
     with pytest.raises(DeepLanguageError, match="no clip of fr"):
         pick_clip(clips, "fr", rng)
     assert unheard_clips({}, ["es"], tmp_path / "nowhere").empty  # no sample here: nothing offered, no error
+
+
+def test_evaluate_keeps_each_clip_s_probabilities_apart_from_torch():
+    """evaluate keeps one row per clip of a dataset: a row that is a view of torch's tensor pins that tensor's heap
+    block, and the process grew by about 50 kB a clip (bench/scale.py); each row owns its numbers."""
+    from core.audio.decode import load_audio
+    from core.audio.features import log_mel
+    from core.identify.evaluate import clip_probabilities
+
+    bundle = load_identifier(GMM_CHECKPOINT)
+    features = torch.from_numpy(log_mel(load_audio(_real_clips()[0]), bundle.features))
+    for clip in (features, features[:, :bundle.window]):
+        row = clip_probabilities(bundle, clip)
+        assert row.shape == (len(bundle.labels),) and row.flags.owndata and row.sum() == pytest.approx(1, abs=1e-4)

@@ -128,11 +128,14 @@ def score_clips(bundle: Identifier, manifest: pd.DataFrame, cache_dir: Path,
 
 
 def clip_probabilities(bundle: Identifier, clip: torch.Tensor) -> np.ndarray:
-    """Uncalibrated probabilities ``(n_labels,)`` of one raw log-mel clip ``(n_mels, n_frames)``, as identify answers."""
+    """Uncalibrated probabilities ``(n_labels,)`` of one raw log-mel clip ``(n_mels, n_frames)``, as identify answers.
+
+    A copy, not a view of torch's tensor: kept for every clip of a dataset, each view pinned its tensor's block in
+    the heap above the clip's freed temporaries, and the process grew by 50 kB a clip (bench/scale.py, evaluate)."""
     if scores_whole_clip(bundle.model, clip.shape[1], bundle.features.frames_per_second):
-        return predict_whole_clip(bundle.model, clip).numpy()
+        return predict_whole_clip(bundle.model, clip).numpy().copy()
     _, windows = clip_windows(clip, bundle.window, bundle.hop, input_normalization(bundle.model))
-    return predict_batches(bundle.model, windows).mean(0).numpy()
+    return predict_batches(bundle.model, windows).mean(0).numpy().copy()
 
 
 def test_calibration(bundle: Identifier, probabilities: np.ndarray, targets: np.ndarray) -> dict:
