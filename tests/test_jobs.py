@@ -109,6 +109,24 @@ def test_stop_keeps_the_last_epoch_and_resume_finishes(tiny, tmp_path):
     assert len(launches) == 2 and "--start" in launches[0] and "--resume" in launches[1], launches
 
 
+def test_a_job_launched_by_a_server_started_in_the_background_still_stops_on_sigint(tiny, tmp_path):
+    """`nohup`, `&`: the server starts with SIGINT ignored and its jobs inherit that; Stop's SIGINT must still stop."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=400), runs_dir=tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        _wait_for_epochs(run_dir, 1)
+        os.killpg(runs.read_json(run_dir / registry.JOB_FILE)["pgid"], signal.SIGINT)  # SIGINT only
+        deadline = time.monotonic() + 60
+        while registry.run_state(run_dir)["state"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert registry.run_state(run_dir)["state"] == "stopped", launch.read_log(run_dir)
+    finally:
+        launch.stop(run_dir, timeout=20)
+
+
 @pytest.mark.slow
 def test_kill9_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny, tmp_path):
     from core.identify.train import train
@@ -203,8 +221,9 @@ def test_a_run_s_chance_level_comes_from_its_languages(tmp_path):
 # A job that lets go of its run at once on SIGINT (stopped, lock free), then takes its time to exit, as a
 # Python process with torch loaded does (seconds of interpreter teardown after training stopped).
 SLOW_TO_EXIT = """
-import sys, time
+import signal, sys, time
 from core import runs
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as `train` does, whatever it inherited
 try:
     with runs.lifecycle(sys.argv[1]):
         print("training", flush=True)

@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # SIGTERM (a job's stop, torchrun, a scheduler) ends a run as Ctrl-C does: last epoch kept, state stopped.
     signal.signal(signal.SIGTERM, _interrupt)
+    # And SIGINT (the page's Stop) always does: a process started in the background (`nohup`, `&`) starts with
+    # SIGINT ignored and hands that on, so a dashboard run that way got Stop only through SIGTERM, 42 s later.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ddp = distributed.init_from_env()  # torchrun's environment: join its processes (else one process)
     if args.resume is None and args.data is None:
         raise DeepLanguageError("give --data DIR to train, or --resume RUN_DIR to continue a run.")
