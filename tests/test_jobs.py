@@ -221,9 +221,8 @@ def test_a_run_s_chance_level_comes_from_its_languages(tmp_path):
 # A job that lets go of its run at once on SIGINT (stopped, lock free), then takes its time to exit, as a
 # Python process with torch loaded does (seconds of interpreter teardown after training stopped).
 SLOW_TO_EXIT = """
-import signal, sys, time
+import sys, time
 from core import runs
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as `train` does, whatever it inherited
 try:
     with runs.lifecycle(sys.argv[1]):
         print("training", flush=True)
