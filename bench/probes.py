@@ -1,106 +1,151 @@
-"""How long the linear probes of one study run take: the study's probe against the way it was done before.
+"""How long a study's linear probes take: the shipped probe against the LinearSVC probe it replaced.
 
-    .venv/bin/python bench/probes.py [--study checkpoints/dose-study] [--runs 3] [--permutations 30]
+    .venv/bin/python bench/probes.py [--study checkpoints/matrix-study] [--runs 6] [--per-language 50]
+                                     [--before 99aa06f] [--whole]
 
-A run's probes (every latent kind x {target-vs-rest, all-languages}, permutation p-values, speaker
-bootstrap) are most of a big study's time after training. Two implementations on the same latents,
-alternating, the median of each:
+Both probes run on the same latents, alternating run by run, one thread each (as a study's probe
+workers run), and the median seconds per run of each are compared:
 
-* before: the whole ``StandardScaler + LinearSVC`` pipeline refitted for every fold of every
-  permutation, through sklearn's checks, and a Python loop of bootstrap resamples, always all
-  ``--permutations`` shuffles;
-* now (``core.study.probes.probe``): each fold standardised once (the scaler sees no labels), only
-  the SVM refitted per shuffle, the bootstrap as one product, and the sequential stop
-  (Besag-Clifford: done once 5 shuffles beat the real score).
+* before: ``core/study/linear_probe.py`` as it was at ``--before`` (read from git): StandardScaler +
+  LinearSVC refitted for every fold of every permutation, at most 20 permutations, stopping once 5
+  beat the real score;
+* now: ``core.study.linear_probe.probe``: nearest class mean after a label-free whitening, every
+  permutation in one product per fold.
 
-Also prints whether the two give the same accuracy (they must: same folds, same SVM).
+``--per-language N`` first tiles each latent set to N clips a language, as the study's latent sample
+is at 2x the embedded sample and beyond (it is capped at 50 a language): copy j of a clip is its row
+plus 1 % noise, under a new speaker id, as the scale benchmarks' replicated datasets give. ``--whole``
+also times ``probe_study`` on all of the (tiled) study with its default workers, end to end.
+
+Also prints how the two agree: mean accuracy, their correlation over probes, and the share of probes
+with p < 0.05.
 """
 
 import argparse
+import importlib.util
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
-from core.study import linear_probe as probes  # noqa: E402
-from core.study.latent_files import load_latents  # noqa: E402
-from core.study.layout import DOSE_STUDY_DIR, parse_run_name, study_runs  # noqa: E402
+from core.study import linear_probe  # noqa: E402
+from core.study.latent_files import load_latents, save_latents  # noqa: E402
+from core.study.layout import parse_run_name, study_runs  # noqa: E402
+from core.study.probes import probe_study  # noqa: E402
 
-
-def probe_before(X, y, groups, n_permutations: int, n_bootstrap: int = probes.N_BOOTSTRAP, seed: int = 0) -> float:
-    """The probe as it was: returns its accuracy (what it computed besides is timed, not returned)."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    X = np.asarray(X, dtype=np.float64)
-    classes, y = np.unique(np.asarray(y).astype(str), return_inverse=True)
-    groups = np.asarray(groups).astype(str)
-    k = len(classes)
-    folds = probes._folds(y, groups, probes._n_splits(y, groups, classes), seed)
-
-    def predict(labels):
-        out = np.empty_like(labels)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for train, test in folds:
-                out[test] = probes.make_probe(seed).fit(X[train], labels[train]).predict(X[test])
-        return out
-
-    predicted = predict(y)
-    accuracy = probes.balanced_accuracy(y, predicted, k)
-    rng = np.random.default_rng(seed)
-    speakers, speaker_index = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(speaker_index == i) for i in range(len(speakers))]
-    for _ in range(n_bootstrap):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(speakers), len(speakers))])
-        if len(np.unique(y[rows])) == k:
-            probes.balanced_accuracy(y[rows], predicted[rows], k)
-    speaker_label = np.array([y[m[0]] for m in members])
-    for _ in range(n_permutations):
-        shuffled = rng.permutation(speaker_label)[speaker_index]
-        try:
-            probes.balanced_accuracy(shuffled, predict(shuffled), k)
-        except ValueError:  # a shuffle that leaves a training fold with one class
-            continue
-    return accuracy
+BEFORE = "99aa06f"  # the last commit whose probe was the LinearSVC
 
 
-def run_probes(folder: Path, function, n_permutations: int) -> tuple[float, list[float]]:
+def module_at(rev: str):
+    """``core/study/linear_probe.py`` as it was at ``rev``, imported under another name."""
+    source = subprocess.run(["git", "show", f"{rev}:core/study/linear_probe.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "probe_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("probe_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tile(arrays: dict, manifest: pd.DataFrame, per_language: int, rng) -> tuple[dict, pd.DataFrame]:
+    """Each language's rows repeated (copy-major) to ``per_language``; copies get noise and new speakers."""
+    order, copies = [], []
+    for _, rows in manifest.groupby("language", sort=False):
+        index = rows.index.to_numpy()
+        take = np.arange(per_language)
+        order.append(index[take % len(index)])
+        copies.append(take // len(index))
+    order, copies = np.concatenate(order), np.concatenate(copies)
+    tiled = manifest.loc[order].reset_index(drop=True)
+    tiled["speaker"] = tiled["speaker"].astype(str) + np.where(copies > 0, "~" + copies.astype(str), "")
+    tiled["key"] = tiled["key"].astype(str) + np.where(copies > 0, "~" + copies.astype(str), "")
+    out = {}
+    for kind, X in arrays.items():
+        noise = rng.normal(scale=0.01, size=(len(order), X.shape[1])) * X.std(0)
+        out[kind] = (X[order] + noise * (copies > 0)[:, None]).astype(np.float32)
+    return out, tiled
+
+
+def tiled_study(study: Path, per_language: int) -> Path:
+    """A copy of the study (its files, not its run weights) whose latents are tiled."""
+    copy = Path(tempfile.mkdtemp(prefix="probes-bench-")) / study.name
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("*.pt", "probes.tsv", "report_summary.json"))
+    rng = np.random.default_rng(0)
+    folders = [p for p in study_runs(copy)] + [copy / "identify"]
+    for folder in folders:
+        if (folder / "latents.npz").exists():
+            save_latents(folder, *tile(*load_latents(folder), per_language, rng))
+    return copy
+
+
+def probe_run(folder: Path, probe) -> tuple[float, list[tuple[float, float]]]:
     arrays, manifest = load_latents(folder)
-    target = parse_run_name(folder.name)["target"]
     languages = manifest["language"].to_numpy().astype(str)
-    accuracies = []
+    target = parse_run_name(folder.name).get("target") if folder.name != "identify" else None
+    target = target or languages[0]  # the autoencoder and the reference space: probed for every target
     started = time.perf_counter()
+    results = []
     for X in arrays.values():
         for y in (np.where(languages == target, target, "other"), languages):
-            accuracies.append(function(X, y, manifest["speaker"].to_numpy(), n_permutations))
-    return time.perf_counter() - started, accuracies
+            result = probe(X, y, manifest["speaker"].to_numpy())
+            results.append((result["accuracy"], result["p_value"]))
+    return time.perf_counter() - started, results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", type=Path, default=DOSE_STUDY_DIR)
-    parser.add_argument("--runs", type=int, default=3, help="runs probed by each implementation, alternating")
-    parser.add_argument("--permutations", type=int, default=probes.N_PERMUTATIONS)
+    parser.add_argument("--study", type=Path, default=ROOT / "checkpoints" / "matrix-study")
+    parser.add_argument("--runs", type=int, default=6, help="runs probed by each implementation, alternating")
+    parser.add_argument("--per-language", type=int, default=0, help="tile each latent set to this many clips a "
+                        "language first (0: as stored)")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the probe to compare with")
+    parser.add_argument("--whole", action="store_true", help="also time probe_study on the whole study")
     args = parser.parse_args()
-    folders = [p for p in study_runs(args.study)
-               if parse_run_name(p.name)["kind"] == "lstm" and (p / "latents.npz").exists()][:args.runs]
-    before, now, same = [], [], True
-    for folder in folders:
-        seconds, old = run_probes(folder, probe_before, args.permutations)
-        before.append(seconds)
-        seconds, new = run_probes(folder, lambda X, y, g, n: probes.probe(X, y, g, n_permutations=n)["accuracy"],
-                                  args.permutations)
-        now.append(seconds)
-        same &= np.allclose(old, new)
-    b, n = statistics.median(before), statistics.median(now)
-    print(f"probes of one run ({args.study.name}, {len(folders)} runs, every latent kind x 2 tasks, up to "
-          f"{args.permutations} permutations): before {b:.2f} s, now {n:.2f} s = {b / n:.1f}x faster; "
-          f"same accuracies: {same}")
+
+    study = tiled_study(args.study, args.per_language) if args.per_language else args.study
+    before = module_at(args.before)
+    runs = [p for p in study_runs(study) if parse_run_name(p.name)["kind"] == "lstm"
+            and (p / "latents.npz").exists()]
+    runs = [runs[i] for i in np.linspace(0, len(runs) - 1, min(args.runs, len(runs))).astype(int)]
+    runs += [p for p in (study / "runs" / "ae__s0", study / "identify") if (p / "latents.npz").exists()]
+    times = {"before": [], "now": []}
+    results = {"before": [], "now": []}
+    with threadpool_limits(1):
+        for folder in runs:
+            for name, probe in (("before", before.probe), ("now", linear_probe.probe)):
+                seconds, rows = probe_run(folder, probe)
+                times[name].append(seconds)
+                results[name] += rows
+    b, n = statistics.median(times["before"]), statistics.median(times["now"])
+    old, new = np.array(results["before"]), np.array(results["now"])
+    n_clips = len(load_latents(runs[0])[1])
+    print(f"{args.study.name}, {n_clips} clips a latent set{' (tiled)' if args.per_language else ''}, "
+          f"{len(runs)} latent sets (LSTM runs, an autoencoder, the reference space) x every kind x 2 tasks, one thread: before {b:.2f} s a run, now {n:.2f} s "
+          f"= {b / n:.1f}x faster")
+    if args.per_language:
+        print("(tiled: a clip's copies stand for other speakers, so a fold can train on a near-duplicate of a "
+              "held-out clip: the accuracies below say nothing, only the times do)")
+    print(f"accuracy: before {old[:, 0].mean():.3f}, now {new[:, 0].mean():.3f} (mean over {len(old)} probes), "
+          f"correlation {np.corrcoef(old[:, 0], new[:, 0])[0, 1]:.3f}; p < 0.05: before {np.mean(old[:, 1] < 0.05):.2f}, "
+          f"now {np.mean(new[:, 1] < 0.05):.2f} (smallest p: before 1/21, now 1/{linear_probe.N_PERMUTATIONS + 1})")
+    if args.whole:
+        started = time.perf_counter()
+        table = probe_study(study)
+        print(f"probe_study, whole study ({len(table)} probes, default workers): "
+              f"{time.perf_counter() - started:.1f} s")
+    if args.per_language:
+        shutil.rmtree(study.parent)
 
 
 if __name__ == "__main__":

@@ -48,17 +48,56 @@ def test_too_few_speakers_is_a_clear_error_and_such_languages_are_dropped():
     assert all(r["dropped"] == "pt" for r in rows)
 
 
-def test_prescaled_folds_predict_what_the_probe_pipeline_predicts():
-    from core.study.linear_probe import _ScaledFolds, make_probe
+def nearest_mean(x_train, y_train, x_test, k):
+    """The probe written plainly: standardise, then the class mean at the least distance, each dimension
+    divided by its pooled within-class variance."""
+    from sklearn.preprocessing import StandardScaler
 
-    for n_classes in (2, 4):  # the binary and the one-vs-rest decision
-        X, _, groups = speakers_data(True)
-        y = np.repeat(np.arange(16) % n_classes, 6)
-        folds = _folds(y, groups, 4, seed=0)
-        expected = np.empty_like(y)
-        for train, test in folds:
-            expected[test] = make_probe(0).fit(X[train], y[train]).predict(X[test])
-        np.testing.assert_array_equal(_ScaledFolds(X, folds, 0).predict(y), expected)
+    from core.study.linear_probe import MIN_VARIANCE
+
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+    means = np.stack([x_train[y_train == c].mean(0) for c in range(k)])
+    variance = np.maximum(((x_train - means[y_train]) ** 2).mean(0), MIN_VARIANCE)
+    return (((x_test[:, None, :] - means[None]) ** 2) / variance).sum(2).argmin(1)
+
+
+def test_every_labelling_is_scored_as_a_probe_fitted_on_it_alone():
+    from core.study.linear_probe import _Folds
+
+    X, _, groups = speakers_data(True)
+    speakers, speaker_index = np.unique(groups, return_inverse=True)
+    rng = np.random.default_rng(0)
+    for k in (2, 4):  # the binary and the many-class decision
+        labellings = np.vstack([np.arange(16) % k] + [rng.permutation(np.arange(16) % k) for _ in range(5)])
+        folds = _folds(labellings[0][speaker_index], groups, 4, seed=0)
+        predicted, valid = _Folds(X, folds, speaker_index).predict(labellings, k, len(X))
+        assert valid.all()
+        for labels, got in zip(labellings, predicted):
+            y = labels[speaker_index]
+            expected = np.empty_like(y)
+            for train, test in folds:
+                expected[test] = nearest_mean(X[train], y[train], X[test], k)
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_a_shuffle_that_leaves_a_fold_without_a_class_is_not_counted():
+    from core.study.linear_probe import _Folds
+
+    X, _, groups = speakers_data(True)
+    speakers, speaker_index = np.unique(groups, return_inverse=True)
+    real = np.arange(16) % 2
+    lonely = np.zeros(16, dtype=int)
+    lonely[0] = 1  # one speaker of class 1: the fold that holds it out has no class 1 to fit
+    folds = _folds(real[speaker_index], groups, 4, seed=0)
+    _, valid = _Folds(X, folds, speaker_index).predict(np.vstack([real, lonely]), 2, len(X))
+    assert valid.tolist() == [True, False]
+
+
+def test_balanced_accuracy_of_many_labellings_is_each_ones():
+    rng = np.random.default_rng(2)
+    y, p = rng.integers(0, 3, (4, 50)), rng.integers(0, 3, (4, 50))
+    np.testing.assert_allclose(balanced_accuracy(y, p, 3), [balanced_accuracy(a, b, 3) for a, b in zip(y, p)])
 
 
 def test_bootstrap_over_speakers_matches_resampling_their_clips():
