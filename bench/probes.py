@@ -9,8 +9,8 @@ workers run), and the median seconds per run of each are compared:
 * before: ``core/study/linear_probe.py`` as it was at ``--before`` (read from git): StandardScaler +
   LinearSVC refitted for every fold of every permutation, at most 20 permutations, stopping once 5
   beat the real score;
-* now: ``core.study.linear_probe.probe``: nearest class mean after a label-free whitening, every
-  permutation in one product per fold.
+* now: ``core.study.linear_probe.probe``: diagonal LDA (the nearest class mean, each dimension weighted
+  by its within-class variance), all 200 permutations in one product per fold.
 
 ``--per-language N`` first tiles each latent set to N clips a language, as the study's latent sample
 is at 2x the embedded sample and beyond (it is capped at 50 a language): copy j of a clip is its row
@@ -131,14 +131,14 @@ def main() -> None:
     old, new = np.array(results["before"]), np.array(results["now"])
     n_clips = len(load_latents(runs[0])[1])
     print(f"{args.study.name}, {n_clips} clips a latent set{' (tiled)' if args.per_language else ''}, "
-          f"{len(runs)} latent sets (LSTM runs, an autoencoder, the reference space) x every kind x 2 tasks, one thread: before {b:.2f} s a run, now {n:.2f} s "
-          f"= {b / n:.1f}x faster")
+          f"{len(runs)} latent sets (LSTM runs, an autoencoder, the reference space) x every kind x 2 tasks, "
+          f"one thread: before {b:.2f} s a run, now {n:.2f} s = {b / n:.1f}x faster")
     if args.per_language:
         print("(tiled: a clip's copies stand for other speakers, so a fold can train on a near-duplicate of a "
               "held-out clip: the accuracies below say nothing, only the times do)")
     print(f"accuracy: before {old[:, 0].mean():.3f}, now {new[:, 0].mean():.3f} (mean over {len(old)} probes), "
-          f"correlation {np.corrcoef(old[:, 0], new[:, 0])[0, 1]:.3f}; p < 0.05: before {np.mean(old[:, 1] < 0.05):.2f}, "
-          f"now {np.mean(new[:, 1] < 0.05):.2f} (smallest p: before 1/21, now 1/{linear_probe.N_PERMUTATIONS + 1})")
+          f"correlation {np.corrcoef(old[:, 0], new[:, 0])[0, 1]:.3f}; "
+          f"p < 0.05: before {np.mean(old[:, 1] < 0.05):.2f}, now {np.mean(new[:, 1] < 0.05):.2f} (smallest p: before 1/21, now 1/{linear_probe.N_PERMUTATIONS + 1})")
     if args.whole:
         started = time.perf_counter()
         table = probe_study(study)

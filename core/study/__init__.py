@@ -45,8 +45,7 @@ Modules:
     results      status, convergence measures, curves, probes.tsv, read back from disk
     nextframe    the next-frame LSTM; autoencoder: the conv autoencoder reference
     latents      frozen models' states for held-out speakers; latent_files: their files, read without torch
-    linear_probe one probe: speaker-grouped shrinkage LDA (nearest class mean, label-free whitening), chance,
-                 speaker bootstrap CI, permutation p (all shuffles in one product)
+    linear_probe one probe: speaker-grouped diagonal LDA, chance, speaker bootstrap CI, permutation p
     probes       every run of a study probed (probes.tsv)
     similarity   language similarity: genealogy, identifier confusion, espeak-ng phoneme overlap
     stats        paired speed-ups, Holm, Mantel (similarity), probes over seeds, Mann-Whitney vs "none"

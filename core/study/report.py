@@ -117,7 +117,8 @@ def _summarize(study_dir: Path, study: dict) -> dict:
                                 "cells with p_t_holm < 0.05",
             "effect_size": "Cohen's d_z of the per-seed log speed-ups",
             "ci95": "percentile bootstrap over seeds",
-            "probes": "balanced accuracy of a speaker-grouped linear probe: mean over seeds with a 95 % t-interval "
+            "probes": "balanced accuracy of a speaker-grouped linear probe (diagonal LDA, equal priors): mean over "
+                      "seeds with a 95 % t-interval "
                       "(one model: bootstrap over speakers); p_value: the seeds' permutation p combined by Fisher's "
                       "method; null_mean: mean accuracy on shuffled labels",
             "probe_tests": "each LSTM condition against none on probe accuracy over seeds: exact two-sided "

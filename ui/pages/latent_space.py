@@ -96,7 +96,8 @@ task = st.radio("Task", sorted(probes["task"].unique(), key=lambda t: t != TASK_
 st.plotly_chart(plots.probe_bars_figure(probes, task), key="latent_probe_bars")
 st.caption(browse.probe_task_note(task, target, probes[probes["task"] == task]))  # "" for other tasks: nothing shown
 st.dataframe(probes[probes["task"] == task], hide_index=True, key="latent_probe_table")
-st.caption("Speaker-grouped, stratified CV on held-out speakers; chance = 1 / classes (balanced accuracy); majority = "
+st.caption("Linear probe: diagonal LDA with equal priors, speaker-grouped, stratified CV on held-out speakers; "
+           "chance = 1 / classes (balanced accuracy); majority = "
            "plain accuracy of always answering the largest class; p: permutation test (languages shuffled between "
            "speakers), seeds combined by Fisher's method; 95% CI over seeds.")
 warm_up_umap()
