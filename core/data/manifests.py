@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.data import clipscan
 from core.files import atomic_path
 from core.paths import default_cache_dir
 
@@ -56,6 +57,10 @@ def load(root: Path, key: str) -> tuple[pd.DataFrame, bool] | None:
         manifest = pd.read_parquet(path)
     except (OSError, ValueError, ImportError):  # absent or damaged: read again and replace
         return None
+    try:  # the clips' scan beside it: this process's next scan of them (the leak check) opens none again
+        clipscan.remember(pd.read_parquet(path.with_suffix(".scan.parquet")).set_index("path"))
+    except (OSError, ValueError, ImportError, KeyError):
+        pass  # absent or damaged: the next scan reads the clips
     return manifest, bool(manifest.attrs.pop("durations_read", False))
 
 
@@ -69,8 +74,12 @@ def save(root: Path, key: str, newest: float, manifest: pd.DataFrame, durations_
     try:
         with atomic_path(folder / f"{key}.parquet") as tmp:
             stored.to_parquet(tmp, index=False)
+        scan = clipscan.remembered(manifest["path"])
+        if len(scan):
+            with atomic_path(folder / f"{key}.scan.parquet") as tmp:
+                scan.rename_axis("path").reset_index().to_parquet(tmp, index=False)
         for old in folder.glob("*.parquet"):
-            if old.stem != key:
+            if old.name.split(".")[0] != key:
                 old.unlink(missing_ok=True)
     except OSError:
         pass  # a read-only cache: still correct, only slower next time
