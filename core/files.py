@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -15,12 +16,13 @@ import numpy as np
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to; it replaces ``path`` when the block succeeds.
 
-    The temporary name keeps the suffix (np.save and np.savez would otherwise add one) and the
-    process id (two writers never share it). On an exception it is removed and ``path`` is untouched.
+    The temporary name keeps the suffix (np.save and np.savez would otherwise add one) and names the
+    process and the thread: two writers never share it (two prepares in one server's threads did, and
+    the second rename found no file). On an exception it is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -191,3 +191,29 @@ def test_a_lock_left_by_a_killed_prepare_does_not_block(small_dataset, tmp_path)
     lock.touch()  # its process is gone: nobody holds it
     assert cache.prepare(manifest, tmp_path / "cache", workers=1).attrs["new"] == 16
     assert not lock.exists()
+
+
+def test_two_threads_writing_one_file_at_once_both_succeed(tmp_path):
+    """atomic_path named its temporary file after the process only: two threads of one process (two prepares in
+    the dashboard's server) wrote the same temporary file, and the second rename failed (seen as a flaky test)."""
+    import threading
+
+    from core.files import atomic_path
+
+    both_open = threading.Barrier(2, timeout=30)
+    errors = []
+
+    def write(text: str) -> None:
+        try:
+            with atomic_path(tmp_path / "config.json") as tmp:
+                tmp.write_text(text)
+                both_open.wait()  # both have written their temporary file before either renames
+        except Exception as error:  # noqa: BLE001  (the test reports what a thread raised)
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(text,)) for text in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and (tmp_path / "config.json").read_text() in {"a", "b"}
