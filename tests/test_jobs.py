@@ -66,6 +66,20 @@ def _wait_for_epochs(run_dir: Path, n_epochs: int, timeout: float = 60.0) -> Non
 
 
 @pytest.mark.slow
+def test_a_launch_reads_as_starting_though_the_wall_clock_stepped_back(tiny, tmp_path, monkeypatch):
+    from dataclasses import asdict
+
+    run_dir = runs.create_run("identify", {"train": {**asdict(tiny_config(*tiny, epochs=1)), "model": "cnn-baseline"}},
+                              tmp_path)
+    created = runs.read_json(run_dir / "status.json")["created"]
+    with monkeypatch.context() as clock:  # NTP stepped the clock back between the run's creation and its launch
+        clock.setattr(launch.time, "time", lambda: created - 0.5)
+        launch.start(run_dir)
+    assert registry.run_state(run_dir)["state"] in ("starting", "running")  # was "created": wait() returned at once
+    assert launch.wait(run_dir, timeout=90) == "finished", launch.read_log(run_dir)
+
+
+@pytest.mark.slow
 def test_launch_trains_in_a_detached_process_to_the_end(tiny, tmp_path):
     run_dir = launch.launch("cnn-baseline", tiny_config(*tiny, epochs=2), runs_dir=tmp_path)
     assert registry.run_state(run_dir)["state"] in ("starting", "running")

@@ -100,8 +100,10 @@ def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
         nproc = 1  # the study's runs are single-process by design (one core each)
     args = command(run_dir, threads, nproc)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
-    # Taken before the child exists: on a loaded machine it can update status.json before the job file below is
-    # written, and the registry must still see this job as launched after that status (so "starting", not "created").
+    # The status this job is launched over, read before the child exists: until the child writes its own, the
+    # registry sees this job as "starting" (not "created"). Compared by identity, never by clock: the wall clock
+    # can step back between the run's creation and its launch, and "launched after" must not depend on it.
+    over = registry.status_stamp(runs.read_json(run_dir / "status.json", {}))
     started = time.time()
     with open(run_dir / LOG_FILE, "ab") as log:
         log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n".encode())
@@ -111,7 +113,7 @@ def start(run_dir: str | Path, threads: int = 1, nproc: int = 1) -> Path:
     runs.reap_when_done(process)
     runs.write_json(run_dir / registry.JOB_FILE, {
         "pid": process.pid, "pgid": process.pid, "proc_start": registry.process_start_time(process.pid),
-        "command": args, "started": started, "threads": threads, "nproc": nproc})
+        "command": args, "started": started, "over": over, "threads": threads, "nproc": nproc})
     return run_dir
 
 

@@ -58,6 +58,11 @@ def process_start_time(pid: int) -> float | None:
     return float(stat[stat.rindex(")") + 2:].split()[19])
 
 
+def status_stamp(status: dict) -> float:
+    """When ``status.json`` was last written (its "updated", else its "created"): what tells one status from the next."""
+    return status.get("updated", status.get("created", 0))
+
+
 def run_state(run_dir: str | Path) -> dict:
     """``status.json`` corrected by the lock, the launched job and a requested stop.
 
@@ -70,7 +75,9 @@ def run_state(run_dir: str | Path) -> dict:
     stop_asked = (run_dir / STOP_FILE).exists()
     state = status.get("state", "created")
     died = state == "failed" and runs.read_json(run_dir / "status.json", {}).get("state") == "running"
-    launched_after = job.get("started", 0) >= status.get("updated", status.get("created", 0))
+    # The job was launched over the status still on disk: it has not written one of its own yet.
+    launched_after = (job.get("over") == status_stamp(status) if "over" in job
+                      else job.get("started", 0) >= status_stamp(status))  # a job.json of an older version
     if state != "running" and job and launched_after and runs.is_locked(run_dir):
         return {**status, "state": "starting", "error": ""}  # locked, its "running" not written yet
     if state != "running" and job and launched_after and not runs.is_locked(run_dir):
