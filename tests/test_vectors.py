@@ -45,6 +45,44 @@ def test_chunked_logistic_equals_sklearn(tmp_path, monkeypatch, n_classes):
     assert np.allclose(ours.mean_, scaler.mean_) and np.allclose(ours.scale_, scaler.scale_)
 
 
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_warm_started_fold_reaches_the_same_fit_in_fewer_steps(monkeypatch, n_classes):
+    """A fold started from the fit on every row (another standardisation) ends where a fold started from zero
+    ends, to the solver's tolerance, and gets there in fewer L-BFGS iterations."""
+    import scipy.optimize
+
+    x, y = _fixture(n_classes, n=400)
+    every = LogisticBackend(c=0.01).fit(x, y)
+    iterations, minimize = [], scipy.optimize.minimize
+
+    def counted(*args, **kwargs):
+        result = minimize(*args, **kwargs)
+        iterations.append(result.nit)
+        return result
+
+    monkeypatch.setattr(scipy.optimize, "minimize", counted)
+    fold = np.arange(80, 400)
+    cold = LogisticBackend(c=0.01).fit(x, y, fold)
+    warm = LogisticBackend(c=0.01, start=every).fit(x, y, fold)
+    assert warm.start is every and cold.start is None
+    assert iterations[1] < iterations[0]
+    assert np.abs(warm.predict_proba(x, np.arange(80)) - cold.predict_proba(x, np.arange(80))).max() < 2e-3
+    assert np.allclose(warm.mean_, cold.mean_) and np.allclose(warm.scale_, cold.scale_)
+
+
+def test_warm_start_keeps_the_function_it_starts_from():
+    """The start is the earlier fit's logits on raw rows, re-expressed in the new fit's standardisation."""
+    x, y = _fixture(5, n=200)
+    earlier = LogisticBackend(c=0.01).fit(x, y)
+    mean, scale = x[:120].astype(np.float64).mean(0), x[:120].astype(np.float64).std(0)
+    start = vectors._start(vars(earlier), earlier.classes_, mean, scale, x.shape[1], len(earlier.classes_))
+    coef, intercept = start[:-5].reshape(x.shape[1], 5), start[-5:]
+    z = (x.astype(np.float64) - mean) / scale
+    assert np.allclose(z @ coef + intercept, vectors.project(x, earlier.mean_, earlier.scale_, earlier.coef_)
+                       + earlier.intercept_)
+    assert not vectors._start(vars(earlier), earlier.classes_[:4], mean, scale, x.shape[1], 4).any()  # other classes
+
+
 def test_chunked_gaussian_equals_in_ram_randomized_svd(tmp_path, monkeypatch):
     from sklearn.utils.extmath import randomized_svd
 

@@ -39,15 +39,18 @@ class LogisticBackend:
     """Standardise -> multinomial logistic regression (L2, ``c``), classes weighted by inverse frequency.
 
     Fitted over chunks of rows (:func:`core.identify.vectors.fit_logistic`, scikit-learn's objective and solver),
-    so ``x`` may be a memory map larger than RAM.
+    so ``x`` may be a memory map larger than RAM. ``start``, a fitted backend on the same classes, is where the
+    solver starts (the same optimum, reached in fewer steps when it is near: a fold from the fit on every row).
     """
 
-    def __init__(self, c: float = LR_C, balanced: bool = True):
-        self.c, self.balanced = c, balanced
+    def __init__(self, c: float = LR_C, balanced: bool = True, start: LogisticBackend | None = None):
+        self.c, self.balanced, self.start = c, balanced, start
 
     def fit(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> "LogisticBackend":
         """Fit on ``x[rows]`` ``(n, n_features)`` and ``y[rows]`` (all rows when None); returns self."""
-        for name, value in vectors.fit_logistic(x, y, self.c, self.balanced, rows).items():
+        start = self.start and {name: getattr(self.start, name) for name in ("classes_", "mean_", "scale_", "coef_",
+                                                                           "intercept_")}
+        for name, value in vectors.fit_logistic(x, y, self.c, self.balanced, rows, start=start).items():
             setattr(self, name, value)
         return self
 
