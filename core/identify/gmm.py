@@ -283,7 +283,7 @@ def _fit_backends(model: GMMSupervector, cfg: GMMSupervectorConfig, balanced: bo
         return backend
 
     # The fit on every row comes first, and each fold's logistic regression starts from it: a fold leaves out a
-    # fifth of the speakers, so its optimum is near, and at 8x the sample a fold took 14 L-BFGS steps, not 56.
+    # fifth of the speakers, so its optimum is near, and at 8x the sample a fold took 12-37 L-BFGS steps, not 54-56.
     data, every = (x, y, groups, part), np.arange(len(x))
     main = fitted(_backend(cfg.backend, cfg, balanced), every)
     calibration = _calibrate(lambda: _backend(cfg.backend, cfg, balanced, start=main), data, n_labels, fitted)
