@@ -237,3 +237,32 @@ def test_latent_points_over_the_cap_are_a_stated_sample(studies_dir, monkeypatch
     assert len(sampled) == 5 and sampled.attrs["n_clips"] == len(every) > 5
     assert sampled.attrs["sample_note"].startswith(f"5 of {len(every)} held-out clips")
     assert set(sampled["key"]) < set(every["key"])
+
+
+def test_study_stamp_moves_with_what_the_pages_draw_and_not_with_progress(tmp_path):
+    """The pages' caches are keyed by this stamp: a new result, curve, latents or table must move it; a run's
+    progress or status (rewritten every few steps) must not; a missing study is 0."""
+    import os
+
+    assert browse.study_stamp(tmp_path / "missing") == 0.0
+    run = tmp_path / "runs" / "es-en-s0"
+    run.mkdir(parents=True)
+    (tmp_path / "study.json").write_text("{}")
+    when = [1_000_000.0]
+
+    def touch(path: Path) -> float:
+        when[0] += 10
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+        os.utime(path, (when[0], when[0]))
+        return when[0]
+
+    touch(tmp_path / "study.json")
+    for watched in (run / "result.json", run / "curve.json", run / "latents.npz", tmp_path / "identify" / "latents.npz",
+                    tmp_path / "probes.tsv"):
+        written = touch(watched)
+        assert browse.study_stamp(tmp_path) == written, watched
+    before = browse.study_stamp(tmp_path)
+    for ignored in (run / "progress.json", run / "status.json", tmp_path / "progress.json", run / "sub" / "result.json"):
+        touch(ignored)
+        assert browse.study_stamp(tmp_path) == before, ignored

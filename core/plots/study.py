@@ -138,6 +138,8 @@ def latent_point_rows(points: pd.DataFrame, selected: list[dict]) -> list[int]:
     :func:`latent_scatter_figure`, in selection order. Read from each point's trace and index
     (``curve_number``, ``point_index``): its ``customdata`` comes back as a list or, for a numpy
     array, as a typed array's dict, depending on the plotly version."""
+    if not selected:  # every rerun without a selection asks: no grouping for nothing
+        return []
     positions = [part.index.to_numpy() for _, part in points.reset_index(drop=True).groupby("language", sort=True)]
     return [int(positions[p["curve_number"]][p["point_index"]]) for p in selected]
 

@@ -7,6 +7,7 @@ study wrote when it planned the run), and the shipped studies' labels are made h
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -117,10 +118,29 @@ def _progress_text(study_dir, status: dict, state, phase: str, done: int, total:
 def study_stamp(study_dir: str | Path) -> float:
     """Newest modification time of what the pages read: a page's cache is fresh while this is unchanged."""
     study_dir = Path(study_dir)
-    # Not progress or status files: they change every few steps while nothing new can be drawn.
-    watched = [study_dir / "study.json", *study_dir.glob("*.tsv"), *study_dir.glob("*/latents.npz"),
-               *(p for name in ("result.json", "curve.json", "latents.npz") for p in study_dir.glob(f"runs/*/{name}"))]
-    return max((p.stat().st_mtime for p in watched if p.exists()), default=0.0)
+    # Not progress or status files: they change every few steps while nothing new can be drawn. Every rerun of a
+    # study page asks, so each candidate costs one stat (globbing, then exists() and stat(), cost three: 0.14 s
+    # a rerun at 275 runs, half the Latent space page's rerun).
+    runs = [entry.path for entry in _scan(study_dir / "runs") if entry.is_dir()]
+    watched = [study_dir / "study.json", *study_dir.glob("*.tsv"),
+               *(Path(entry.path) / "latents.npz" for entry in _scan(study_dir) if entry.is_dir()),
+               *(Path(run) / name for run in runs for name in ("result.json", "curve.json", "latents.npz"))]
+    return max((_mtime(p) for p in watched), default=0.0)
+
+
+def _scan(folder: Path) -> list:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def convergence_view(study_dir: str | Path) -> dict:

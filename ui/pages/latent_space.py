@@ -32,6 +32,13 @@ def cached_points(folder: str, run: dict, kind: str, method: str, stamp: float) 
     return browse.latent_points(folder, run, kind, method)
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def cached_scatter(folder: str, run: dict, kind: str, method: str, stamp: float, title: str):
+    """The scatter, built once per run, latent and projection: every click reruns the page, and st.plotly_chart
+    reads the figure without changing it."""
+    return plots.latent_scatter_figure(cached_points(folder, run, kind, method, stamp), title)
+
+
 @st.cache_data
 def cached_probes(folder: str, stamp: float) -> tuple[pd.DataFrame, str | None]:
     try:
@@ -67,7 +74,8 @@ show_text(f"Run: {condition} -> {target}, seed {seed}" + (f", {int(run['pretrain
                                                            if pd.notna(run["pretrain_epochs"]) else "")
            + f" · {points.attrs['sample_note']} · data: {portable(points['dataset_root'].iloc[0])}")
 model = browse.latent_model_name(condition, target, study)
-event = st.plotly_chart(plots.latent_scatter_figure(points, f"{kind} of {model} (seed {seed}), {method.upper()}"),
+event = st.plotly_chart(cached_scatter(str(study), run, kind, method, stamp,
+                                       f"{kind} of {model} (seed {seed}), {method.upper()}"),
                         on_select="rerun", key="latent_scatter", selection_mode=("points", "box", "lasso"))
 selected = plots.latent_point_rows(points, event.selection.points) if event and event.selection else []
 if not selected:
