@@ -249,12 +249,11 @@ def fit_backend(model: GMMSupervector, balanced: bool, x: np.ndarray, y: np.ndar
     return _fold_backend(model, _backend(model.config.backend, model.config, balanced).fit(x, y, rows), n_labels)
 
 
-def _backend(kind: str, cfg: GMMSupervectorConfig, balanced: bool, start=None):
+def _backend(kind: str, cfg: GMMSupervectorConfig, balanced: bool, start: LogisticBackend | None = None):
     """A fresh backend; a logistic one starts its solver from ``start`` (a fitted one), a Gaussian one ignores it."""
     if kind == "gauss":
         return GaussianBackend(dim=cfg.backend_dim)
-    return LogisticBackend(c=cfg.inverse_regularization, balanced=balanced,
-                           start=start if isinstance(start, LogisticBackend) else None)
+    return LogisticBackend(c=cfg.inverse_regularization, balanced=balanced, start=start)
 
 
 def _fit_backends(model: GMMSupervector, cfg: GMMSupervectorConfig, balanced: bool, store: vectors.VectorStore,

@@ -119,8 +119,7 @@ def study_stamp(study_dir: str | Path) -> float:
     """Newest modification time of what the pages read: a page's cache is fresh while this is unchanged."""
     study_dir = Path(study_dir)
     # Not progress or status files: they change every few steps while nothing new can be drawn. Every rerun of a
-    # study page asks, so each candidate costs one stat (globbing, then exists() and stat(), cost three: 0.14 s
-    # a rerun at 275 runs, half the Latent space page's rerun).
+    # study page asks, so each candidate costs one stat (globbing, then exists() and stat(), cost about three).
     runs = [entry.path for entry in _scan(study_dir / "runs") if entry.is_dir()]
     watched = [study_dir / "study.json", *study_dir.glob("*.tsv"),
                *(Path(entry.path) / "latents.npz" for entry in _scan(study_dir) if entry.is_dir()),
