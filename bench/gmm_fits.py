@@ -42,14 +42,15 @@ def capture(size: int, root: Path) -> Path:
     out = root / f"{size}x"
     if (out / "rows.npz").exists():
         return out
-    data = scale.replicate(size, out / "data") if not (out / "data").exists() else out / "data"
+    data = scale.replicate(size, out / "data")  # rewritten whole: a replica cut short is never reused
 
     def dump(model, cfg, balanced, store, units, n_labels, report):
         owner = np.repeat(np.arange(len(units)), store.counts)
         np.save(out / "x.npy", np.asarray(store.rows()))
         np.savez(out / "rows.npz", y=np.array([u.target for u in units])[owner],
                  part=np.array([u.part for u in units])[owner],
-                 groups=np.array([u.speaker for u in units], dtype=str)[owner], balanced=balanced, c=cfg.inverse_regularization, dim=cfg.backend_dim, n_labels=n_labels)
+                 groups=np.array([u.speaker for u in units], dtype=str)[owner], balanced=balanced,
+                 c=cfg.inverse_regularization, dim=cfg.backend_dim, n_labels=n_labels)
         raise _Captured
 
     fit_backends, gmm._fit_backends = gmm._fit_backends, dump
