@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -164,6 +165,25 @@ def test_the_leak_check_after_a_cached_read_opens_only_clips_that_changed(cv_sam
     with pytest.raises(datasets.SpeakerLeakError, match="same audio in more than one split"):
         datasets.check_leakage(split)
     assert opened == [test]
+
+
+def test_a_scan_in_batches_gives_each_clip_its_own_row_and_leaves_no_file_open(cv_sample, tmp_path, monkeypatch):
+    """Clips are opened a batch at a time (their heads asked of the disk together): rows stay in order across
+    batches, a missing file or a folder gets size -1 or no duration, and every handle is closed."""
+    monkeypatch.setattr(clipscan, "BATCH", 3)
+    monkeypatch.setattr(clipscan, "_remembered", clipscan._remembered.iloc[:0])
+    clips = [str(p) for p in sorted(cv_sample.glob("*/clips/*.mp3"))[:5]]
+    paths = [*clips[:2], str(tmp_path / "gone.mp3"), *clips[2:], str(tmp_path)]
+    open_before = len(os.listdir("/proc/self/fd"))
+    scan = clipscan.scan_clips(paths)
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert list(scan.index) == paths
+    assert scan.loc[str(tmp_path / "gone.mp3"), "size"] == -1
+    assert np.isnan(scan.loc[str(tmp_path), "seconds"])
+    sizes = [os.path.getsize(p) for p in clips]
+    assert scan.loc[clips, "size"].tolist() == sizes and scan.loc[clips, "seconds"].gt(1).all()
+    alone = pd.concat([clipscan.scan_clips([p]) for p in clips])
+    assert scan.loc[clips, "head"].tolist() == alone["head"].tolist()
 
 
 def test_mp3_durations_come_from_the_head_and_agree_with_libsndfile(cv_sample):
