@@ -167,3 +167,17 @@ def test_the_cli_names_an_unreachable_scheduler_before_planning(in_process, tmp_
                  "--scheduler", address])
     assert code != 0 and f"could not reach the Dask scheduler at {address}" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # refused before any work
+
+
+def test_the_local_cluster_s_workers_keep_glibc_s_own_malloc_thresholds():
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers, which pins glibc's mmap threshold: every tensor
+    above 128 kB was then mapped and unmapped again, and a study's training ran 2.5x slower on the local cluster
+    than in one process. The local cluster leaves it unset, in its workers and in this process."""
+    from core.study import cluster as study_cluster
+
+    with study_cluster.session(None, 2) as client:
+        seen = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.getpid()))
+        threads = [w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    assert len(seen) == 2 and threads == [1, 1]
+    assert [value for value, _ in seen.values()] == [None, None]
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -211,13 +212,16 @@ def _train_all(study_dir: Path, workers: int | None, scheduler: str | None,
 def _train_on_dask(client, study_dir: Path, waiting: list, tally: _Tally) -> None:
     from distributed import as_completed
 
-    token = uuid.uuid4().hex[:8]  # keys unique to this invocation: two studies may share run names
+    # Keys unique to this invocation (two studies may share run names), and named by the job's kind alone: Dask
+    # groups tasks by that name, so it learns how long a kind of job takes and hands jobs out as workers free up
+    # (a key per run's names made each task its own group, which it timed at a default 0.5 s).
+    token, numbers = uuid.uuid4().hex[:8], itertools.count()
     jobs, arrived = {}, as_completed()
 
     def submit_ready() -> None:
         for kind, items in [job for job in waiting if not _needs(*job, tally.pending_pretrain)]:
             waiting.remove((kind, items))
-            key = f"{study_dir.name}/{kind}/{'+'.join(map(str, items))}/{token}"
+            key = (f"{kind}-{token}", next(numbers))
             future = client.submit(run_job, study_dir, kind, items, key=key, pure=False)
             jobs[future.key] = (kind, items)
             arrived.add(future)
