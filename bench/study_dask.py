@@ -9,7 +9,10 @@ dose, no autoencoder) is planned once; each measurement trains a fresh copy of i
 * in-process: ``core.study.run._train_all`` with one worker (no Dask);
 * Dask, 1 worker and 2 workers: the same call pointed at a LocalCluster's scheduler
   (``scheduler=`` as ``--scheduler`` gives it), workers started and warmed (project imported)
-  beforehand, so the difference is what each task costs to ship, schedule and report.
+  beforehand, so the difference is what each task costs to ship, schedule and report. Both are set up as
+  the study sets up its own (core/study/dask.yaml);
+* Dask, 2 workers with Dask's defaults: what the study's local cluster was before, the baseline of that
+  setting (its workers' MALLOC_TRIM_THRESHOLD_ pinned glibc's mmap threshold).
 
 Overhead per task, two ways, each against the mean time of one task in-process (the bar: under 5 %):
 (Dask 1 worker - in-process) / tasks, which a shared machine's moving load blurs (measurements
@@ -53,9 +56,11 @@ def trivial_round_trip(cluster, n: int = 50) -> float:
 def main() -> None:
     import logging
 
+    import dask
     from distributed import LocalCluster
 
     from core.paths import CV_SAMPLE_DIR
+    from core.study.cluster import settings
     from core.study.layout import StudyConfig, study_runs
     from core.study.plan import plan_study
     from core.study.run import plan_jobs
@@ -68,21 +73,27 @@ def main() -> None:
     config = replace(StudyConfig(), targets=("es", "fr"), pretrain=("none", "es", "ja"), seeds=args.seeds,
                      budget_steps=args.budget, loss_budgets=(args.budget,), pretrain_epochs=(1,), autoencoder=False,
                      latent_languages=("es", "fr", "ja"), group_size=1)
-    times: dict[str, list[float]] = {"in-process": [], "dask 1 worker": [], "dask 2 workers": []}
+    times: dict[str, list[float]] = {"in-process": [], "dask 1 worker": [], "dask 2 workers": [], "dask 2, defaults": []}
     with tempfile.TemporaryDirectory() as folder:
         planned = plan_study(config, CV_SAMPLE_DIR, Path(folder) / "planned")
         n_runs = len(study_runs(planned))
         first, second = plan_jobs(planned, 1)
         n_tasks = len(first) + len(second)
-        clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None, memory_limit=0,
-                                    silence_logs=logging.ERROR) for n in (1, 2)}
+        def local(n: int, settings: dict) -> LocalCluster:
+            with dask.config.set(settings):
+                return LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None, memory_limit=0,
+                                    silence_logs=logging.ERROR)
+
+        # The study's own local cluster (core/study/dask.yaml), and one with Dask's defaults beside it.
+        clusters = {1: local(1, settings()), 2: local(2, settings()), "defaults": local(2, {})}
         try:
             for cluster in clusters.values():
                 with cluster.get_client() as client:
                     client.run(exec, "import core.study.run")  # warm: imports are start-up, not per task
             round_trip = trivial_round_trip(clusters[1])
             paths = {"in-process": (1, None), "dask 1 worker": (None, clusters[1].scheduler_address),
-                     "dask 2 workers": (None, clusters[2].scheduler_address)}
+                     "dask 2 workers": (None, clusters[2].scheduler_address),
+                     "dask 2, defaults": (None, clusters["defaults"].scheduler_address)}
             for repeat in range(args.repeats):
                 for name in list(paths)[::(-1) ** repeat]:
                     times[name].append(timed(planned, Path(folder), *paths[name]))
@@ -102,6 +113,8 @@ def main() -> None:
     print(f"  round trip of a trivial task on the 1-worker cluster: {round_trip * 1000:.1f} ms "
           f"= {round_trip / per_task:.2%} of a task ({'under' if round_trip / per_task < 0.05 else 'OVER'} the 5 % bar)")
     print(f"  2 workers / 1 worker: {median['dask 1 worker'] / median['dask 2 workers']:.2f}x runs per minute")
+    print(f"  2 workers with Dask's defaults (MALLOC_TRIM_THRESHOLD_=65536, 2 tasks a worker) / the study's local "
+          f"cluster: {median['dask 2, defaults'] / median['dask 2 workers']:.2f}x the time")
 
 
 if __name__ == "__main__":

@@ -37,11 +37,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(module: str, *args: str, cwd=ROOT, env_path: str | None = str(ROOT)) -> subprocess.Popen:
+def start(module: str, *args: str, cwd=ROOT, env_path: str | None = str(ROOT), extra_env: dict | None = None
+          ) -> subprocess.Popen:
     """``python -m module`` with the project on PYTHONPATH; with ``env_path=None``, a Python that has the
     dependencies but not the project, as on a machine without it: site's .pth files (the editable install of
     `make setup`) are skipped by ``-S``, and the site-packages folders are given by hand."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(extra_env or {})}
     flags = []
     if env_path:
         env["PYTHONPATH"] = env_path
@@ -181,3 +182,27 @@ def test_the_local_cluster_s_workers_keep_glibc_s_own_malloc_thresholds():
     assert len(seen) == 2 and threads == [1, 1]
     assert [value for value, _ in seen.values()] == [None, None]
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
+@pytest.mark.parametrize("export", [False, True])
+def test_workers_started_with_dask_s_malloc_setting_are_named_with_the_config_that_fixes_it(export, capfd):
+    from core.study.cluster import check_workers
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {"DASK_CONFIG": str(ROOT / "core" / "study" / "dask.yaml")} if export else {}  # as the README says
+    processes = [start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")]
+    try:
+        processes.append(start("distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
+                               "--host", "127.0.0.1", extra_env=env))  # with a nanny, as `dask worker` starts
+        client = connect(address)
+        try:
+            check_workers(client, [ROOT])
+        finally:
+            client.close()
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(10)
+    warned = "MALLOC_TRIM_THRESHOLD_=65536" in capfd.readouterr().err
+    assert warned != export

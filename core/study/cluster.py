@@ -17,19 +17,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterator
 
 from core.errors import DeepLanguageError
 
-# The local cluster's settings. Dask's nanny gives its workers MALLOC_TRIM_THRESHOLD_=65536, and setting that
-# also pins glibc's mmap threshold at 128 kB: every tensor above it was mapped and unmapped again, and a run's
-# training steps took 2.5x as long as in a plain process (9.8 vs 3.9 ms a member-step, a kernel at 100 % system
-# time; bench/study_dask.py). One task per worker at a time: a job held in a busy worker's queue could not go to
-# one that fell idle (it held a 2-worker study's second worker idle for 20 of 70 s).
-LOCAL_CLUSTER = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                 "distributed.scheduler.worker-saturation": 1.0}
+# The Dask settings of a study's cluster, and why (read for the local cluster; given to others by DASK_CONFIG).
+SETTINGS_FILE = Path(__file__).with_name("dask.yaml")
 CONNECT_TIMEOUT_S = 5  # an unreachable scheduler is reported within this (and the worker wait below)
 WORKER_WAIT_S = 5  # a scheduler with no worker yet: how long to wait for the first one
 
@@ -45,7 +41,7 @@ def session(scheduler: str | None, workers: int | None) -> Iterator:
     from distributed import Client, LocalCluster
 
     if not scheduler:
-        with dask.config.set(LOCAL_CLUSTER), warnings.catch_warnings():
+        with dask.config.set(settings()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Port .* is already in use")  # its health-check port moves
             cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=None,
                                    memory_limit=0, silence_logs=logging.ERROR)
@@ -57,6 +53,17 @@ def session(scheduler: str | None, workers: int | None) -> Iterator:
         yield client
     finally:
         client.close()
+
+
+def settings() -> dict:
+    """``SETTINGS_FILE`` as ``dask.config.set`` takes it: one dotted key per setting."""
+    import yaml
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        return {key: value for name, child in tree.items() for key, value in
+                (flat(child, f"{prefix}{name}.") if isinstance(child, dict) else {prefix + name: child}).items()}
+
+    return flat(yaml.safe_load(SETTINGS_FILE.read_text(encoding="utf-8")))
 
 
 def connect(address: str):
@@ -85,7 +92,8 @@ def n_workers(client) -> int:
 
 
 def check_workers(client, paths: list[Path]) -> None:
-    """Refuse, naming what is missing, when a worker cannot import the project or see the study's folders."""
+    """Refuse, naming what is missing, when a worker cannot import the project or see the study's folders;
+    warn, naming the fix, when workers were started with Dask's malloc setting (see ``SETTINGS_FILE``)."""
     def look(paths: list[str]) -> dict:  # a local function: pickled by value, so it runs without the project
         import importlib.util
         import os
@@ -94,7 +102,8 @@ def check_workers(client, paths: list[Path]) -> None:
             code = importlib.util.find_spec("core.study.run") is not None
         except ModuleNotFoundError:  # no "core" package at all
             code = False
-        return {"code": code, "missing": [p for p in paths if not os.path.exists(p)]}
+        return {"code": code, "missing": [p for p in paths if not os.path.exists(p)],
+                "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
     answers = client.run(look, [str(Path(p).resolve()) for p in paths])
     for worker, answer in answers.items():
@@ -106,3 +115,9 @@ def check_workers(client, paths: list[Path]) -> None:
                 f"(start `dask worker` from the repository root, or with PYTHONPATH=<repository>), the packages "
                 f"of requirements.txt, and the dataset, its feature cache and the study folder at the same paths "
                 f"as here (a shared disk).")
+    pinned = sorted(worker for worker, answer in answers.items() if answer.get("trim"))
+    if pinned:
+        print(f"warning: {len(pinned)} Dask worker(s) (e.g. {pinned[0]}) run with MALLOC_TRIM_THRESHOLD_="
+              f"{answers[pinned[0]]['trim']}, Dask's default, which makes the study's training about 2.5x slower "
+              f"there. Start them with `DASK_CONFIG={SETTINGS_FILE} dask worker ...` (that file, at that path on "
+              f"their machine).", file=sys.stderr, flush=True)
