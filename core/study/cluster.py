@@ -60,8 +60,10 @@ def settings() -> dict:
     import yaml
 
     def flat(tree: dict, prefix: str = "") -> dict:
-        return {key: value for name, child in tree.items() for key, value in
-                (flat(child, f"{prefix}{name}.") if isinstance(child, dict) else {prefix + name: child}).items()}
+        keys = {}
+        for name, child in tree.items():
+            keys.update(flat(child, f"{prefix}{name}.") if isinstance(child, dict) else {prefix + name: child})
+        return keys
 
     return flat(yaml.safe_load(SETTINGS_FILE.read_text(encoding="utf-8")))
 
