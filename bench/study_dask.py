@@ -79,8 +79,9 @@ def main() -> None:
         n_runs = len(study_runs(planned))
         first, second = plan_jobs(planned, 1)
         n_tasks = len(first) + len(second)
-        def local(n: int, settings: dict) -> LocalCluster:
-            with dask.config.set(settings):
+
+        def local(n: int, config: dict) -> LocalCluster:
+            with dask.config.set(config):
                 return LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None, memory_limit=0,
                                     silence_logs=logging.ERROR)
 

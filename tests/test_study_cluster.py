@@ -184,13 +184,13 @@ def test_the_local_cluster_s_workers_keep_glibc_s_own_malloc_thresholds():
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
 
 
-@pytest.mark.parametrize("export", [False, True])
-def test_workers_started_with_dask_s_malloc_setting_are_named_with_the_config_that_fixes_it(export, capfd):
+@pytest.mark.parametrize("with_config", [False, True])
+def test_workers_started_with_dask_s_malloc_setting_are_named_with_the_config_that_fixes_it(with_config, capfd):
     from core.study.cluster import check_workers
 
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {"DASK_CONFIG": str(ROOT / "core" / "study" / "dask.yaml")} if export else {}  # as the README says
+    env = {"DASK_CONFIG": str(ROOT / "core" / "study" / "dask.yaml")} if with_config else {}  # as the README says
     processes = [start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")]
     try:
         processes.append(start("distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
@@ -205,4 +205,4 @@ def test_workers_started_with_dask_s_malloc_setting_are_named_with_the_config_th
             process.terminate()
             process.wait(10)
     warned = "MALLOC_TRIM_THRESHOLD_=65536" in capfd.readouterr().err
-    assert warned != export
+    assert warned != with_config
